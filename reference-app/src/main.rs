@@ -1,0 +1,2 @@
+//! reference-app
+fn main() {}
