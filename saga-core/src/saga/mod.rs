@@ -21,3 +21,4 @@ pub use instance::{SagaInstance, SagaStatus, StepState, StepStatus};
 pub use log::{LogStatus, SagaLogEntry};
 
 pub use store::{SagaFilter, SagaLogStore, SagaStore};
+pub use transition::{CommandKind, IgnoreReason, Outcome, SagaCommand, SagaInput, Transition};
