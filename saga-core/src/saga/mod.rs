@@ -21,4 +21,5 @@ pub use instance::{SagaInstance, SagaStatus, StepState, StepStatus};
 pub use log::{LogStatus, SagaLogEntry};
 
 pub use store::{SagaFilter, SagaLogStore, SagaStore};
+pub use orchestrator::Orchestrator;
 pub use transition::{CommandKind, IgnoreReason, Outcome, SagaCommand, SagaInput, Transition};
