@@ -35,5 +35,6 @@ pub use handler::HandlerError;
 pub use idempotency::IdempotencyStore;
 pub use inbox::Inbox;
 pub use outbox::OutboxStore;
+pub use registry::EventRegistry;
 
 pub use retry::{RetryDecision, RetryPolicy};

@@ -147,10 +147,14 @@ pub struct Transition {
 /// The id of a saga's command: UUID v5 of the saga id and `(step, kind, attempt)`.
 pub fn command_id(saga_id: Uuid, step: usize, kind: CommandKind, attempt: u32) -> Uuid {
     let kind = match kind {
-        CommandKind::Forward => "forward",
-        CommandKind::Compensation => "compensation",
+        CommandKind::Forward => 0u8,
+        CommandKind::Compensation => 1u8,
     };
-    Uuid::new_v5(&saga_id, format!("{step}:{kind}:{attempt}").as_bytes())
+    let mut name = [0u8; 13];
+    name[..8].copy_from_slice(&(step as u64).to_be_bytes());
+    name[8] = kind;
+    name[9..].copy_from_slice(&attempt.to_be_bytes());
+    Uuid::new_v5(&saga_id, &name)
 }
 
 /// `now + d`, saturating at the largest representable time instead of overflowing.
