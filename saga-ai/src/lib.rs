@@ -1,1 +1,1 @@
-//! saga-ai
+#![doc = include_str!("../README.md")]

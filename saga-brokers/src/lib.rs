@@ -1,1 +1,1 @@
-//! saga-brokers
+#![doc = include_str!("../README.md")]

@@ -1,1 +1,1 @@
-//! saga-outbox
+#![doc = include_str!("../README.md")]
