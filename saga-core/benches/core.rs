@@ -8,6 +8,8 @@
 //! * `envelope/serde_json_value_roundtrip` is the ceiling: the same document as a plain
 //!   `serde_json::Value`, the least work any JSON envelope can do.
 
+#![allow(missing_docs)] // criterion_group! generates undocumented items
+
 use std::hint::black_box;
 use std::time::Duration;
 

@@ -1,5 +1,7 @@
 //! A running (or finished) saga: where each step stands.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -106,8 +108,9 @@ pub struct SagaInstance {
     /// One entry per step of the definition.
     pub steps: Vec<StepState>,
     /// The saga's data: the start data, plus each success reply's payload under its step name.
-    /// Every command carries it as payload.
-    pub data: serde_json::Value,
+    /// Every command carries it as payload. Shared (`Arc`), so a transition copies it only
+    /// when a reply adds to it.
+    pub data: Arc<serde_json::Value>,
     /// Why the saga is compensating or failed.
     pub failure: Option<String>,
     /// When the awaited reply is due; `None` when nothing is awaited with a deadline.

@@ -21,6 +21,8 @@
 //! assert_eq!(done.instance.status, SagaStatus::Completed);
 //! ```
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -68,7 +70,7 @@ pub struct SagaCommand {
     /// The command's event type.
     pub event_type: String,
     /// The saga data at the time of sending.
-    pub payload: serde_json::Value,
+    pub payload: Arc<serde_json::Value>,
     /// The reply that led to it, if any.
     pub caused_by: Option<Uuid>,
 }
@@ -80,7 +82,7 @@ impl SagaCommand {
         let mut env = Envelope::new(
             self.event_type.clone(),
             self.aggregate_id.clone(),
-            self.payload.clone(),
+            serde_json::Value::clone(&self.payload),
         )
         .with_id(self.id)
         .with_correlation_id(self.saga_id)
@@ -186,7 +188,7 @@ pub fn start(
         aggregate_id: aggregate_id.into(),
         status: SagaStatus::Running,
         steps: vec![StepState::new(); def.steps().len()],
-        data,
+        data: Arc::new(data),
         failure: None,
         deadline: None,
         version: 0,
@@ -376,7 +378,7 @@ impl<'d> Run<'d> {
         state.finished_at = Some(self.now);
         if success {
             state.status = StepStatus::Completed;
-            if let serde_json::Value::Object(map) = &mut self.instance.data {
+            if let serde_json::Value::Object(map) = Arc::make_mut(&mut self.instance.data) {
                 map.insert(step.name.clone(), env.payload.clone());
             }
             self.record(i, &env.event_type, env.event_id, LogStatus::Completed, None);
