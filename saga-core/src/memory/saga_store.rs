@@ -124,7 +124,7 @@ impl SagaStore for MemorySagaStore {
             .filter(|i| filter.saga.as_ref().is_none_or(|s| &i.saga == s))
             .filter(|i| filter.status.is_none_or(|s| i.status == s))
             .collect();
-        out.sort_by(|a, b| (b.created_at, b.id).cmp(&(a.created_at, a.id)));
+        out.sort_by_key(|i| std::cmp::Reverse((i.created_at, i.id)));
         let limit = filter.limit.unwrap_or(usize::MAX);
         Ok(out.into_iter().take(limit).cloned().collect())
     }
