@@ -4,11 +4,16 @@
 //! Each passes the same conformance suites (see the `testkit` feature) as the SQL and broker
 //! adapters.
 
-pub mod dead_letter;
-pub use dead_letter::MemoryDeadLetterStore;
 #[cfg(feature = "tokio")]
 pub mod broker;
+pub mod dead_letter;
 pub mod idempotency;
 pub mod inbox;
 pub mod outbox;
 pub mod saga_store;
+
+pub use dead_letter::MemoryDeadLetterStore;
+pub use idempotency::MemoryIdempotencyStore;
+pub use inbox::MemoryInbox;
+pub use outbox::MemoryOutbox;
+pub use saga_store::MemorySagaStore;

@@ -161,7 +161,7 @@ mod tests {
             aggregate_id: "a".into(),
             status: SagaStatus::Running,
             steps: Vec::new(),
-            data: serde_json::Value::Null,
+            data: std::sync::Arc::new(serde_json::Value::Null),
             failure: None,
             deadline: None,
             version: 1,

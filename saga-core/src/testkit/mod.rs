@@ -6,3 +6,5 @@
 
 pub mod broker;
 pub mod stores;
+
+pub use stores::{StoreFeatures, TestStores};

@@ -37,11 +37,11 @@ fn instance(saga: &str, status: SagaStatus, created_at: DateTime<Utc>) -> SagaIn
         aggregate_id: unique("order"),
         status,
         steps,
-        data: serde_json::json!({
+        data: std::sync::Arc::new(serde_json::json!({
             "order": { "total_minor": 12_500, "currency": "EUR", "items": [1, 2, 3] },
             "reserve": { "reservation_id": "r-1" },
             "note": "ünïcödé ✓",
-        }),
+        })),
         failure: Some("card declined".to_owned()),
         deadline: Some(created_at + Duration::seconds(30)),
         version: 0,
@@ -54,7 +54,7 @@ fn instance(saga: &str, status: SagaStatus, created_at: DateTime<Utc>) -> SagaIn
 fn next(mut saga: SagaInstance, at: DateTime<Utc>, marker: usize) -> SagaInstance {
     saga.version += 1;
     saga.updated_at = at;
-    saga.data["marker"] = serde_json::json!(marker);
+    std::sync::Arc::make_mut(&mut saga.data)["marker"] = serde_json::json!(marker);
     saga
 }
 
@@ -69,7 +69,7 @@ pub async fn saga_create_load_round_trip(stores: TestStores) {
     bare.steps.clear();
     bare.failure = None;
     bare.deadline = None;
-    bare.data = serde_json::Value::Null;
+    bare.data = std::sync::Arc::new(serde_json::Value::Null);
     stores
         .sagas
         .create(&bare)
@@ -87,7 +87,7 @@ pub async fn saga_create_twice_is_already_exists(stores: TestStores) {
     let saga = instance(&unique("order-saga"), SagaStatus::Running, now(&stores));
     stores.sagas.create(&saga).await.must("sagas.create");
     let mut again = saga.clone();
-    again.data = serde_json::json!({ "second": true });
+    again.data = std::sync::Arc::new(serde_json::json!({ "second": true }));
     let err = must_fail(
         stores.sagas.create(&again).await,
         "creating an existing saga id",
