@@ -59,15 +59,26 @@ fn order_event() -> Envelope {
 fn saga_transition(c: &mut Criterion) {
     let def = order_saga();
     let now = chrono::Utc::now();
-    let started = transition::start(&def, uuid::Uuid::now_v7(), "order-1", order_event().payload, now);
+    let started = transition::start(
+        &def,
+        uuid::Uuid::now_v7(),
+        "order-1",
+        order_event().payload,
+        now,
+    );
     let reply = Envelope::new("fraud.done", "order-1", serde_json::json!({"score": 0.02}))
         .caused_by(&started.commands[0].to_envelope(now));
     let mut group = c.benchmark_group("saga");
     group.throughput(Throughput::Elements(1));
     group.bench_function("transition", |b| {
         b.iter(|| {
-            transition::handle(&def, black_box(&started.instance), SagaInput::Reply(black_box(&reply)), now)
-                .expect("applies")
+            transition::handle(
+                &def,
+                black_box(&started.instance),
+                SagaInput::Reply(black_box(&reply)),
+                now,
+            )
+            .expect("applies")
         })
     });
     group.finish();

@@ -20,6 +20,6 @@ pub use definition::{Compensation, SagaDefinition, StepDefinition};
 pub use instance::{SagaInstance, SagaStatus, StepState, StepStatus};
 pub use log::{LogStatus, SagaLogEntry};
 
-pub use store::{SagaFilter, SagaLogStore, SagaStore};
 pub use orchestrator::Orchestrator;
+pub use store::{SagaFilter, SagaLogStore, SagaStore};
 pub use transition::{CommandKind, IgnoreReason, Outcome, SagaCommand, SagaInput, Transition};

@@ -90,7 +90,8 @@ impl Orchestrator {
     /// Applies a participant's reply to its saga (found by the reply's `correlation_id`).
     /// Returns the transition's outcome; a reply for an unknown saga is `Error::NotFound`.
     pub async fn handle_reply(&self, reply: &Envelope) -> Result<Outcome> {
-        self.apply(reply.correlation_id, SagaInput::Reply(reply)).await
+        self.apply(reply.correlation_id, SagaInput::Reply(reply))
+            .await
     }
 
     /// Applies a passed deadline to one saga.
