@@ -139,7 +139,9 @@ async fn messages_before_the_first_subscribe_are_not_kept() {
 async fn resubscribing_with_other_settings_is_rejected() {
     let broker = memory_broker();
     let _s = subscribe(&broker, &Subscription::new("s", ["order.*"])).await;
-    let other_patterns = broker.subscribe(&Subscription::new("s", ["payment.*"])).await;
+    let other_patterns = broker
+        .subscribe(&Subscription::new("s", ["payment.*"]))
+        .await;
     assert!(matches!(other_patterns, Err(Error::InvalidArgument(_))));
     let now_ordered = broker
         .subscribe(&Subscription::new("s", ["order.*"]).ordered())

@@ -293,7 +293,10 @@ impl Lane {
     /// Lifts the park of dead letter `id` on `key`, if it holds it.
     fn unpark(&mut self, key: &str, id: Uuid) {
         if let Lane::Ordered(o) = self {
-            if o.keys.get(key).is_some_and(|k| k.state == KeyState::Parked(id)) {
+            if o.keys
+                .get(key)
+                .is_some_and(|k| k.state == KeyState::Parked(id))
+            {
                 o.release(key);
             }
         }

@@ -3,11 +3,29 @@
 //!
 //! An adapter's test file is one macro call with an async factory:
 //!
-//! ```ignore
-//! async fn broker() -> saga_core::testkit::broker::TestBroker {
-//!     // build the adapter under test
+//! ```
+//! use std::sync::Arc;
+//! use saga_core::SystemClock;
+//! use saga_core::memory::MemoryDeadLetterStore;
+//! use saga_core::memory::broker::{DeadLetterReplay, MemoryBroker};
+//! use saga_core::testkit::broker::{BrokerFeatures, TestBroker};
+//!
+//! async fn broker() -> TestBroker {
+//!     let broker = MemoryBroker::new(Arc::new(MemoryDeadLetterStore::default()), Arc::new(SystemClock));
+//!     TestBroker {
+//!         publisher: Arc::new(broker.clone()),
+//!         subscriber: Arc::new(broker.clone()),
+//!         dead_letters: broker.dead_letters().clone(),
+//!         replay: Some(Arc::new(broker) as Arc<dyn DeadLetterReplay>),
+//!         // An adapter switches off what it cannot do, e.g.
+//!         // `BrokerFeatures { parks_poison_keys: false, ..BrokerFeatures::full() }`;
+//!         // the cases needing it then print SKIPPED.
+//!         features: BrokerFeatures::full(),
+//!     }
 //! }
+//!
 //! saga_core::broker_conformance_tests!(broker);
+//! # fn main() {}
 //! ```
 //!
 //! Every case calls the factory once. Cases use their own subscription names and event types
@@ -288,12 +306,7 @@ impl Ctx {
     }
 }
 
-async fn recv(
-    stream: &mut DeliveryStream,
-    timeout: Duration,
-    case: &str,
-    what: &str,
-) -> Delivery {
+async fn recv(stream: &mut DeliveryStream, timeout: Duration, case: &str, what: &str) -> Delivery {
     match __tokio::time::timeout(timeout, stream.next()).await {
         Ok(Some(Ok(d))) => d,
         Ok(Some(Err(e))) => panic!("{case}: waiting for {what}: the stream failed: {e}"),
@@ -318,7 +331,10 @@ pub async fn routing_star_and_hash(b: TestBroker) {
     let mut streams = Vec::new();
     for (what, pattern) in &subs {
         let name = c.name(what);
-        streams.push(c.subscribe(&Subscription::new(name, [pattern.clone()])).await);
+        streams.push(
+            c.subscribe(&Subscription::new(name, [pattern.clone()]))
+                .await,
+        );
     }
     let published = [
         "order.placed",
@@ -440,17 +456,23 @@ pub async fn prefetch_bounds_unsettled_deliveries(b: TestBroker) {
     c.publish(&batch).await;
 
     let held = c.recv(&mut holder, "the held delivery").await;
+    // Messages are waiting, but the holder is at its limit.
+    c.quiet(&mut holder, "the holder at its prefetch limit")
+        .await;
     let mut got = BTreeSet::from([held.envelope.event_id]);
     for _ in 1..batch.len() {
         let d = c
-            .recv(&mut worker, "the competitor's delivery while the other holds one")
+            .recv(
+                &mut worker,
+                "the competitor's delivery while the other holds one",
+            )
             .await;
         assert!(got.insert(d.envelope.event_id), "{}: duplicate", c.case);
         c.ack(d).await;
     }
-    c.quiet(&mut holder, "the holder at its prefetch limit")
-        .await;
     c.ack(held).await;
+    c.quiet(&mut holder, "the holder after everything was handled")
+        .await;
     let want: BTreeSet<Uuid> = batch.iter().map(|e| e.event_id).collect();
     assert_eq!(got, want, "{}", c.case);
 }
@@ -865,7 +887,9 @@ pub async fn empty_batch_is_fine(b: TestBroker) {
     c.publish(&[]).await;
     let msg = c.envelope("order.placed", &c.key("o"), 0);
     c.publish(std::slice::from_ref(&msg)).await;
-    let d = c.recv(&mut stream, "the message after an empty batch").await;
+    let d = c
+        .recv(&mut stream, "the message after an empty batch")
+        .await;
     assert_eq!(d.envelope, msg, "{}", c.case);
     c.ack(d).await;
     c.quiet(&mut stream, "after one message").await;
