@@ -1,1 +1,732 @@
-//! (being written)
+//! In-memory broker: topic routing, competing consumers, delayed retry, dead letters and
+//! per-key order, all inside one process.
+//!
+//! Semantics, as an AMQP topic exchange with one queue per subscription name:
+//!
+//! * A subscription (queue) exists from the first [`Subscriber::subscribe`] of its name and then
+//!   for the life of the broker, also while no consumer is attached. Messages published before
+//!   the first subscribe of a name are not kept for it, as with a freshly declared AMQP queue.
+//!   The first subscribe fixes the patterns and the ordering; a later subscribe of the same name
+//!   with other patterns or ordering is an [`Error::InvalidArgument`].
+//! * Subscribers of one name compete: each message goes to one of them, and each holds at most
+//!   `prefetch` unsettled deliveries.
+//! * [`Delivery::retry`](crate::Delivery::retry) makes the message visible again no earlier
+//!   than the delay later (tokio time, so tests may pause it); a delivery dropped unsettled is
+//!   queued again at once. Both count as a new attempt.
+//! * Ordered subscriptions keep at most one message per `aggregate_id` in flight; a retried
+//!   message stays at the head of its key, and a dead-lettered one parks its key until the dead
+//!   letter is replayed ([`MemoryBroker::replay_dead_letter`]) or discarded
+//!   ([`MemoryBroker::discard_dead_letter`]). Other keys keep flowing.
+//! * [`MemoryBroker::close`] ends every stream.
+//!
+//! Consumers wait on a [`Notify`] (and a timer for the next delayed message): no polling.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> saga_core::Result<()> {
+//! use std::sync::Arc;
+//! use futures_util::StreamExt;
+//! use saga_core::{Envelope, Publisher, Subscriber, Subscription, SystemClock};
+//! use saga_core::memory::{broker::MemoryBroker, MemoryDeadLetterStore};
+//!
+//! let broker = MemoryBroker::new(Arc::new(MemoryDeadLetterStore::default()), Arc::new(SystemClock));
+//! let mut stream = broker.subscribe(&Subscription::new("billing", ["order.*"])).await?;
+//! broker.publish(&[Envelope::new("order.placed", "order-1", serde_json::json!({}))]).await?;
+//! let delivery = stream.next().await.expect("open")?;
+//! assert_eq!(delivery.envelope.event_type, "order.placed");
+//! delivery.ack().await?;
+//! # Ok(()) }
+//! ```
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::future::select;
+use tokio::sync::Notify;
+use tokio::time::{Instant, sleep_until};
+use uuid::Uuid;
+
+use crate::broker::{Acker, Delivery, DeliveryStream, Publisher, Subscriber, Subscription};
+use crate::clock::SharedClock;
+use crate::dead_letter::{DeadLetter, DeadLetterStore, ReplayOutcome};
+use crate::envelope::Envelope;
+use crate::error::{Error, Result};
+use crate::topic::{TopicPattern, matches_any};
+
+/// Hands dead letters back to the broker that produced them.
+///
+/// A broker that parks poison keys must unpark them on replay or discard, which a
+/// [`DeadLetterStore`] alone cannot do; brokers that support it implement this trait.
+#[async_trait]
+pub trait DeadLetterReplay: Send + Sync {
+    /// Marks the dead letter replayed and delivers its message again to its subscription only
+    /// (at the head of its key, if ordered), unparking the key. Returns `false` if it was
+    /// replayed or discarded before (nothing is delivered then).
+    async fn replay_dead_letter(&self, id: Uuid) -> Result<bool>;
+
+    /// Marks the dead letter discarded and unparks its key, so the later messages of the key
+    /// flow in order. Returns `false` if it was not pending.
+    async fn discard_dead_letter(&self, id: Uuid) -> Result<bool>;
+}
+
+/// A process-local broker. Clones share the same queues.
+#[derive(Clone)]
+pub struct MemoryBroker {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for MemoryBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.shared.lock();
+        f.debug_struct("MemoryBroker")
+            .field("subscriptions", &state.queues.keys().collect::<Vec<_>>())
+            .field("closed", &state.closed)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Shared {
+    state: Mutex<State>,
+    dead_letters: Arc<dyn DeadLetterStore>,
+    clock: SharedClock,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[derive(Default)]
+struct State {
+    closed: bool,
+    queues: HashMap<String, Queue>,
+    /// Tie-breaker for delayed entries due at the same instant.
+    seq: u64,
+}
+
+/// One subscription's queue.
+struct Queue {
+    patterns: Vec<TopicPattern>,
+    ordered: bool,
+    lane: Lane,
+    notify: Arc<Notify>,
+}
+
+/// A queued message and the attempt number its next delivery will carry.
+struct Msg {
+    envelope: Envelope,
+    attempt: u32,
+}
+
+enum Lane {
+    Unordered(Unordered),
+    Ordered(Ordered),
+}
+
+#[derive(Default)]
+struct Unordered {
+    ready: VecDeque<Msg>,
+    delayed: BTreeMap<(Instant, u64), Msg>,
+}
+
+#[derive(Default)]
+struct Ordered {
+    keys: HashMap<String, Key>,
+    /// Keys that are idle with a message waiting; each at most once.
+    ready: VecDeque<String>,
+    /// Keys whose head waits for a retry delay.
+    delayed: BTreeMap<(Instant, u64), String>,
+}
+
+struct Key {
+    queue: VecDeque<Msg>,
+    state: KeyState,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum KeyState {
+    /// Nothing in flight; in `Ordered::ready` if the queue is not empty.
+    Idle,
+    /// Its head is with a consumer.
+    InFlight,
+    /// Its head waits for a retry delay (in `Ordered::delayed`).
+    Waiting,
+    /// Its last message was dead-lettered; waits for replay or discard of this letter.
+    Parked(Uuid),
+}
+
+impl Lane {
+    fn new(ordered: bool) -> Self {
+        if ordered {
+            Lane::Ordered(Ordered::default())
+        } else {
+            Lane::Unordered(Unordered::default())
+        }
+    }
+
+    fn push(&mut self, msg: Msg) {
+        match self {
+            Lane::Unordered(u) => u.ready.push_back(msg),
+            Lane::Ordered(o) => {
+                let key = msg.envelope.aggregate_id.clone();
+                let entry = o.keys.entry(key.clone()).or_insert_with(|| Key {
+                    queue: VecDeque::new(),
+                    state: KeyState::Idle,
+                });
+                let was_empty = entry.queue.is_empty();
+                entry.queue.push_back(msg);
+                if entry.state == KeyState::Idle && was_empty {
+                    o.ready.push_back(key);
+                }
+            }
+        }
+    }
+
+    /// Makes every delayed message due at `now` visible.
+    fn promote(&mut self, now: Instant) {
+        match self {
+            Lane::Unordered(u) => {
+                while let Some(entry) = u.delayed.first_entry() {
+                    if entry.key().0 > now {
+                        break;
+                    }
+                    u.ready.push_back(entry.remove());
+                }
+            }
+            Lane::Ordered(o) => {
+                while let Some(entry) = o.delayed.first_entry() {
+                    if entry.key().0 > now {
+                        break;
+                    }
+                    let key = entry.remove();
+                    if let Some(k) = o.keys.get_mut(&key) {
+                        if k.state == KeyState::Waiting {
+                            k.state = KeyState::Idle;
+                            if !k.queue.is_empty() {
+                                o.ready.push_back(key);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        match self {
+            Lane::Unordered(u) => u.delayed.keys().next().map(|k| k.0),
+            Lane::Ordered(o) => o.delayed.keys().next().map(|k| k.0),
+        }
+    }
+
+    fn take(&mut self) -> Option<Msg> {
+        match self {
+            Lane::Unordered(u) => u.ready.pop_front(),
+            Lane::Ordered(o) => {
+                while let Some(key) = o.ready.pop_front() {
+                    let Some(k) = o.keys.get_mut(&key) else {
+                        continue;
+                    };
+                    if k.state != KeyState::Idle {
+                        continue;
+                    }
+                    if let Some(msg) = k.queue.pop_front() {
+                        k.state = KeyState::InFlight;
+                        return Some(msg);
+                    }
+                }
+                None
+            }
+        }
+    }
+
+    /// The in-flight message of `key` was acked.
+    fn acked(&mut self, key: &str) {
+        if let Lane::Ordered(o) = self {
+            o.release(key);
+        }
+    }
+
+    /// Puts an in-flight message back, visible at once (`None`) or from `at` on.
+    fn requeue(&mut self, msg: Msg, at: Option<Instant>, seq: u64) {
+        match self {
+            Lane::Unordered(u) => match at {
+                None => u.ready.push_front(msg),
+                Some(at) => {
+                    u.delayed.insert((at, seq), msg);
+                }
+            },
+            Lane::Ordered(o) => {
+                let key = msg.envelope.aggregate_id.clone();
+                let entry = o.keys.entry(key.clone()).or_insert_with(|| Key {
+                    queue: VecDeque::new(),
+                    state: KeyState::InFlight,
+                });
+                entry.queue.push_front(msg);
+                match at {
+                    None => {
+                        entry.state = KeyState::Idle;
+                        o.ready.push_back(key);
+                    }
+                    Some(at) => {
+                        entry.state = KeyState::Waiting;
+                        o.delayed.insert((at, seq), key);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The in-flight message of `key` is being dead-lettered as `id`: park the key.
+    fn park(&mut self, key: &str, id: Uuid) {
+        if let Lane::Ordered(o) = self {
+            if let Some(k) = o.keys.get_mut(key) {
+                k.state = KeyState::Parked(id);
+            }
+        }
+    }
+
+    /// Lifts the park of dead letter `id` on `key`, if it holds it.
+    fn unpark(&mut self, key: &str, id: Uuid) {
+        if let Lane::Ordered(o) = self {
+            if o.keys
+                .get(key)
+                .is_some_and(|k| k.state == KeyState::Parked(id))
+            {
+                o.release(key);
+            }
+        }
+    }
+
+    /// Delivers a replayed dead letter again: at the head of its key, unparking it.
+    fn replay(&mut self, msg: Msg, id: Uuid) {
+        match self {
+            Lane::Unordered(u) => u.ready.push_back(msg),
+            Lane::Ordered(o) => {
+                let key = msg.envelope.aggregate_id.clone();
+                let entry = o.keys.entry(key.clone()).or_insert_with(|| Key {
+                    queue: VecDeque::new(),
+                    state: KeyState::Idle,
+                });
+                let was_empty = entry.queue.is_empty();
+                entry.queue.push_front(msg);
+                match entry.state {
+                    KeyState::Parked(p) if p == id => {
+                        entry.state = KeyState::Idle;
+                        o.ready.push_back(key);
+                    }
+                    KeyState::Idle if was_empty => o.ready.push_back(key),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Messages waiting (not in flight).
+    fn len(&self) -> usize {
+        match self {
+            Lane::Unordered(u) => u.ready.len() + u.delayed.len(),
+            Lane::Ordered(o) => o.keys.values().map(|k| k.queue.len()).sum(),
+        }
+    }
+}
+
+impl Ordered {
+    /// Makes `key` idle: queued for delivery if it has messages, forgotten otherwise.
+    fn release(&mut self, key: &str) {
+        let Some(k) = self.keys.get_mut(key) else {
+            return;
+        };
+        k.state = KeyState::Idle;
+        if k.queue.is_empty() {
+            self.keys.remove(key);
+        } else {
+            self.ready.push_back(key.to_owned());
+        }
+    }
+}
+
+impl MemoryBroker {
+    /// A broker writing dead letters to `dead_letters`, stamped with `clock`.
+    pub fn new(dead_letters: Arc<dyn DeadLetterStore>, clock: SharedClock) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State::default()),
+                dead_letters,
+                clock,
+            }),
+        }
+    }
+
+    /// The store dead letters go to.
+    pub fn dead_letters(&self) -> &Arc<dyn DeadLetterStore> {
+        &self.shared.dead_letters
+    }
+
+    /// How many messages wait in a subscription (queued or delayed, not in flight), or `None`
+    /// if no one ever subscribed to that name.
+    pub fn queued(&self, subscription: &str) -> Option<usize> {
+        self.shared
+            .lock()
+            .queues
+            .get(subscription)
+            .map(|q| q.lane.len())
+    }
+
+    /// Shuts the broker down: every stream ends, and publish and subscribe fail with
+    /// [`Error::Closed`]. Deliveries already handed out may still be settled.
+    pub fn close(&self) {
+        let notifies: Vec<Arc<Notify>> = {
+            let mut state = self.shared.lock();
+            state.closed = true;
+            state.queues.values().map(|q| q.notify.clone()).collect()
+        };
+        notifies.iter().for_each(|n| n.notify_waiters());
+    }
+
+    /// Whether [`MemoryBroker::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.shared.lock().closed
+    }
+
+    /// Replays a dead letter: marks it replayed in the store and delivers its message again to
+    /// its subscription only (at the head of its key if ordered, unparking the key), with a
+    /// fresh attempt count. Returns `false` if it was already replayed or discarded.
+    ///
+    /// Fails with [`Error::NotFound`] if the letter, or its subscription on this broker, does
+    /// not exist.
+    pub async fn replay_dead_letter(&self, id: Uuid) -> Result<bool> {
+        let letter = self.shared.dead_letters.get(id).await?;
+        self.ensure_subscription(&letter.subscription)?;
+        match self.shared.dead_letters.replay(id).await? {
+            ReplayOutcome::Replayed(letter) => {
+                let letter = *letter;
+                let msg = Msg {
+                    envelope: letter.envelope,
+                    attempt: 1,
+                };
+                self.with_queue(&letter.subscription, |lane| lane.replay(msg, id));
+                Ok(true)
+            }
+            ReplayOutcome::AlreadyDone(_) => {
+                // Settled elsewhere (through the store directly): do not leave the key parked.
+                let key = letter.envelope.aggregate_id;
+                self.with_queue(&letter.subscription, |lane| lane.unpark(&key, id));
+                Ok(false)
+            }
+        }
+    }
+
+    /// Discards a dead letter: marks it discarded and unparks its key, so the later messages
+    /// of the key flow in order. Returns `false` if it was not pending.
+    ///
+    /// Fails with [`Error::NotFound`] if the letter, or its subscription on this broker, does
+    /// not exist.
+    pub async fn discard_dead_letter(&self, id: Uuid) -> Result<bool> {
+        let letter = self.shared.dead_letters.get(id).await?;
+        self.ensure_subscription(&letter.subscription)?;
+        let discarded = self.shared.dead_letters.discard(id).await?;
+        let key = letter.envelope.aggregate_id;
+        self.with_queue(&letter.subscription, |lane| lane.unpark(&key, id));
+        Ok(discarded)
+    }
+
+    fn ensure_subscription(&self, name: &str) -> Result<()> {
+        if self.shared.lock().queues.contains_key(name) {
+            Ok(())
+        } else {
+            Err(Error::NotFound {
+                entity: "subscription",
+                id: name.to_owned(),
+            })
+        }
+    }
+
+    /// Changes one queue's lane and wakes its consumers.
+    fn with_queue(&self, name: &str, change: impl FnOnce(&mut Lane)) {
+        with_queue(&self.shared, name, change);
+    }
+}
+
+fn with_queue(shared: &Shared, name: &str, change: impl FnOnce(&mut Lane)) {
+    let notify = {
+        let mut state = shared.lock();
+        let Some(queue) = state.queues.get_mut(name) else {
+            return;
+        };
+        change(&mut queue.lane);
+        queue.notify.clone()
+    };
+    notify.notify_waiters();
+}
+
+#[async_trait]
+impl DeadLetterReplay for MemoryBroker {
+    async fn replay_dead_letter(&self, id: Uuid) -> Result<bool> {
+        MemoryBroker::replay_dead_letter(self, id).await
+    }
+
+    async fn discard_dead_letter(&self, id: Uuid) -> Result<bool> {
+        MemoryBroker::discard_dead_letter(self, id).await
+    }
+}
+
+#[async_trait]
+impl Publisher for MemoryBroker {
+    async fn publish(&self, batch: &[Envelope]) -> Result<()> {
+        let mut touched: Vec<Arc<Notify>> = Vec::new();
+        {
+            let mut state = self.shared.lock();
+            if state.closed {
+                return Err(Error::Closed("memory broker".into()));
+            }
+            for envelope in batch {
+                for queue in state.queues.values_mut() {
+                    if matches_any(&queue.patterns, &envelope.event_type) {
+                        queue.lane.push(Msg {
+                            envelope: envelope.clone(),
+                            attempt: 1,
+                        });
+                        if !touched.iter().any(|n| Arc::ptr_eq(n, &queue.notify)) {
+                            touched.push(queue.notify.clone());
+                        }
+                    }
+                }
+            }
+        }
+        touched.iter().for_each(|n| n.notify_waiters());
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Subscriber for MemoryBroker {
+    async fn subscribe(&self, subscription: &Subscription) -> Result<DeliveryStream> {
+        if subscription.name.is_empty() {
+            return Err(Error::InvalidArgument(
+                "the subscription name is empty".into(),
+            ));
+        }
+        if subscription.patterns.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "subscription `{}` has no topic patterns",
+                subscription.name
+            )));
+        }
+        let patterns = subscription
+            .patterns
+            .iter()
+            .map(|p| TopicPattern::parse(p))
+            .collect::<Result<Vec<_>>>()?;
+        let notify = {
+            let mut state = self.shared.lock();
+            if state.closed {
+                return Err(Error::Closed("memory broker".into()));
+            }
+            let queue = state
+                .queues
+                .entry(subscription.name.clone())
+                .or_insert_with(|| Queue {
+                    patterns,
+                    ordered: subscription.ordered,
+                    lane: Lane::new(subscription.ordered),
+                    notify: Arc::new(Notify::new()),
+                });
+            if queue.ordered != subscription.ordered
+                || sorted(queue.patterns.iter().map(TopicPattern::as_str))
+                    != sorted(subscription.patterns.iter().map(String::as_str))
+            {
+                return Err(Error::InvalidArgument(format!(
+                    "subscription `{}` exists with other patterns or ordering",
+                    subscription.name
+                )));
+            }
+            queue.notify.clone()
+        };
+        let consumer = Consumer {
+            shared: self.shared.clone(),
+            name: subscription.name.clone(),
+            notify,
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            prefetch: usize::from(subscription.prefetch.max(1)),
+        };
+        Ok(Box::pin(futures_util::stream::unfold(
+            consumer,
+            |consumer| async move {
+                let item = consumer.next().await?;
+                Some((Ok(item), consumer))
+            },
+        )))
+    }
+}
+
+fn sorted<'a>(items: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut v: Vec<&str> = items.collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// One subscriber's side of a queue.
+struct Consumer {
+    shared: Arc<Shared>,
+    name: String,
+    notify: Arc<Notify>,
+    /// Unsettled deliveries this subscriber holds.
+    in_flight: Arc<AtomicUsize>,
+    prefetch: usize,
+}
+
+impl Consumer {
+    /// The next delivery, or `None` once the broker is closed.
+    async fn next(&self) -> Option<Delivery> {
+        loop {
+            let mut notified = pin!(self.notify.notified());
+            // Registered before looking at the state, so no wake-up between the look and the
+            // wait is lost.
+            notified.as_mut().enable();
+            let due = {
+                let mut state = self.shared.lock();
+                if state.closed {
+                    return None;
+                }
+                let queue = state.queues.get_mut(&self.name)?;
+                queue.lane.promote(Instant::now());
+                if self.in_flight.load(Ordering::Acquire) < self.prefetch {
+                    if let Some(msg) = queue.lane.take() {
+                        self.in_flight.fetch_add(1, Ordering::AcqRel);
+                        return Some(self.deliver(msg, queue.ordered));
+                    }
+                }
+                queue.lane.next_due()
+            };
+            match due {
+                Some(at) => {
+                    let sleep = pin!(sleep_until(at));
+                    // Woken by a change or by the next delayed message falling due.
+                    let _ = select(notified, sleep).await;
+                }
+                None => notified.await,
+            }
+        }
+    }
+
+    fn deliver(&self, msg: Msg, ordered: bool) -> Delivery {
+        let envelope = msg.envelope.clone();
+        let attempt = msg.attempt;
+        let acker = MemoryAcker {
+            shared: self.shared.clone(),
+            subscription: self.name.clone(),
+            ordered,
+            msg: Some(msg),
+            in_flight: self.in_flight.clone(),
+            notify: self.notify.clone(),
+        };
+        Delivery::new(envelope, attempt, self.name.clone(), Box::new(acker))
+    }
+}
+
+/// Settles one delivery. Dropped unsettled (or with a dead letter that failed to store), it
+/// queues the message again at once.
+struct MemoryAcker {
+    shared: Arc<Shared>,
+    subscription: String,
+    ordered: bool,
+    /// The message while unsettled.
+    msg: Option<Msg>,
+    in_flight: Arc<AtomicUsize>,
+    notify: Arc<Notify>,
+}
+
+impl MemoryAcker {
+    fn next_seq(state: &mut State) -> u64 {
+        state.seq = state.seq.wrapping_add(1);
+        state.seq
+    }
+}
+
+#[async_trait]
+impl Acker for MemoryAcker {
+    async fn ack(mut self: Box<Self>) -> Result<()> {
+        if let Some(msg) = self.msg.take() {
+            let key = msg.envelope.aggregate_id;
+            with_queue(&self.shared, &self.subscription, |lane| lane.acked(&key));
+        }
+        Ok(())
+    }
+
+    async fn retry(mut self: Box<Self>, delay: Duration) -> Result<()> {
+        if let Some(mut msg) = self.msg.take() {
+            msg.attempt = msg.attempt.saturating_add(1);
+            let at = if delay.is_zero() {
+                None
+            } else {
+                let now = Instant::now();
+                // A delay too large for the clock waits "forever" (about 30 years).
+                Some(
+                    now.checked_add(delay)
+                        .or_else(|| now.checked_add(Duration::from_secs(86_400 * 365 * 30)))
+                        .unwrap_or(now),
+                )
+            };
+            let mut state = self.shared.lock();
+            let seq = Self::next_seq(&mut state);
+            if let Some(queue) = state.queues.get_mut(&self.subscription) {
+                queue.lane.requeue(msg, at, seq);
+            }
+        }
+        Ok(())
+    }
+
+    async fn dead_letter(
+        mut self: Box<Self>,
+        reason: String,
+        last_error: Option<String>,
+    ) -> Result<()> {
+        let Some(msg) = self.msg.as_ref() else {
+            return Ok(());
+        };
+        let letter = DeadLetter::new(
+            self.subscription.clone(),
+            msg.envelope.clone(),
+            reason,
+            msg.attempt,
+            last_error,
+            self.shared.clock.now(),
+        );
+        let id = letter.id;
+        if self.ordered {
+            // Parked before the letter is stored, so a replay racing with the store sees it.
+            let key = msg.envelope.aggregate_id.clone();
+            let mut state = self.shared.lock();
+            if let Some(queue) = state.queues.get_mut(&self.subscription) {
+                queue.lane.park(&key, id);
+            }
+        }
+        // On error (or if this future is dropped) `Drop` puts the message back and unparks.
+        self.shared.dead_letters.put(letter).await?;
+        self.msg = None;
+        Ok(())
+    }
+}
+
+impl Drop for MemoryAcker {
+    fn drop(&mut self) {
+        if let Some(mut msg) = self.msg.take() {
+            msg.attempt = msg.attempt.saturating_add(1);
+            let mut state = self.shared.lock();
+            let seq = Self::next_seq(&mut state);
+            if let Some(queue) = state.queues.get_mut(&self.subscription) {
+                // Requeuing makes the key idle again, which also lifts a park placed by a
+                // dead letter that was never stored.
+                queue.lane.requeue(msg, None, seq);
+            }
+        }
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.notify.notify_waiters();
+    }
+}
