@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_core::Stream;
+use uuid::Uuid;
 
 use crate::envelope::Envelope;
 use crate::error::Result;
@@ -66,6 +67,22 @@ pub trait Publisher: Send + Sync {
     /// (durably, where the adapter is durable). On error, any prefix may have been published;
     /// the caller publishes the whole batch again and consumers' inboxes absorb the repeats.
     async fn publish(&self, batch: &[Envelope]) -> Result<()>;
+}
+
+/// Hands dead letters back to the broker that produced them.
+///
+/// A broker that parks poison keys must unpark them on replay or discard, which a
+/// [`DeadLetterStore`](crate::dead_letter::DeadLetterStore) alone cannot do; brokers that support it implement this trait.
+#[async_trait]
+pub trait DeadLetterReplay: Send + Sync {
+    /// Marks the dead letter replayed and delivers its message again to its subscription only
+    /// (at the head of its key, if ordered), unparking the key. Returns `false` if it was
+    /// replayed or discarded before (nothing is delivered then).
+    async fn replay_dead_letter(&self, id: Uuid) -> Result<bool>;
+
+    /// Marks the dead letter discarded and unparks its key, so the later messages of the key
+    /// flow in order. Returns `false` if it was not pending.
+    async fn discard_dead_letter(&self, id: Uuid) -> Result<bool>;
 }
 
 /// A stream of deliveries for one subscriber.

@@ -25,7 +25,9 @@ pub mod guide {
     #![doc = include_str!("../docs/concepts.md")]
 }
 
-pub use broker::{Delivery, DeliveryStream, Publisher, Subscriber, Subscription};
+pub use broker::{
+    DeadLetterReplay, Delivery, DeliveryStream, Publisher, Settled, Subscriber, Subscription,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use dead_letter::{DeadLetter, DeadLetterStore};
 pub use envelope::Envelope;
@@ -38,3 +40,4 @@ pub use outbox::OutboxStore;
 pub use registry::EventRegistry;
 
 pub use retry::{RetryDecision, RetryPolicy};
+pub use topic::TopicPattern;

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use saga_core::broker::DeadLetterReplay;
 use saga_core::broker::DeliveryStream;
 use saga_core::dead_letter::DeadLetterStore;
+use saga_core::memory::MemoryBroker;
 use saga_core::memory::MemoryDeadLetterStore;
-use saga_core::memory::broker::{DeadLetterReplay, MemoryBroker};
 use saga_core::testkit::broker::{BrokerFeatures, TestBroker};
 use saga_core::{
     Clock, Delivery, Envelope, Error, ManualClock, Publisher, Subscriber, Subscription, SystemClock,

@@ -49,28 +49,14 @@ use tokio::sync::Notify;
 use tokio::time::{Instant, sleep_until};
 use uuid::Uuid;
 
-use crate::broker::{Acker, Delivery, DeliveryStream, Publisher, Subscriber, Subscription};
+use crate::broker::{
+    Acker, DeadLetterReplay, Delivery, DeliveryStream, Publisher, Subscriber, Subscription,
+};
 use crate::clock::SharedClock;
 use crate::dead_letter::{DeadLetter, DeadLetterStore, ReplayOutcome};
 use crate::envelope::Envelope;
 use crate::error::{Error, Result};
 use crate::topic::{TopicPattern, matches_any};
-
-/// Hands dead letters back to the broker that produced them.
-///
-/// A broker that parks poison keys must unpark them on replay or discard, which a
-/// [`DeadLetterStore`] alone cannot do; brokers that support it implement this trait.
-#[async_trait]
-pub trait DeadLetterReplay: Send + Sync {
-    /// Marks the dead letter replayed and delivers its message again to its subscription only
-    /// (at the head of its key, if ordered), unparking the key. Returns `false` if it was
-    /// replayed or discarded before (nothing is delivered then).
-    async fn replay_dead_letter(&self, id: Uuid) -> Result<bool>;
-
-    /// Marks the dead letter discarded and unparks its key, so the later messages of the key
-    /// flow in order. Returns `false` if it was not pending.
-    async fn discard_dead_letter(&self, id: Uuid) -> Result<bool>;
-}
 
 /// A process-local broker. Clones share the same queues.
 #[derive(Clone)]

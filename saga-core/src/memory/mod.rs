@@ -12,6 +12,8 @@ pub mod inbox;
 pub mod outbox;
 pub mod saga_store;
 
+#[cfg(feature = "tokio")]
+pub use broker::MemoryBroker;
 pub use dead_letter::MemoryDeadLetterStore;
 pub use idempotency::MemoryIdempotencyStore;
 pub use inbox::MemoryInbox;

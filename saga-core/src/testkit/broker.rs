@@ -7,7 +7,8 @@
 //! use std::sync::Arc;
 //! use saga_core::SystemClock;
 //! use saga_core::memory::MemoryDeadLetterStore;
-//! use saga_core::memory::broker::{DeadLetterReplay, MemoryBroker};
+//! use saga_core::broker::DeadLetterReplay;
+//! use saga_core::memory::MemoryBroker;
 //! use saga_core::testkit::broker::{BrokerFeatures, TestBroker};
 //!
 //! async fn broker() -> TestBroker {
@@ -44,12 +45,12 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use uuid::Uuid;
 
+use crate::broker::DeadLetterReplay;
 use crate::broker::{Delivery, DeliveryStream, Publisher, Settled, Subscriber, Subscription};
 use crate::dead_letter::{DeadLetter, DeadLetterFilter, DeadLetterStore};
 use crate::envelope::Envelope;
 use crate::error::Error;
 use crate::handler::HandlerError;
-use crate::memory::broker::DeadLetterReplay;
 use crate::retry::RetryPolicy;
 
 #[doc(hidden)]
