@@ -570,6 +570,9 @@ struct Consumer {
 impl Consumer {
     /// The next delivery, or `None` once the broker is closed.
     async fn next(&self) -> Option<Delivery> {
+        // A busy subscription is always ready; taking part in tokio's cooperative budget lets
+        // a consumer that never waits still yield to timers and other tasks.
+        tokio::task::consume_budget().await;
         loop {
             let mut notified = pin!(self.notify.notified());
             // Registered before looking at the state, so no wake-up between the look and the

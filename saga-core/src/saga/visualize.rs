@@ -63,18 +63,22 @@ pub fn to_mermaid(def: &SagaDefinition) -> String {
             "completed".to_owned()
         };
         let _ = writeln!(out, "    s{i} -->|\"{}\"| {next}", escape(&step.on_success));
-        let failure = if step.deadline.is_some() {
-            format!("{} / deadline", step.on_failure)
-        } else {
-            step.on_failure.clone()
-        };
-        // A failure reply undoes the steps before; a missed deadline undoes this one too.
+        // A failure reply undoes the steps before this one.
         let _ = writeln!(
             out,
             "    s{i} -.->|\"{}\"| {}",
-            escape(&failure),
+            escape(&step.on_failure),
             compensation_entry(steps, i)
         );
+        // A missed deadline leaves the step's effect uncertain, so it is undone too.
+        if step.deadline.is_some() {
+            let target = if step.compensation.is_some() {
+                format!("c{i}")
+            } else {
+                compensation_entry(steps, i)
+            };
+            let _ = writeln!(out, "    s{i} -.->|\"deadline\"| {target}");
+        }
         if let Some(c) = &step.compensation {
             let label = c.reply.as_deref().unwrap_or("sent");
             let _ = writeln!(
