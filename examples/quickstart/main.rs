@@ -214,7 +214,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::task::yield_now().await;
     }
 
-    let orders = [("order-A", 45_00), ("order-B", 2_500_00)];
+    let orders = [("order-A", 4_500), ("order-B", 250_000)];
     let mut ids = Vec::new();
     for (order, total_cents) in orders {
         let id = Uuid::now_v7();

@@ -337,3 +337,15 @@ fn remaining_steps_and_dry_run_plan() {
     // the dry run changed nothing
     assert_eq!(g.instance().status, SagaStatus::Running);
 }
+
+#[test]
+fn failure_after_a_retry_undoes_the_step_since_an_earlier_attempt_may_land() {
+    let mut g = Given::started();
+    g.reply("inventory.reserved");
+    g.pass_deadline(); // payment attempt 2
+    g.reply("payment.failed");
+    // attempt 1 may still charge the card: refund first, then release the stock
+    assert_eq!(g.command_types(), ["payment.refund.requested"]);
+    g.reply("payment.refunded");
+    assert_eq!(g.command_types(), ["inventory.release.requested"]);
+}

@@ -30,8 +30,8 @@ const ENTITY: &str = "saga";
 /// let now = chrono::Utc::now();
 /// let mut saga = SagaInstance {
 ///     id: uuid::Uuid::now_v7(), saga: "order".into(), aggregate_id: "order-1".into(),
-///     status: SagaStatus::Running, steps: vec![], data: serde_json::json!({}),
-///     failure: None, deadline: None, version: 0, created_at: now, updated_at: now,
+///     status: SagaStatus::Running, steps: vec![], data: std::sync::Arc::new(serde_json::json!({})),
+///     failure: None, deadline: None, unsent: vec![], version: 0, created_at: now, updated_at: now,
 /// };
 /// store.create(&saga).await?;
 /// saga.version = 1;
@@ -164,6 +164,7 @@ mod tests {
             data: std::sync::Arc::new(serde_json::Value::Null),
             failure: None,
             deadline: None,
+            unsent: Vec::new(),
             version: 1,
             created_at: now,
             updated_at: now,

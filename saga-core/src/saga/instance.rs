@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+use super::transition::SagaCommand;
 use uuid::Uuid;
 
 /// Where a saga stands as a whole.
@@ -115,6 +117,13 @@ pub struct SagaInstance {
     pub failure: Option<String>,
     /// When the awaited reply is due; `None` when nothing is awaited with a deadline.
     pub deadline: Option<DateTime<Utc>>,
+    /// Commands decided but not yet confirmed as published, kept in the instance so that
+    /// deciding and remembering to send are one write. Shells without a transactional outbox
+    /// (the [`Orchestrator`](super::Orchestrator)) save them with the state, publish them, then
+    /// clear them; a shell that finds some left after a crash publishes them again (their ids
+    /// are derived, so consumers' inboxes absorb the repeat).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unsent: Vec<SagaCommand>,
     /// Optimistic concurrency version: 0 when started, +1 per applied transition.
     pub version: u64,
     /// When it started.

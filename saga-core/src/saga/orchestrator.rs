@@ -1,18 +1,22 @@
 //! The shell around the pure transition function: load, decide, send, save.
 //!
 //! This shell works over any [`SagaStore`], [`SagaLogStore`] and [`Publisher`]; they share no
-//! transaction, so it orders its effects to stay correct across a crash at any point:
+//! transaction, so the instance carries its own small outbox ([`SagaInstance::unsent`]):
 //!
-//! * **start**: the instance is created first, then its first command is published. A crash in
-//!   between leaves a saga waiting for a reply to a command never sent; its deadline (give every
-//!   step one) sends the command again.
-//! * **reply / deadline**: the commands are published first, then the instance is saved with
-//!   its version check. A crash in between, or a lost race with another replica, re-runs the
-//!   transition on the redelivered input; command ids are derived, so the same ids go out again
-//!   and the participants' inboxes absorb them.
+//! 1. the transition's new state is saved together with the commands it decided (one write,
+//!    with the optimistic version check);
+//! 2. the commands are published;
+//! 3. the instance is saved again with `unsent` cleared.
 //!
-//! The transactional shell of `saga-outbox` writes instance, log and outbox rows in one
-//! transaction instead.
+//! No command ever leaves before the state that decided it is saved, so a reply can never
+//! race ahead of the saga's state, and two replicas that race on one saga cannot both send
+//! (the loser's save fails first). A crash or a publish error after step 1 leaves `unsent`
+//! filled: the next input for that saga (the redelivered one, or the deadline sweep), or
+//! [`Orchestrator::flush_unsent`], publishes them first. Command ids are derived, so a repeat
+//! is absorbed by the participants' inboxes.
+//!
+//! The transactional shell of `saga-outbox` writes the instance, its log and the outbox rows in
+//! one database transaction instead.
 
 use std::sync::Arc;
 
@@ -20,8 +24,8 @@ use uuid::Uuid;
 
 use super::definition::SagaDefinition;
 use super::instance::SagaInstance;
-use super::store::{SagaLogStore, SagaStore};
-use super::transition::{self, Outcome, SagaInput, Transition};
+use super::store::{SagaFilter, SagaLogStore, SagaStore};
+use super::transition::{self, Outcome, SagaInput};
 use crate::broker::Publisher;
 use crate::clock::SharedClock;
 use crate::envelope::Envelope;
@@ -80,11 +84,11 @@ impl Orchestrator {
         data: serde_json::Value,
     ) -> Result<SagaInstance> {
         let now = self.clock.now();
-        let t = transition::start(&self.definition, saga_id, aggregate_id, data, now);
+        let mut t = transition::start(&self.definition, saga_id, aggregate_id, data, now);
+        t.instance.unsent = t.commands;
         self.sagas.create(&t.instance).await?;
         self.log.append(&t.log).await?;
-        self.publish(&t).await?;
-        Ok(t.instance)
+        self.send(t.instance).await
     }
 
     /// Applies a participant's reply to its saga (found by the reply's `correlation_id`).
@@ -112,35 +116,60 @@ impl Orchestrator {
         Ok(changed)
     }
 
+    /// Publishes the sagas' commands left unsent by a crash or a publish error; returns how
+    /// many sagas it flushed. Run it at start-up, then now and then.
+    pub async fn flush_unsent(&self) -> Result<usize> {
+        let all = self.sagas.list(&SagaFilter::default()).await?;
+        let mut flushed = 0;
+        for instance in all.into_iter().filter(|i| !i.unsent.is_empty()) {
+            self.send(instance).await?;
+            flushed += 1;
+        }
+        Ok(flushed)
+    }
+
     async fn apply(&self, saga_id: Uuid, input: SagaInput<'_>) -> Result<Outcome> {
         for _ in 0..MAX_CONFLICT_RETRIES {
-            let instance = self.sagas.load(saga_id).await?;
-            let t = transition::handle(&self.definition, &instance, input, self.clock.now())?;
+            let mut instance = self.sagas.load(saga_id).await?;
+            if !instance.unsent.is_empty() {
+                instance = self.send(instance).await?;
+            }
+            let mut t = transition::handle(&self.definition, &instance, input, self.clock.now())?;
             if let Outcome::Ignored(_) = t.outcome {
                 self.log.append(&t.log).await?;
                 return Ok(t.outcome);
             }
-            self.publish(&t).await?;
+            t.instance.unsent = std::mem::take(&mut t.commands);
             match self.sagas.save(&t.instance, instance.version).await {
-                Ok(()) => {
-                    self.log.append(&t.log).await?;
-                    return Ok(t.outcome);
-                }
+                Ok(()) => {}
                 Err(Error::VersionConflict { .. }) => continue,
                 Err(e) => return Err(e),
             }
+            self.log.append(&t.log).await?;
+            self.send(t.instance).await?;
+            return Ok(t.outcome);
         }
         Err(Error::transient(format!(
             "saga {saga_id}: lost the version race {MAX_CONFLICT_RETRIES} times in a row"
         )))
     }
 
-    async fn publish(&self, t: &Transition) -> Result<()> {
-        if t.commands.is_empty() {
-            return Ok(());
+    /// Publishes a saved instance's unsent commands, then saves it with them cleared.
+    async fn send(&self, mut instance: SagaInstance) -> Result<SagaInstance> {
+        if instance.unsent.is_empty() {
+            return Ok(instance);
         }
         let now = self.clock.now();
-        let batch: Vec<Envelope> = t.commands.iter().map(|c| c.to_envelope(now)).collect();
-        self.publisher.publish(&batch).await
+        let batch: Vec<Envelope> = instance.unsent.iter().map(|c| c.to_envelope(now)).collect();
+        self.publisher.publish(&batch).await?;
+        let expected = instance.version;
+        instance.unsent.clear();
+        instance.version += 1;
+        match self.sagas.save(&instance, expected).await {
+            // Someone moved the saga on first; everyone flushes `unsent` before deciding, so
+            // these commands were published (again) and cleared there too.
+            Ok(()) | Err(Error::VersionConflict { .. }) => Ok(instance),
+            Err(e) => Err(e),
+        }
     }
 }

@@ -191,6 +191,7 @@ pub fn start(
         data: Arc::new(data),
         failure: None,
         deadline: None,
+        unsent: Vec::new(),
         version: 0,
         created_at: now,
         updated_at: now,
@@ -234,6 +235,17 @@ pub fn handle(
         run.instance.updated_at = now;
     }
     Ok(run.finish(outcome))
+}
+
+/// Whether a step's effect may exist and must be undone when the saga compensates: it
+/// completed; or it timed out (its effect is uncertain); or it failed after more than one
+/// attempt, since an earlier attempt may still take effect after the failure of a later one.
+fn needs_undo(step: &StepState) -> bool {
+    match step.status {
+        StepStatus::Completed | StepStatus::TimedOut => true,
+        StepStatus::Failed => step.command_ids.len() > 1,
+        _ => false,
+    }
 }
 
 /// One decision in progress: the instance being changed and what it emits.
@@ -513,10 +525,7 @@ impl<'d> Run<'d> {
     fn continue_compensation(&mut self) {
         loop {
             let next = (0..self.instance.steps.len()).rev().find(|&j| {
-                matches!(
-                    self.instance.steps[j].status,
-                    StepStatus::Completed | StepStatus::TimedOut
-                ) && self.def.steps()[j].compensation.is_some()
+                needs_undo(&self.instance.steps[j]) && self.def.steps()[j].compensation.is_some()
             });
             let Some(j) = next else {
                 let failed = self

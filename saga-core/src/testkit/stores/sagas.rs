@@ -44,6 +44,7 @@ fn instance(saga: &str, status: SagaStatus, created_at: DateTime<Utc>) -> SagaIn
         })),
         failure: Some("card declined".to_owned()),
         deadline: Some(created_at + Duration::seconds(30)),
+        unsent: Vec::new(),
         version: 0,
         created_at,
         updated_at: created_at,
