@@ -3,6 +3,8 @@
 pub mod error;
 pub mod metrics;
 pub mod model;
+pub mod payment;
+pub mod anomaly;
 
 pub use error::{AiError, Result};
 pub use model::{ModelMeta, SavedModel};
