@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::trace::SagaTrace;
+use super::trace::{SagaTrace, TraceEvent, TraceStatus};
 use crate::error::{AiError, Result};
 
 /// The symbol before a saga's first event.
@@ -76,10 +76,25 @@ impl TransitionModel {
         })
     }
 
+    /// The events the sequence model reads: replied ones. Pending and timed-out events are the
+    /// duration model's business (a running saga is not an odd sequence).
+    fn replied(trace: &SagaTrace) -> impl Iterator<Item = &TraceEvent> {
+        trace
+            .events
+            .iter()
+            .filter(|e| !matches!(e.status, TraceStatus::Pending | TraceStatus::TimedOut))
+    }
+
+    /// Whether the saga may still go on (a step waits for its reply): no end symbol then.
+    fn running(trace: &SagaTrace) -> bool {
+        trace.events.iter().any(|e| e.status == TraceStatus::Pending)
+    }
+
     fn symbols(trace: &SagaTrace) -> Vec<String> {
+        let end = (!Self::running(trace)).then(|| END.to_string());
         std::iter::once(START.to_string())
-            .chain(trace.events.iter().map(|e| e.symbol()))
-            .chain(std::iter::once(END.to_string()))
+            .chain(Self::replied(trace).map(|e| e.symbol()))
+            .chain(end)
             .collect()
     }
 
@@ -94,9 +109,10 @@ impl TransitionModel {
     /// The transitions of `trace`, start and end included.
     pub fn transitions(&self, trace: &SagaTrace) -> Vec<Transition> {
         let seq = Self::symbols(trace);
+        let end = (!Self::running(trace)).then_some(None);
         let steps: Vec<Option<&str>> = std::iter::once(None)
-            .chain(trace.events.iter().map(|e| Some(e.step.as_str())))
-            .chain(std::iter::once(None))
+            .chain(Self::replied(trace).map(|e| Some(e.step.as_str())))
+            .chain(end)
             .collect();
         seq.windows(2)
             .zip(steps.windows(2))
