@@ -27,14 +27,19 @@ fn normal(minutes: u32, seed: u64) -> Vec<SagaTrace> {
 
 fn detector() -> (SagaDetector, Vec<SagaTrace>) {
     let traces = normal(40, 1);
-    (SagaDetector::fit(&traces, &DetectorConfig::default()).unwrap(), traces)
+    (
+        SagaDetector::fit(&traces, &DetectorConfig::default()).unwrap(),
+        traces,
+    )
 }
 
 /// A normal saga that went all the way (six completed steps).
 fn completed(traces: &[SagaTrace]) -> SagaTrace {
     traces
         .iter()
-        .find(|t| t.events.len() == 6 && t.events.iter().all(|e| e.status == TraceStatus::Completed))
+        .find(|t| {
+            t.events.len() == 6 && t.events.iter().all(|e| e.status == TraceStatus::Completed)
+        })
         .cloned()
         .unwrap()
 }
@@ -49,8 +54,16 @@ fn the_detector_beats_the_timeout_rule_on_held_out_traces() {
     let eval = evaluate_anomaly(&config, &mut |_| {}).unwrap();
     let overall = eval.rows.iter().find(|r| r.kind.is_none()).unwrap();
     assert!(overall.detector > 0.8, "{:?}", eval.rows);
-    assert!(overall.detector > overall.timeout_rule + 0.3, "{:?}", eval.rows);
-    assert!(eval.storms.iter().all(|s| s.delay_secs.is_some()), "{:?}", eval.storms);
+    assert!(
+        overall.detector > overall.timeout_rule + 0.3,
+        "{:?}",
+        eval.rows
+    );
+    assert!(
+        eval.storms.iter().all(|s| s.delay_secs.is_some()),
+        "{:?}",
+        eval.storms
+    );
 }
 
 #[test]
@@ -69,7 +82,11 @@ fn payment_before_reservation_is_an_impossible_sequence() {
     let top = report.top().unwrap();
     assert!(report.is_anomalous());
     assert_eq!(top.kind, AnomalyKind::ImpossibleSequence);
-    assert!(top.explanation.contains("ChargePayment:completed"), "{}", top.explanation);
+    assert!(
+        top.explanation.contains("ChargePayment:completed"),
+        "{}",
+        top.explanation
+    );
 }
 
 #[test]
@@ -136,7 +153,11 @@ fn bad_input_is_a_typed_error_and_odd_input_does_not_panic() {
     assert!(matches!(d.score(&t), Err(AiError::InvalidInput(_))));
     t.events[0].duration_ms = -5.0;
     assert!(matches!(d.score(&t), Err(AiError::InvalidInput(_))));
-    let empty = SagaTrace { id: "e".into(), started_at: Utc::now(), events: vec![] };
+    let empty = SagaTrace {
+        id: "e".into(),
+        started_at: Utc::now(),
+        events: vec![],
+    };
     assert!(d.score(&empty).unwrap().score.is_finite());
     let mut huge = completed(&traces);
     huge.events[0].duration_ms = 1e300;
@@ -146,8 +167,14 @@ fn bad_input_is_a_typed_error_and_odd_input_does_not_panic() {
         SagaDetector::fit(&traces[..5], &DetectorConfig::default()),
         Err(AiError::NotEnoughData(_))
     ));
-    let bad = DetectorConfig { alpha: 0.0, ..Default::default() };
-    assert!(matches!(SagaDetector::fit(&traces, &bad), Err(AiError::InvalidInput(_))));
+    let bad = DetectorConfig {
+        alpha: 0.0,
+        ..Default::default()
+    };
+    assert!(matches!(
+        SagaDetector::fit(&traces, &bad),
+        Err(AiError::InvalidInput(_))
+    ));
 }
 
 #[test]
@@ -174,42 +201,84 @@ fn the_timeout_rule_flags_only_long_steps() {
 fn traces_are_built_from_the_saga_log() {
     let id = Uuid::from_u128(7);
     let t0 = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
-    let entry = |ms: i64, step: &str, ev: &str, status: LogStatus, detail: Option<&str>| SagaLogEntry {
-        saga_id: id,
-        step: step.into(),
-        event_type: ev.into(),
-        event_id: Uuid::from_u128(ms as u128),
-        status,
-        at: t0 + TimeDelta::milliseconds(ms),
-        detail: detail.map(str::to_string),
-    };
+    let entry =
+        |ms: i64, step: &str, ev: &str, status: LogStatus, detail: Option<&str>| SagaLogEntry {
+            saga_id: id,
+            step: step.into(),
+            event_type: ev.into(),
+            event_id: Uuid::from_u128(ms as u128),
+            status,
+            at: t0 + TimeDelta::milliseconds(ms),
+            detail: detail.map(str::to_string),
+        };
     let log = vec![
         entry(0, "saga", "OrderSaga", LogStatus::Started, None),
         entry(0, "inventory", "ReserveInventory", LogStatus::Started, None),
-        entry(50, "inventory", "InventoryReserved", LogStatus::Completed, None),
+        entry(
+            50,
+            "inventory",
+            "InventoryReserved",
+            LogStatus::Completed,
+            None,
+        ),
         entry(60, "payment", "ChargePayment", LogStatus::Started, None),
-        entry(30_060, "payment", "ChargePayment", LogStatus::Failed, Some("deadline passed")),
-        entry(30_070, "inventory", "ReleaseInventory", LogStatus::Compensating, None),
+        entry(
+            30_060,
+            "payment",
+            "ChargePayment",
+            LogStatus::Failed,
+            Some("deadline passed"),
+        ),
+        entry(
+            30_070,
+            "inventory",
+            "ReleaseInventory",
+            LogStatus::Compensating,
+            None,
+        ),
     ];
     let now = t0 + TimeDelta::milliseconds(31_070);
     let traces = SagaTrace::from_log(&log, now);
     assert_eq!(traces.len(), 1);
     let e = &traces[0].events;
     assert_eq!(e.len(), 3);
-    assert_eq!((e[0].status, e[0].duration_ms), (TraceStatus::Completed, 50.0));
+    assert_eq!(
+        (e[0].status, e[0].duration_ms),
+        (TraceStatus::Completed, 50.0)
+    );
     assert_eq!(e[0].event_type, "ReserveInventory");
-    assert_eq!((e[1].status, e[1].duration_ms), (TraceStatus::TimedOut, 30_000.0));
-    assert_eq!((e[2].status, e[2].duration_ms), (TraceStatus::Pending, 1000.0));
+    assert_eq!(
+        (e[1].status, e[1].duration_ms),
+        (TraceStatus::TimedOut, 30_000.0)
+    );
+    assert_eq!(
+        (e[2].status, e[2].duration_ms),
+        (TraceStatus::Pending, 1000.0)
+    );
 }
 
 #[test]
 fn the_generator_is_seeded_and_labels_its_anomalies() {
-    let c = TraceGeneratorConfig { minutes: 30, anomaly_rate: 0.05, ..Default::default() };
+    let c = TraceGeneratorConfig {
+        minutes: 30,
+        anomaly_rate: 0.05,
+        ..Default::default()
+    };
     let a = generate_traces(&c).unwrap();
     assert_eq!(a, generate_traces(&c).unwrap());
-    assert!(a.traces.iter().any(|t| t.label == Some(AnomalyKind::RetryLoop)));
-    let bad = TraceGeneratorConfig { anomaly_rate: 0.9, ..Default::default() };
-    assert!(matches!(generate_traces(&bad), Err(AiError::InvalidInput(_))));
+    assert!(
+        a.traces
+            .iter()
+            .any(|t| t.label == Some(AnomalyKind::RetryLoop))
+    );
+    let bad = TraceGeneratorConfig {
+        anomaly_rate: 0.9,
+        ..Default::default()
+    };
+    assert!(matches!(
+        generate_traces(&bad),
+        Err(AiError::InvalidInput(_))
+    ));
 }
 
 #[test]

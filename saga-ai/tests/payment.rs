@@ -22,7 +22,10 @@ fn small_rows(seed: u64) -> (Rows, Vec<f64>) {
     })
     .unwrap();
     let truth = data.iter().map(|g| g.true_probability).collect();
-    (PaymentHistory::new(15).unwrap().replay(&data).unwrap(), truth)
+    (
+        PaymentHistory::new(15).unwrap().replay(&data).unwrap(),
+        truth,
+    )
 }
 
 fn fitted() -> (PaymentModel, Rows, Vec<f64>) {
@@ -49,12 +52,18 @@ fn features() -> PaymentFeatures {
 fn the_model_learns_and_beats_the_per_method_baseline() {
     let (model, test, _) = fitted();
     let labels: Vec<bool> = test.iter().map(|r| r.1).collect();
-    let p: Vec<f64> = test.iter().map(|r| model.success_probability(&r.0).unwrap()).collect();
+    let p: Vec<f64> = test
+        .iter()
+        .map(|r| model.success_probability(&r.0).unwrap())
+        .collect();
     let auc = metrics::roc_auc(&p, &labels).unwrap();
     assert!(auc > 0.65, "auc {auc}");
     let (rows, _) = small_rows(1);
     let baseline = MethodRateBaseline::fit(&rows[..rows.len() * 3 / 4]).unwrap();
-    let pb: Vec<f64> = test.iter().map(|r| baseline.success_probability(&r.0).unwrap()).collect();
+    let pb: Vec<f64> = test
+        .iter()
+        .map(|r| baseline.success_probability(&r.0).unwrap())
+        .collect();
     assert!(metrics::log_loss(&p, &labels).unwrap() < metrics::log_loss(&pb, &labels).unwrap());
 }
 
@@ -62,7 +71,10 @@ fn the_model_learns_and_beats_the_per_method_baseline() {
 fn the_model_is_calibrated_on_later_data() {
     let (model, test, _) = fitted();
     let labels: Vec<bool> = test.iter().map(|r| r.1).collect();
-    let p: Vec<f64> = test.iter().map(|r| model.success_probability(&r.0).unwrap()).collect();
+    let p: Vec<f64> = test
+        .iter()
+        .map(|r| model.success_probability(&r.0).unwrap())
+        .collect();
     let ece = metrics::expected_calibration_error(&p, &labels, 10).unwrap();
     assert!(ece < 0.05, "ece {ece}");
 }
@@ -72,7 +84,10 @@ fn the_oracle_is_better_than_the_model_on_generated_data() {
     // The generator's true probabilities are what the model estimates; they must rank better.
     let (model, test, truth) = fitted();
     let labels: Vec<bool> = test.iter().map(|r| r.1).collect();
-    let p: Vec<f64> = test.iter().map(|r| model.success_probability(&r.0).unwrap()).collect();
+    let p: Vec<f64> = test
+        .iter()
+        .map(|r| model.success_probability(&r.0).unwrap())
+        .collect();
     let oracle = metrics::log_loss(&truth, &labels).unwrap();
     assert!(oracle < metrics::log_loss(&p, &labels).unwrap());
 }
@@ -82,7 +97,10 @@ fn a_failing_gateway_lowers_the_probability() {
     let (model, _, _) = fitted();
     let healthy = model.success_probability(&features()).unwrap();
     let failing = model
-        .success_probability(&PaymentFeatures { gateway_failures: 25, ..features() })
+        .success_probability(&PaymentFeatures {
+            gateway_failures: 25,
+            ..features()
+        })
         .unwrap();
     assert!(failing < healthy - 0.1, "{failing} vs {healthy}");
 }
@@ -91,12 +109,27 @@ fn a_failing_gateway_lowers_the_probability() {
 fn bad_features_are_typed_errors() {
     let (model, _, _) = fitted();
     for bad in [
-        PaymentFeatures { amount: f64::NAN, ..features() },
-        PaymentFeatures { amount: -1.0, ..features() },
-        PaymentFeatures { account_age_days: f64::INFINITY, ..features() },
-        PaymentFeatures { gateway_failures: 31, ..features() },
+        PaymentFeatures {
+            amount: f64::NAN,
+            ..features()
+        },
+        PaymentFeatures {
+            amount: -1.0,
+            ..features()
+        },
+        PaymentFeatures {
+            account_age_days: f64::INFINITY,
+            ..features()
+        },
+        PaymentFeatures {
+            gateway_failures: 31,
+            ..features()
+        },
     ] {
-        assert!(matches!(model.success_probability(&bad), Err(AiError::InvalidInput(_))));
+        assert!(matches!(
+            model.success_probability(&bad),
+            Err(AiError::InvalidInput(_))
+        ));
     }
 }
 
@@ -104,10 +137,25 @@ fn bad_features_are_typed_errors() {
 fn extreme_but_valid_features_give_a_probability() {
     let (model, _, _) = fitted();
     for f in [
-        PaymentFeatures { amount: 1e12, ..features() },
-        PaymentFeatures { amount: 0.0, account_age_days: 0.0, ..features() },
-        PaymentFeatures { past_successes: u32::MAX, past_failures: u32::MAX, ..features() },
-        PaymentFeatures { gateway_attempts: 0, gateway_failures: 0, ..features() },
+        PaymentFeatures {
+            amount: 1e12,
+            ..features()
+        },
+        PaymentFeatures {
+            amount: 0.0,
+            account_age_days: 0.0,
+            ..features()
+        },
+        PaymentFeatures {
+            past_successes: u32::MAX,
+            past_failures: u32::MAX,
+            ..features()
+        },
+        PaymentFeatures {
+            gateway_attempts: 0,
+            gateway_failures: 0,
+            ..features()
+        },
     ] {
         let p = model.success_probability(&f).unwrap();
         assert!((0.0..=1.0).contains(&p), "{p}");
@@ -121,16 +169,34 @@ fn too_little_data_is_not_enough_data() {
         PaymentModel::fit(&rows[..10], &rows[10..40]),
         Err(AiError::NotEnoughData(_))
     ));
-    assert!(matches!(MethodRateBaseline::fit(&[]), Err(AiError::NotEnoughData(_))));
+    assert!(matches!(
+        MethodRateBaseline::fit(&[]),
+        Err(AiError::NotEnoughData(_))
+    ));
 }
 
 #[test]
 fn bad_settings_are_typed_errors() {
-    assert!(matches!(PaymentHistory::new(0), Err(AiError::InvalidInput(_))));
-    let zero_days = PaymentGeneratorConfig { days: 0, ..Default::default() };
-    assert!(matches!(generate_payments(&zero_days), Err(AiError::InvalidInput(_))));
-    assert!(matches!("cash".parse::<PaymentMethod>(), Err(AiError::InvalidInput(_))));
-    assert_eq!("pay_later".parse::<PaymentMethod>().unwrap(), PaymentMethod::PayLater);
+    assert!(matches!(
+        PaymentHistory::new(0),
+        Err(AiError::InvalidInput(_))
+    ));
+    let zero_days = PaymentGeneratorConfig {
+        days: 0,
+        ..Default::default()
+    };
+    assert!(matches!(
+        generate_payments(&zero_days),
+        Err(AiError::InvalidInput(_))
+    ));
+    assert!(matches!(
+        "cash".parse::<PaymentMethod>(),
+        Err(AiError::InvalidInput(_))
+    ));
+    assert_eq!(
+        "pay_later".parse::<PaymentMethod>().unwrap(),
+        PaymentMethod::PayLater
+    );
 }
 
 #[test]
@@ -150,14 +216,24 @@ fn gateway_health_counts_only_the_recent_window() {
     let f = h.features(&attempt(14, 1)).unwrap();
     assert_eq!((f.gateway_attempts, f.gateway_failures), (2, 1));
     assert_eq!((f.past_successes, f.past_failures), (0, 2));
-    let card = PaymentAttempt { method: PaymentMethod::Card, ..attempt(14, 3) };
+    let card = PaymentAttempt {
+        method: PaymentMethod::Card,
+        ..attempt(14, 3)
+    };
     assert_eq!(h.features(&card).unwrap().gateway_attempts, 0);
 }
 
 #[test]
 fn the_generator_is_seeded() {
-    let c = PaymentGeneratorConfig { days: 1, attempts_per_day: 200, ..Default::default() };
-    assert_eq!(generate_payments(&c).unwrap(), generate_payments(&c).unwrap());
+    let c = PaymentGeneratorConfig {
+        days: 1,
+        attempts_per_day: 200,
+        ..Default::default()
+    };
+    assert_eq!(
+        generate_payments(&c).unwrap(),
+        generate_payments(&c).unwrap()
+    );
 }
 
 #[test]

@@ -64,7 +64,11 @@ fn quantile(mut v: Vec<f64>, q: f64) -> f64 {
 }
 
 fn fmt_ms(ms: f64) -> String {
-    if ms >= 1000.0 { format!("{:.2} s", ms / 1000.0) } else { format!("{ms:.0} ms") }
+    if ms >= 1000.0 {
+        format!("{:.2} s", ms / 1000.0)
+    } else {
+        format!("{ms:.0} ms")
+    }
 }
 
 impl SagaDetector {
@@ -111,7 +115,11 @@ impl SagaDetector {
                 e.step,
                 e.event_type,
                 fmt_ms(e.duration_ms),
-                if e.status == TraceStatus::Pending { "still waiting" } else { "deadline passed" },
+                if e.status == TraceStatus::Pending {
+                    "still waiting"
+                } else {
+                    "deadline passed"
+                },
                 fmt_ms(stats.median_ms())
             )
         } else {
@@ -124,7 +132,11 @@ impl SagaDetector {
             )
         };
         Some(Anomaly {
-            kind: if stuck { AnomalyKind::StuckStep } else { AnomalyKind::SlowStep },
+            kind: if stuck {
+                AnomalyKind::StuckStep
+            } else {
+                AnomalyKind::SlowStep
+            },
             score: z.max(0.0) / self.duration_limit,
             step: Some(e.step.clone()),
             explanation,
@@ -134,8 +146,14 @@ impl SagaDetector {
     fn sequence_finding(&self, trace: &SagaTrace) -> Option<Anomaly> {
         let transitions = self.transitions.transitions(trace);
         let total: f64 = transitions.iter().map(|t| t.surprise()).sum();
-        let repeat: f64 = transitions.iter().filter(|t| t.repeat).map(|t| t.surprise()).sum();
-        let worst = transitions.iter().max_by(|a, b| a.surprise().total_cmp(&b.surprise()))?;
+        let repeat: f64 = transitions
+            .iter()
+            .filter(|t| t.repeat)
+            .map(|t| t.surprise())
+            .sum();
+        let worst = transitions
+            .iter()
+            .max_by(|a, b| a.surprise().total_cmp(&b.surprise()))?;
         let (kind, step, explanation) = if repeat > total - repeat {
             // The longest run of one step.
             let (mut best, mut run, mut step) = (1usize, 1usize, String::new());
@@ -189,12 +207,17 @@ impl SagaAnomalyDetector for SagaDetector {
     fn score(&self, trace: &SagaTrace) -> Result<AnomalyReport> {
         trace.validate()?;
         let findings = [self.duration_finding(trace), self.sequence_finding(trace)];
-        Ok(AnomalyReport::new(trace.id.clone(), findings.into_iter().flatten().collect()))
+        Ok(AnomalyReport::new(
+            trace.id.clone(),
+            findings.into_iter().flatten().collect(),
+        ))
     }
 
     fn score_all(&self, traces: &[SagaTrace]) -> Result<Vec<AnomalyReport>> {
-        let mut reports: Vec<AnomalyReport> =
-            traces.iter().map(|t| self.score(t)).collect::<Result<_>>()?;
+        let mut reports: Vec<AnomalyReport> = traces
+            .iter()
+            .map(|t| self.score(t))
+            .collect::<Result<_>>()?;
         let readings = self.rate.readings(traces);
         for ((report, trace), r) in reports.iter_mut().zip(traces).zip(readings) {
             if !trace.compensated() || r.z <= 0.0 {
@@ -232,9 +255,10 @@ pub struct TimeoutRule {
 impl SagaAnomalyDetector for TimeoutRule {
     fn score(&self, trace: &SagaTrace) -> Result<AnomalyReport> {
         trace.validate()?;
-        let hit = trace.events.iter().find(|e| {
-            e.duration_ms >= self.timeout_ms || e.status == TraceStatus::TimedOut
-        });
+        let hit = trace
+            .events
+            .iter()
+            .find(|e| e.duration_ms >= self.timeout_ms || e.status == TraceStatus::TimedOut);
         let findings = hit.map(|e| Anomaly {
             kind: if matches!(e.status, TraceStatus::TimedOut | TraceStatus::Pending) {
                 AnomalyKind::StuckStep
@@ -250,6 +274,9 @@ impl SagaAnomalyDetector for TimeoutRule {
                 fmt_ms(self.timeout_ms)
             ),
         });
-        Ok(AnomalyReport::new(trace.id.clone(), findings.into_iter().collect()))
+        Ok(AnomalyReport::new(
+            trace.id.clone(),
+            findings.into_iter().collect(),
+        ))
     }
 }

@@ -40,7 +40,11 @@ const MIN_EVENTS: usize = 5;
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 impl StepDurationModel {
@@ -53,7 +57,10 @@ impl StepDurationModel {
                 if matches!(e.status, TraceStatus::Pending | TraceStatus::TimedOut) {
                     continue;
                 }
-                by_type.entry(e.event_type.clone()).or_default().push(e.duration_ms.ln_1p());
+                by_type
+                    .entry(e.event_type.clone())
+                    .or_default()
+                    .push(e.duration_ms.ln_1p());
             }
         }
         let stats: BTreeMap<String, DurationStats> = by_type

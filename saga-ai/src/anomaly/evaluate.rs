@@ -128,7 +128,9 @@ pub fn evaluate_anomaly(
 
     progress("learning from normal sagas");
     let detector = SagaDetector::fit(&train, &config.detector)?;
-    let rule = TimeoutRule { timeout_ms: config.timeout_ms };
+    let rule = TimeoutRule {
+        timeout_ms: config.timeout_ms,
+    };
 
     progress("scoring the test period");
     let reports = detector.score_all(&traces)?;
@@ -141,7 +143,10 @@ pub fn evaluate_anomaly(
         .collect();
 
     let mut rows = Vec::new();
-    let kinds = AnomalyKind::ALL.into_iter().map(Some).chain(std::iter::once(None));
+    let kinds = AnomalyKind::ALL
+        .into_iter()
+        .map(Some)
+        .chain(std::iter::once(None));
     for kind in kinds {
         let keep: Vec<usize> = (0..labels.len())
             .filter(|&i| labels[i].is_none() || kind.is_none() || labels[i] == kind)
@@ -161,7 +166,9 @@ pub fn evaluate_anomaly(
         });
     }
     if rows.is_empty() {
-        return Err(AiError::NotEnoughData("the test period holds no anomaly".into()));
+        return Err(AiError::NotEnoughData(
+            "the test period holds no anomaly".into(),
+        ));
     }
 
     let alarms = detector.rate.alarms(&traces);
@@ -186,7 +193,9 @@ pub fn evaluate_anomaly(
     let truth: Vec<bool> = labels.iter().map(Option::is_some).collect();
     let flags: Vec<bool> = reports.iter().map(|r| r.is_anomalous()).collect();
     let rule_flags: Vec<bool> = rule_reports.iter().map(|r| r.is_anomalous()).collect();
-    let flagged_anomalies: Vec<usize> = (0..labels.len()).filter(|&i| flags[i] && truth[i]).collect();
+    let flagged_anomalies: Vec<usize> = (0..labels.len())
+        .filter(|&i| flags[i] && truth[i])
+        .collect();
     let right_kind = flagged_anomalies
         .iter()
         .filter(|&&i| reports[i].top().map(|a| a.kind) == labels[i])

@@ -37,7 +37,10 @@ impl Default for TraceGeneratorConfig {
             sagas_per_minute: 15.0,
             anomaly_rate: 0.01,
             storms: 3,
-            start: Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).single().unwrap_or_default(),
+            start: Utc
+                .with_ymd_and_hms(2024, 1, 1, 0, 0, 0)
+                .single()
+                .unwrap_or_default(),
         }
     }
 }
@@ -70,12 +73,48 @@ struct Step {
 }
 
 const STEPS: [Step; 6] = [
-    Step { name: "order", command: "PlaceOrder", median_ms: 20.0, fail: 0.0, compensation: Some(("CancelOrder", 15.0)) },
-    Step { name: "fraud_check", command: "CheckFraud", median_ms: 120.0, fail: 0.02, compensation: None },
-    Step { name: "inventory", command: "ReserveInventory", median_ms: 60.0, fail: 0.04, compensation: Some(("ReleaseInventory", 40.0)) },
-    Step { name: "payment", command: "ChargePayment", median_ms: 900.0, fail: 0.06, compensation: Some(("RefundPayment", 600.0)) },
-    Step { name: "confirm", command: "ConfirmOrder", median_ms: 30.0, fail: 0.0, compensation: None },
-    Step { name: "shipping", command: "ScheduleShipping", median_ms: 1500.0, fail: 0.01, compensation: None },
+    Step {
+        name: "order",
+        command: "PlaceOrder",
+        median_ms: 20.0,
+        fail: 0.0,
+        compensation: Some(("CancelOrder", 15.0)),
+    },
+    Step {
+        name: "fraud_check",
+        command: "CheckFraud",
+        median_ms: 120.0,
+        fail: 0.02,
+        compensation: None,
+    },
+    Step {
+        name: "inventory",
+        command: "ReserveInventory",
+        median_ms: 60.0,
+        fail: 0.04,
+        compensation: Some(("ReleaseInventory", 40.0)),
+    },
+    Step {
+        name: "payment",
+        command: "ChargePayment",
+        median_ms: 900.0,
+        fail: 0.06,
+        compensation: Some(("RefundPayment", 600.0)),
+    },
+    Step {
+        name: "confirm",
+        command: "ConfirmOrder",
+        median_ms: 30.0,
+        fail: 0.0,
+        compensation: None,
+    },
+    Step {
+        name: "shipping",
+        command: "ScheduleShipping",
+        median_ms: 1500.0,
+        fail: 0.01,
+        compensation: None,
+    },
 ];
 const PAYMENT: usize = 3;
 /// Every step's deadline.
@@ -132,7 +171,11 @@ enum Inject {
 }
 
 fn run_saga(rng: &mut StdRng, inject: Inject, payment_fail: f64) -> (Vec<TraceEvent>, bool) {
-    let mut b = Builder { rng, events: Vec::new(), clock: 0.0 };
+    let mut b = Builder {
+        rng,
+        events: Vec::new(),
+        clock: 0.0,
+    };
     let mut done: Vec<usize> = Vec::new();
     let order: Vec<usize> = if inject == Inject::Impossible(0) {
         vec![0, 1, 3, 2, 4, 5] // payment before reservation
@@ -165,7 +208,11 @@ fn run_saga(rng: &mut StdRng, inject: Inject, payment_fail: f64) -> (Vec<TraceEv
         if inject == Inject::Slow(k) {
             d = (step.median_ms * b.rng.random_range(4.0..15.0)).min(DEADLINE_MS * 0.9);
         }
-        let p_fail = if k == PAYMENT { payment_fail } else { step.fail };
+        let p_fail = if k == PAYMENT {
+            payment_fail
+        } else {
+            step.fail
+        };
         if b.rng.random_bool(p_fail) {
             b.push(step.name, step.command, TraceStatus::Failed, d);
             if inject == Inject::Impossible(2) {
@@ -195,7 +242,9 @@ fn run_saga(rng: &mut StdRng, inject: Inject, payment_fail: f64) -> (Vec<TraceEv
 
 /// Generates a period of order-saga traces.
 pub fn generate_traces(config: &TraceGeneratorConfig) -> Result<GeneratedTraces> {
-    if config.minutes == 0 || !(config.sagas_per_minute > 0.0 && config.sagas_per_minute <= 10_000.0) {
+    if config.minutes == 0
+        || !(config.sagas_per_minute > 0.0 && config.sagas_per_minute <= 10_000.0)
+    {
         return Err(AiError::InvalidInput(
             "minutes must be >= 1 and sagas_per_minute in (0, 10000]".into(),
         ));
@@ -240,7 +289,9 @@ pub fn generate_traces(config: &TraceGeneratorConfig) -> Result<GeneratedTraces>
         // During a storm the payment provider fails most charges, ramping up over 2 minutes.
         let storm = storms.iter().find(|(a, b)| *a <= s && s < *b);
         let payment_fail = match storm {
-            Some((a, _)) => STEPS[PAYMENT].fail.max(0.75 * ((s - a) / 120_000.0).min(1.0)),
+            Some((a, _)) => STEPS[PAYMENT]
+                .fail
+                .max(0.75 * ((s - a) / 120_000.0).min(1.0)),
             None => STEPS[PAYMENT].fail,
         };
         let (events, compensated) = run_saga(&mut rng, inject, payment_fail);

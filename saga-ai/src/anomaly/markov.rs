@@ -52,10 +52,14 @@ impl TransitionModel {
     /// Counts transitions in normal sagas; `alpha` > 0 is the smoothing pseudo-count.
     pub fn fit(traces: &[SagaTrace], alpha: f64) -> Result<Self> {
         if !alpha.is_finite() || alpha <= 0.0 {
-            return Err(AiError::InvalidInput(format!("alpha must be > 0, got {alpha}")));
+            return Err(AiError::InvalidInput(format!(
+                "alpha must be > 0, got {alpha}"
+            )));
         }
         if traces.is_empty() {
-            return Err(AiError::NotEnoughData("no sagas to learn transitions from".into()));
+            return Err(AiError::NotEnoughData(
+                "no sagas to learn transitions from".into(),
+            ));
         }
         let mut counts: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
         let mut totals: BTreeMap<String, u64> = BTreeMap::new();
@@ -63,7 +67,11 @@ impl TransitionModel {
         for t in traces {
             let seq = Self::symbols(t);
             for w in seq.windows(2) {
-                *counts.entry(w[0].clone()).or_default().entry(w[1].clone()).or_default() += 1;
+                *counts
+                    .entry(w[0].clone())
+                    .or_default()
+                    .entry(w[1].clone())
+                    .or_default() += 1;
                 *totals.entry(w[0].clone()).or_default() += 1;
                 symbols.insert(w[1].clone());
             }
@@ -87,7 +95,10 @@ impl TransitionModel {
 
     /// Whether the saga may still go on (a step waits for its reply): no end symbol then.
     fn running(trace: &SagaTrace) -> bool {
-        trace.events.iter().any(|e| e.status == TraceStatus::Pending)
+        trace
+            .events
+            .iter()
+            .any(|e| e.status == TraceStatus::Pending)
     }
 
     fn symbols(trace: &SagaTrace) -> Vec<String> {
@@ -100,9 +111,15 @@ impl TransitionModel {
 
     /// Smoothed `P(to | from)`; one extra slot in the vocabulary stands for unseen symbols.
     pub fn probability(&self, from: &str, to: &str) -> (f64, u64) {
-        let seen = self.counts.get(from).and_then(|m| m.get(to)).copied().unwrap_or(0);
+        let seen = self
+            .counts
+            .get(from)
+            .and_then(|m| m.get(to))
+            .copied()
+            .unwrap_or(0);
         let total = self.totals.get(from).copied().unwrap_or(0);
-        let p = (seen as f64 + self.alpha) / (total as f64 + self.alpha * (self.vocabulary as f64 + 1.0));
+        let p = (seen as f64 + self.alpha)
+            / (total as f64 + self.alpha * (self.vocabulary as f64 + 1.0));
         (p, seen)
     }
 
@@ -131,6 +148,9 @@ impl TransitionModel {
 
     /// Negative log-likelihood of the whole sequence.
     pub fn surprise(&self, trace: &SagaTrace) -> f64 {
-        self.transitions(trace).iter().map(Transition::surprise).sum()
+        self.transitions(trace)
+            .iter()
+            .map(Transition::surprise)
+            .sum()
     }
 }

@@ -39,7 +39,9 @@ mod trace;
 pub use detector::{ANOMALY_FORMAT, ANOMALY_KIND, DetectorConfig, SagaDetector, TimeoutRule};
 pub use duration::{DurationStats, StepDurationModel};
 pub use evaluate::{AnomalyEvalConfig, AnomalyEvaluation, KindRow, StormDelay, evaluate_anomaly};
-pub use generator::{DEADLINE_MS, GeneratedTraces, LabelledTrace, TraceGeneratorConfig, generate_traces};
+pub use generator::{
+    DEADLINE_MS, GeneratedTraces, LabelledTrace, TraceGeneratorConfig, generate_traces,
+};
 pub use kind::{Anomaly, AnomalyKind, AnomalyReport};
 pub use markov::{END, START, Transition, TransitionModel};
 pub use rate::{CompensationRateModel, RateReading, RateWindow};

@@ -112,8 +112,11 @@ impl CompensationRateModel {
     /// For each trace (in the given order), the window's reading when it ended (traces are
     /// replayed by end time).
     pub fn readings(&self, traces: &[SagaTrace]) -> Vec<RateReading> {
-        let mut order: Vec<(DateTime<Utc>, usize)> =
-            traces.iter().enumerate().map(|(i, t)| (t.ended_at(), i)).collect();
+        let mut order: Vec<(DateTime<Utc>, usize)> = traces
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.ended_at(), i))
+            .collect();
         order.sort();
         let mut out = vec![self.reading(0, 0); traces.len()];
         let mut window = self.window();
@@ -125,8 +128,10 @@ impl CompensationRateModel {
 
     /// Start times of alarm episodes: moments the z-score crosses the threshold from below.
     pub fn alarms(&self, traces: &[SagaTrace]) -> Vec<DateTime<Utc>> {
-        let mut order: Vec<(DateTime<Utc>, bool)> =
-            traces.iter().map(|t| (t.ended_at(), t.compensated())).collect();
+        let mut order: Vec<(DateTime<Utc>, bool)> = traces
+            .iter()
+            .map(|t| (t.ended_at(), t.compensated()))
+            .collect();
         order.sort();
         let mut window = self.window();
         let mut alarming = false;

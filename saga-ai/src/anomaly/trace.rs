@@ -112,12 +112,16 @@ impl SagaTrace {
         self.events
             .iter()
             .find(|e| e.status == TraceStatus::Compensated)
-            .map(|e| self.started_at + TimeDelta::microseconds((e.start_ms * 1000.0).min(1e15) as i64))
+            .map(|e| {
+                self.started_at + TimeDelta::microseconds((e.start_ms * 1000.0).min(1e15) as i64)
+            })
     }
 
     /// Whether any compensation ran.
     pub fn compensated(&self) -> bool {
-        self.events.iter().any(|e| e.status == TraceStatus::Compensated)
+        self.events
+            .iter()
+            .any(|e| e.status == TraceStatus::Compensated)
     }
 
     /// Builds traces from saga log entries (any order, several sagas mixed), pairing each
@@ -177,7 +181,9 @@ impl SagaTrace {
                     };
                     // A failed compensation closes the open compensation.
                     let found = find(comp_reply).or_else(|| {
-                        (e.status == LogStatus::Failed).then(|| find(true)).flatten()
+                        (e.status == LogStatus::Failed)
+                            .then(|| find(true))
+                            .flatten()
                     });
                     match found {
                         Some(i) => {

@@ -123,7 +123,9 @@ fn main() -> anyhow::Result<()> {
             );
             println!("|---|---|---|---|---|");
             for r in &eval.rows {
-                let name = r.kind.map_or("all anomalies".to_string(), |k| k.to_string());
+                let name = r
+                    .kind
+                    .map_or("all anomalies".to_string(), |k| k.to_string());
                 println!(
                     "| {name} | {} | {:.3} | {:.3} | {:.3} |",
                     r.positives, r.detector, r.timeout_rule, r.longest_step

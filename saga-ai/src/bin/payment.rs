@@ -12,7 +12,9 @@ use indicatif::ProgressBar;
 use saga_ai::payment::{PaymentEvalConfig, PaymentGeneratorConfig, evaluate_payment};
 
 #[derive(Parser)]
-#[command(about = "Payment-success prediction: calibrated logistic regression on generated attempts")]
+#[command(
+    about = "Payment-success prediction: calibrated logistic regression on generated attempts"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -90,7 +92,8 @@ fn main() -> anyhow::Result<()> {
         Command::Train { data, out } => {
             let eval = run(&data.config())?;
             if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
             }
             eval.saved.save(&out)?;
             println!(
@@ -110,7 +113,10 @@ fn main() -> anyhow::Result<()> {
             let (tr, va, te) = eval.sizes;
             println!(
                 "attempts: train {tr}, validation {va}, test {te} (success rate {:.3}, {} during outages); gateway window {} min, L2 {}",
-                eval.test_success_rate, eval.test_outage_attempts, config.window_minutes, eval.saved.model.l2
+                eval.test_success_rate,
+                eval.test_outage_attempts,
+                config.window_minutes,
+                eval.saved.model.l2
             );
             println!();
             println!("| scored on the test window | ROC-AUC | log-loss | ECE (10 bins) | Brier |");

@@ -43,7 +43,9 @@ fn check(raw: &[f64], labels: &[bool]) -> Result<()> {
         )));
     }
     if let Some(i) = raw.iter().position(|p| !(0.0..=1.0).contains(p)) {
-        return Err(AiError::InvalidInput(format!("probability {i} is outside [0, 1]")));
+        return Err(AiError::InvalidInput(format!(
+            "probability {i} is outside [0, 1]"
+        )));
     }
     Ok(())
 }
@@ -82,7 +84,10 @@ impl Calibrator {
             }
         }
         let x = blocks.iter().map(|b| b.0 / b.2).collect();
-        let y = blocks.iter().map(|b| (b.1 / b.2).clamp(EPS, 1.0 - EPS)).collect();
+        let y = blocks
+            .iter()
+            .map(|b| (b.1 / b.2).clamp(EPS, 1.0 - EPS))
+            .collect();
         Ok(Calibrator::Isotonic { x, y })
     }
 

@@ -138,7 +138,9 @@ pub fn evaluate_payment(
         row("baseline: per-method success rate", &p_base, &labels, bins)?,
         row("oracle: true probability", &p_oracle, &labels, bins)?,
     ];
-    let outage: Vec<usize> = (0..test_truth.len()).filter(|&i| test_truth[i].in_outage).collect();
+    let outage: Vec<usize> = (0..test_truth.len())
+        .filter(|&i| test_truth[i].in_outage)
+        .collect();
     let pick = |v: &[f64]| outage.iter().map(|&i| v[i]).collect::<Vec<f64>>();
     let outage_labels: Vec<bool> = outage.iter().map(|&i| labels[i]).collect();
     for (name, probs) in [

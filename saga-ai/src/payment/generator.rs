@@ -44,7 +44,10 @@ impl Default for PaymentGeneratorConfig {
             attempts_per_day: 6000,
             customers: 20_000,
             outages_per_method_per_day: 0.6,
-            start: Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).single().unwrap_or_default(),
+            start: Utc
+                .with_ymd_and_hms(2024, 1, 1, 0, 0, 0)
+                .single()
+                .unwrap_or_default(),
         }
     }
 }
@@ -143,7 +146,9 @@ pub fn generate_payments(config: &PaymentGeneratorConfig) -> Result<Vec<Generate
     let mut outages: [Vec<Outage>; 4] = Default::default();
     for list in &mut outages {
         let expected = config.outages_per_method_per_day * f64::from(config.days);
-        let count = (expected + rng.random_range(-0.5..0.5) * expected.sqrt()).round().max(0.0);
+        let count = (expected + rng.random_range(-0.5..0.5) * expected.sqrt())
+            .round()
+            .max(0.0);
         for _ in 0..count as u32 {
             let start = rng.random_range(0.0..total_minutes);
             list.push(Outage {
@@ -156,14 +161,18 @@ pub fn generate_payments(config: &PaymentGeneratorConfig) -> Result<Vec<Generate
 
     let amount_noise = LogNormal::new(0.0, 0.6).map_err(|e| AiError::Fit(e.to_string()))?;
     let n = u64::from(config.days) * u64::from(config.attempts_per_day);
-    let mut times: Vec<f64> = (0..n).map(|_| rng.random_range(0.0..total_minutes)).collect();
+    let mut times: Vec<f64> = (0..n)
+        .map(|_| rng.random_range(0.0..total_minutes))
+        .collect();
     times.sort_by(f64::total_cmp);
     let mut out = Vec::with_capacity(times.len());
     for t in times {
         let mut pick = None;
         for _ in 0..20 {
             let u = rng.random_range(0.0..acc);
-            let i = cumulative.partition_point(|&c| c < u).min(customers.len() - 1);
+            let i = cumulative
+                .partition_point(|&c| c < u)
+                .min(customers.len() - 1);
             if customers[i].created_minutes <= t {
                 pick = Some(i);
                 break;

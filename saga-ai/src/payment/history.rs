@@ -77,8 +77,13 @@ impl PaymentHistory {
         }
         let queue = &mut self.gateway[attempt.method.index()];
         queue.push_back((attempt.at, succeeded));
-        let newest = queue.back().map_or(attempt.at, |&(at, _)| at.max(attempt.at));
-        while queue.front().is_some_and(|&(at, _)| at <= newest - self.window) {
+        let newest = queue
+            .back()
+            .map_or(attempt.at, |&(at, _)| at.max(attempt.at));
+        while queue
+            .front()
+            .is_some_and(|&(at, _)| at <= newest - self.window)
+        {
             queue.pop_front();
         }
     }

@@ -54,6 +54,8 @@ fn solve_spd(a: &[Vec<f64>], b: &[f64]) -> Option<Vec<f64>> {
 impl LogisticRegression {
     /// Fits on rows `x` (all the same length, finite) and labels `y`, minimising the mean
     /// log-loss plus `l2 / 2 * |weights|^2`.
+    // Index loops read best for the symmetric Hessian.
+    #[allow(clippy::needless_range_loop)]
     pub fn fit(x: &[Vec<f64>], y: &[bool], l2: f64) -> Result<Self> {
         if x.len() != y.len() {
             return Err(AiError::InvalidInput(format!(
@@ -73,7 +75,10 @@ impl LogisticRegression {
             return Err(AiError::InvalidInput(format!("l2 must be >= 0, got {l2}")));
         }
         let d = x[0].len();
-        if let Some(i) = x.iter().position(|r| r.len() != d || r.iter().any(|v| !v.is_finite())) {
+        if let Some(i) = x
+            .iter()
+            .position(|r| r.len() != d || r.iter().any(|v| !v.is_finite()))
+        {
             return Err(AiError::InvalidInput(format!(
                 "row {i} has the wrong length or a non-finite value"
             )));
@@ -92,7 +97,11 @@ impl LogisticRegression {
                 let z = theta[0] + row.iter().zip(&theta[1..]).map(|(a, b)| a * b).sum::<f64>();
                 let p = sigmoid(z);
                 let t = if label { 1.0 } else { 0.0 };
-                loss -= if label { p.max(1e-300).ln() } else { (1.0 - p).max(1e-300).ln() };
+                loss -= if label {
+                    p.max(1e-300).ln()
+                } else {
+                    (1.0 - p).max(1e-300).ln()
+                };
                 let g = p - t;
                 let w = (p * (1.0 - p)).max(1e-12);
                 let full = std::iter::once(1.0).chain(row.iter().copied());

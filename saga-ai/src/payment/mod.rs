@@ -44,7 +44,7 @@ pub use evaluate::{PaymentEvalConfig, PaymentEvaluation, PaymentRow, evaluate_pa
 pub use generator::{GeneratedAttempt, PaymentGeneratorConfig, generate_payments};
 pub use history::PaymentHistory;
 pub use logistic::LogisticRegression;
-pub use model::{PaymentModel, PAYMENT_FEATURES, PAYMENT_FORMAT, PAYMENT_KIND};
+pub use model::{PAYMENT_FEATURES, PAYMENT_FORMAT, PAYMENT_KIND, PaymentModel};
 
 use crate::error::Result;
 

@@ -119,7 +119,10 @@ impl PaymentModel {
     /// Fits on `train`, then on `valid` (later in time) chooses the L2 penalty, and chooses
     /// and fits the calibration map (identity, Platt or isotonic, by two-fold cross-fitting on
     /// the halves of `valid`). Rows are `(features, succeeded)`.
-    pub fn fit(train: &[(PaymentFeatures, bool)], valid: &[(PaymentFeatures, bool)]) -> Result<Self> {
+    pub fn fit(
+        train: &[(PaymentFeatures, bool)],
+        valid: &[(PaymentFeatures, bool)],
+    ) -> Result<Self> {
         if train.len() < 50 || valid.len() < 20 {
             return Err(AiError::NotEnoughData(format!(
                 "need at least 50 training and 20 validation rows, got {} and {}",
@@ -131,7 +134,9 @@ impl PaymentModel {
         let (mut xv, yv) = encode_all(valid)?;
         let d = PAYMENT_FEATURES.len();
         let n = xt.len() as f64;
-        let means: Vec<f64> = (0..d).map(|j| xt.iter().map(|r| r[j]).sum::<f64>() / n).collect();
+        let means: Vec<f64> = (0..d)
+            .map(|j| xt.iter().map(|r| r[j]).sum::<f64>() / n)
+            .collect();
         let stds: Vec<f64> = (0..d)
             .map(|j| {
                 let var = xt.iter().map(|r| (r[j] - means[j]).powi(2)).sum::<f64>() / n;
@@ -151,7 +156,9 @@ impl PaymentModel {
             }
         }
         let Some((_, l2, regression, raw)) = best else {
-            return Err(AiError::Fit("no penalty in the grid could be fitted".into()));
+            return Err(AiError::Fit(
+                "no penalty in the grid could be fitted".into(),
+            ));
         };
         let calibrator = choose_calibrator(&raw, &yv)?;
         Ok(Self {
@@ -222,7 +229,9 @@ fn choose_calibrator(raw: &[f64], labels: &[bool]) -> Result<Calibrator> {
             };
         }
     }
-    let best = (0..3).min_by(|&a, &b| losses[a].total_cmp(&losses[b])).unwrap_or(0);
+    let best = (0..3)
+        .min_by(|&a, &b| losses[a].total_cmp(&losses[b]))
+        .unwrap_or(0);
     match best {
         1 => Calibrator::fit_platt(raw, labels),
         2 => Calibrator::fit_isotonic(raw, labels),
