@@ -15,7 +15,7 @@ fn small_rows(seed: u64) -> (Rows, Vec<f64>) {
     let data = generate_payments(&PaymentGeneratorConfig {
         seed,
         days: 4,
-        attempts_per_day: 1500,
+        attempts_per_day: 2000,
         customers: 2000,
         outages_per_method_per_day: 1.0,
         ..Default::default()

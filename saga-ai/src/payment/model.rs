@@ -15,7 +15,7 @@ pub const PAYMENT_KIND: &str = "payment.logistic_calibrated";
 pub const PAYMENT_FORMAT: u32 = 1;
 
 /// Names of the encoded features, in order.
-pub const PAYMENT_FEATURES: [&str; 28] = [
+pub const PAYMENT_FEATURES: [&str; 23] = [
     "method=card",
     "method=wallet",
     "method=bank_transfer",
@@ -39,11 +39,6 @@ pub const PAYMENT_FEATURES: [&str; 28] = [
     "gateway_error_rate",
     "gateway_error_logodds",
     "gateway_error_above_0.3",
-    "gateway_error_above_0.6",
-    "gateway_error_logodds*card",
-    "gateway_error_logodds*wallet",
-    "gateway_error_logodds*bank_transfer",
-    "gateway_error_logodds*pay_later",
 ];
 
 /// Prior error rate and its weight (in attempts) for the smoothed gateway error rate.
@@ -77,8 +72,6 @@ fn encode(f: &PaymentFeatures) -> Result<Vec<f64>> {
     let g_logodds = (gc / (1.0 - gc)).ln();
     row.push(g_logodds);
     row.push((g - 0.3).max(0.0));
-    row.push((g - 0.6).max(0.0));
-    row.extend((0..4).map(|k| one_hot(k) * g_logodds));
     Ok(row)
 }
 
