@@ -1,8 +1,10 @@
 #![doc = include_str!("../README.md")]
 
+pub mod anomaly;
 pub mod error;
 pub mod metrics;
 pub mod model;
+pub mod payment;
 
 pub use error::{AiError, Result};
 pub use model::{ModelMeta, SavedModel};
