@@ -38,10 +38,17 @@ pub struct SavedModel<M> {
 }
 
 impl<M: Serialize + DeserializeOwned> SavedModel<M> {
-    /// Writes the model as JSON to `path`.
+    /// Writes the model as JSON to `path`, creating its folder if needed.
     pub fn save(&self, path: &Path) -> Result<()> {
         let bytes = serde_json::to_vec(self)
             .map_err(|e| AiError::IncompatibleModel(format!("cannot encode model: {e}")))?;
+        let io = |source| AiError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
         std::fs::write(path, bytes).map_err(|source| AiError::Io {
             path: path.display().to_string(),
             source,

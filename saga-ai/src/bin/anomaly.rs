@@ -6,7 +6,6 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use indicatif::ProgressBar;
 use saga_ai::anomaly::{AnomalyEvalConfig, AnomalyEvaluation, evaluate_anomaly};
@@ -87,10 +86,6 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Train { data, out } => {
             let eval = run(&data.config())?;
-            if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("creating {}", dir.display()))?;
-            }
             eval.saved.save(&out)?;
             println!(
                 "saved {} (learned from {} normal sagas) to {}",
