@@ -1,0 +1,11 @@
+//! The reference e-commerce order system, built from the saga crates.
+//!
+//! When it is complete (see `DESIGN.md`, section 6), `reference-app` with no arguments runs
+//! every service of the seed's order system in one process (ports 8000-8007, SQLite files and
+//! the durable `sql` broker under `./data`), and `reference-app serve <service>` runs one
+//! service per process on Postgres and RabbitMQ or NATS.
+//!
+//! Built so far (issue 7 is under way): the HTTP API's shared pieces in [`api`]: problem
+//! documents for every error, money in minor units, the order request with its validation.
+
+pub mod api;
