@@ -6,6 +6,8 @@
 //! service per process on Postgres and RabbitMQ or NATS.
 //!
 //! Built so far (issue 7 is under way): the HTTP API's shared pieces in [`api`]: problem
-//! documents for every error, money in minor units, the order request with its validation.
+//! documents for every error, money in minor units, the order request with its validation; and
+//! the order saga ([`order_saga`]) with the mapping from its progress to the seed's order statuses.
 
 pub mod api;
+pub mod order_saga;
