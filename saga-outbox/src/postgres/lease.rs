@@ -90,7 +90,7 @@ impl Leases {
                      WHERE owner = $1 AND part = ANY($2)"),
                 free: s("SELECT p FROM generate_series(0, $1 - 1) AS p \
                      LEFT JOIN {leases} l ON l.part = p \
-                     WHERE l.part IS NULL OR l.expires_at <= $2 ORDER BY p"),
+                     WHERE l.part IS NULL OR l.expires_at <= $2 OR l.owner = $3 ORDER BY p"),
                 take: s("INSERT INTO {leases} AS l (part, owner, expires_at) \
                      SELECT p, $1, $2 FROM unnest($3::int[]) AS p \
                      ON CONFLICT (part) DO UPDATE SET owner = excluded.owner, \
@@ -129,7 +129,8 @@ impl Leases {
         Ok(())
     }
 
-    /// Heartbeat, renew, release the surplus, take free partitions up to the fair share.
+    /// Heartbeat, renew, release the surplus, take free partitions up to the fair share
+    /// (a relay restarted under the same name takes its own leases back at once).
     pub async fn rebalance(&self) -> Result<()> {
         let now = self.clock.now();
         let ttl = chrono::Duration::from_std(self.config.ttl).unwrap_or(chrono::Duration::MAX);
@@ -185,6 +186,7 @@ impl Leases {
             let free: Vec<i32> = sqlx::query(self.sql.free.clone())
                 .bind(i32::from(self.partitions))
                 .bind(now_n)
+                .bind(me)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(db_err)?
