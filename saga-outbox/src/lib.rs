@@ -6,6 +6,7 @@ pub mod partition;
 pub mod relay;
 #[cfg(feature = "_sql")]
 pub(crate) mod sql;
+#[cfg(feature = "_sql")]
 mod time;
 #[cfg(feature = "_sql")]
 pub mod uow;

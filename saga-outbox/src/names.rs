@@ -91,6 +91,7 @@ impl Tables {
     }
 
     /// Replaces `{outbox}`, `{inbox}`, ... and `{q}` (the qualifier) in a SQL template.
+    #[cfg_attr(not(feature = "_sql"), allow(dead_code))]
     pub(crate) fn render(&self, template: &str) -> String {
         template
             .replace("{outbox}", &self.outbox)

@@ -93,13 +93,12 @@ impl<S: RelaySource> Relay<S> {
                     wait = self.config.error_backoff;
                 }
             }
-            if let Some(retention) = self.config.retention {
-                if !self.config.delete_published
-                    && last_prune.elapsed() >= self.config.prune_interval
-                {
-                    last_prune = Instant::now();
-                    self.prune(retention).await;
-                }
+            if let Some(retention) = self.config.retention
+                && !self.config.delete_published
+                && last_prune.elapsed() >= self.config.prune_interval
+            {
+                last_prune = Instant::now();
+                self.prune(retention).await;
             }
             if wait.is_zero() {
                 tokio::task::yield_now().await;

@@ -9,6 +9,8 @@ use sqlx::{AssertSqlSafe, SqlSafeStr, SqlStr};
 use crate::names::Tables;
 
 /// The few places where SQLite and Postgres SQL differ.
+// With one database feature on, the other variant is never built.
+#[allow(dead_code)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dialect {
     /// SQLite: lists travel as JSON text through `json_each`.

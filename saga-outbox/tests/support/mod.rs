@@ -44,6 +44,7 @@ pub struct SchemaGuard {
     pub schema: String,
 }
 
+#[cfg(feature = "postgres")]
 impl Drop for SchemaGuard {
     fn drop(&mut self) {
         let url = self.url.clone();
