@@ -1,0 +1,111 @@
+//! Connecting a Postgres store: a pool, the service's schema, the migrations.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use saga_core::clock::{SharedClock, SystemClock};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgConnection, Postgres};
+use tokio::sync::Notify;
+
+use crate::names::Tables;
+use crate::sql::error::db_err;
+use crate::sql::statements::{Dialect, Statements};
+use crate::sql::store::{Inner, SqlStore};
+
+/// The stores of one service in a Postgres schema.
+pub type PgStore = SqlStore<Postgres>;
+
+/// Where and how to connect a [`PgStore`].
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    url: String,
+    schema: String,
+    max_connections: u32,
+    partitions: u16,
+    clock: SharedClock,
+}
+
+impl PgOptions {
+    /// The database at `url` (`postgres://user@host/db`), schema `saga`, 16 connections,
+    /// 16 partitions, the system clock.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            schema: "saga".into(),
+            max_connections: 16,
+            partitions: 16,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// The service's schema (`[a-z_][a-z0-9_]*`), created if missing.
+    #[must_use]
+    pub fn with_schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+
+    /// Pool size.
+    #[must_use]
+    pub fn with_max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n.max(2);
+        self
+    }
+
+    /// Number of partitions of the aggregate id (relays lease them). Every process of a
+    /// service must use the same number; change it only with an empty outbox.
+    #[must_use]
+    pub fn with_partitions(mut self, n: u16) -> Self {
+        self.partitions = n.max(1);
+        self
+    }
+
+    /// The clock timestamps and leases come from (tests pass a `ManualClock`).
+    #[must_use]
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+}
+
+impl SqlStore<Postgres> {
+    /// Connects, creates the schema if needed and applies the migrations.
+    pub async fn connect(options: PgOptions) -> saga_core::Result<Self> {
+        let tables = Tables::in_schema(&options.schema)?;
+        let connect: PgConnectOptions = options
+            .url
+            .parse()
+            .map_err(|e| saga_core::Error::InvalidArgument(format!("database url: {e}")))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(Duration::from_secs(30))
+            .test_before_acquire(false)
+            .connect_with(connect)
+            .await
+            .map_err(db_err)?;
+        {
+            let mut conn = pool.acquire().await.map_err(db_err)?;
+            super::migrations::migrate(&mut conn, &options.schema, &tables).await?;
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                read: pool.clone(),
+                write: pool,
+                sql: Statements::new(&tables, Dialect::Postgres),
+                tables,
+                clock: options.clock,
+                partitions: options.partitions,
+                signal: Arc::new(Notify::new()),
+                channel: format!("{}_outbox", options.schema),
+            }),
+        })
+    }
+
+    /// The `LISTEN/NOTIFY` channel units of work notify on commit.
+    pub fn channel(&self) -> &str {
+        &self.inner.channel
+    }
+}
+
+crate::sql::backend::impl_sql_backend!(Postgres, PgConnection);

@@ -1,0 +1,144 @@
+//! The data statements, written once for SQLite and Postgres (both take `$1` parameters,
+//! `ON CONFLICT`, `RETURNING` and partial indexes). Where the two differ, [`Dialect`] says
+//! how, and that is the only place.
+
+use std::sync::Arc;
+
+use sqlx::{AssertSqlSafe, SqlSafeStr, SqlStr};
+
+use crate::names::Tables;
+
+/// The few places where SQLite and Postgres SQL differ.
+// With one database feature on, the other variant is never built.
+#[allow(dead_code)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    /// SQLite: lists travel as JSON text through `json_each`.
+    Sqlite,
+    /// Postgres: lists travel as JSON text through `jsonb_array_elements_text`.
+    Postgres,
+}
+
+impl Dialect {
+    /// A subquery yielding the `BIGINT`s of the JSON array bound at `$n`.
+    fn id_list(self, n: u8) -> String {
+        match self {
+            Dialect::Sqlite => format!("SELECT value FROM json_each(${n})"),
+            Dialect::Postgres => {
+                format!("SELECT jsonb_array_elements_text(${n}::jsonb)::bigint")
+            }
+        }
+    }
+}
+
+/// Every prepared statement text of one service's tables.
+#[derive(Debug, Clone)]
+pub(crate) struct Statements {
+    pub(crate) outbox_insert: SqlStr,
+    pub(crate) outbox_unpublished: SqlStr,
+    pub(crate) outbox_mark: SqlStr,
+    pub(crate) outbox_delete: SqlStr,
+    pub(crate) outbox_prune: SqlStr,
+    pub(crate) outbox_pending: SqlStr,
+    pub(crate) inbox_mark: SqlStr,
+    pub(crate) inbox_is: SqlStr,
+    pub(crate) saga_create: SqlStr,
+    pub(crate) saga_load: SqlStr,
+    pub(crate) saga_save: SqlStr,
+    pub(crate) saga_version: SqlStr,
+    pub(crate) saga_due: SqlStr,
+    pub(crate) saga_list: SqlStr,
+    pub(crate) saga_log_append: SqlStr,
+    pub(crate) saga_log_entries: SqlStr,
+    pub(crate) dl_put: SqlStr,
+    pub(crate) dl_list: SqlStr,
+    pub(crate) dl_get: SqlStr,
+    pub(crate) dl_transition: SqlStr,
+    pub(crate) dl_status: SqlStr,
+    pub(crate) dl_pending: SqlStr,
+    pub(crate) idem_begin: SqlStr,
+    pub(crate) idem_get: SqlStr,
+    pub(crate) idem_complete: SqlStr,
+    pub(crate) idem_abandon: SqlStr,
+    /// Postgres: `pg_notify` on the relay channel; SQLite: none (in-process only).
+    pub(crate) notify: Option<SqlStr>,
+}
+
+fn stmt(tables: &Tables, template: &str) -> SqlStr {
+    // Identifiers in `tables` were validated ([a-z_][a-z0-9_]*); values are always bound.
+    AssertSqlSafe(Arc::<str>::from(tables.render(template))).into_sql_str()
+}
+
+impl Statements {
+    pub(crate) fn new(tables: &Tables, dialect: Dialect) -> Self {
+        let s = |t: &str| stmt(tables, t);
+        Self {
+            outbox_insert: s(
+                "INSERT INTO {outbox} (event_id, aggregate_id, part, envelope, created_at) \
+                 VALUES ($1, $2, $3, $4, $5) RETURNING seq",
+            ),
+            outbox_unpublished: s("SELECT seq, envelope, created_at FROM {outbox} \
+                 WHERE published_at IS NULL ORDER BY seq LIMIT $1"),
+            outbox_mark: s(&format!(
+                "UPDATE {{outbox}} SET published_at = $2 \
+                 WHERE published_at IS NULL AND seq IN ({})",
+                dialect.id_list(1)
+            )),
+            outbox_delete: s(&format!(
+                "DELETE FROM {{outbox}} WHERE seq IN ({})",
+                dialect.id_list(1)
+            )),
+            outbox_prune: s("DELETE FROM {outbox} \
+                 WHERE published_at IS NOT NULL AND published_at < $1"),
+            outbox_pending: s("SELECT COUNT(*) FROM {outbox} WHERE published_at IS NULL"),
+            inbox_mark: s("INSERT INTO {inbox} (consumer, event_id, processed_at) \
+                 VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"),
+            inbox_is: s("SELECT COUNT(*) FROM {inbox} WHERE consumer = $1 AND event_id = $2"),
+            saga_create: s("INSERT INTO {sagas} \
+                 (id, saga, status, terminal, deadline, version, created_at, body) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING"),
+            saga_load: s("SELECT body FROM {sagas} WHERE id = $1"),
+            saga_save: s("UPDATE {sagas} SET saga = $2, status = $3, terminal = $4, \
+                 deadline = $5, version = $6, created_at = $7, body = $8 \
+                 WHERE id = $1 AND version = $9"),
+            saga_version: s("SELECT version FROM {sagas} WHERE id = $1"),
+            saga_due: s("SELECT body FROM {sagas} \
+                 WHERE terminal = 0 AND deadline IS NOT NULL AND deadline <= $1 \
+                 ORDER BY deadline, id LIMIT $2"),
+            saga_list: s("SELECT body FROM {sagas} \
+                 WHERE ($1 IS NULL OR saga = $1) AND ($2 IS NULL OR status = $2) \
+                 ORDER BY created_at DESC, id DESC LIMIT $3"),
+            saga_log_append: s("INSERT INTO {saga_log} (saga_id, entry) VALUES ($1, $2)"),
+            saga_log_entries: s("SELECT entry FROM {saga_log} WHERE saga_id = $1 ORDER BY seq"),
+            dl_put: s("INSERT INTO {dead_letters} \
+                 (id, subscription, status, dead_lettered_at, updated_at, body) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING"),
+            dl_list: s("SELECT body, status, updated_at FROM {dead_letters} \
+                 WHERE ($1 IS NULL OR subscription = $1) AND ($2 IS NULL OR status = $2) \
+                 ORDER BY dead_lettered_at, id LIMIT $3"),
+            dl_get: s("SELECT body, status, updated_at FROM {dead_letters} WHERE id = $1"),
+            dl_transition: s("UPDATE {dead_letters} SET status = $2, updated_at = $3 \
+                 WHERE id = $1 AND status = 'pending' RETURNING body, status, updated_at"),
+            dl_status: s("SELECT status FROM {dead_letters} WHERE id = $1"),
+            dl_pending: s("SELECT COUNT(*) FROM {dead_letters} WHERE status = 'pending'"),
+            idem_begin: s("INSERT INTO {idempotency} AS cur \
+                 (scope, idem_key, fingerprint, expires_at, response) \
+                 VALUES ($1, $2, $3, $4, NULL) \
+                 ON CONFLICT (scope, idem_key) DO UPDATE SET fingerprint = excluded.fingerprint, \
+                 expires_at = excluded.expires_at, response = NULL \
+                 WHERE cur.expires_at <= $5 RETURNING scope"),
+            idem_get: s(
+                "SELECT fingerprint, expires_at, response FROM {idempotency} \
+                 WHERE scope = $1 AND idem_key = $2",
+            ),
+            idem_complete: s("UPDATE {idempotency} SET response = $3 \
+                 WHERE scope = $1 AND idem_key = $2"),
+            idem_abandon: s("DELETE FROM {idempotency} \
+                 WHERE scope = $1 AND idem_key = $2 AND response IS NULL"),
+            notify: match dialect {
+                Dialect::Sqlite => None,
+                Dialect::Postgres => Some(s("SELECT pg_notify($1, '')")),
+            },
+        }
+    }
+}

@@ -1,0 +1,326 @@
+//! The relay on SQLite and Postgres: order per aggregate, exactly once in the happy path
+//! with two relays, republish after a crash absorbed by the inbox, lease takeover.
+#![cfg(all(feature = "sqlite", feature = "postgres"))]
+
+mod support;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use saga_core::{Envelope, Publisher};
+use saga_outbox::postgres::{LeaseConfig, Leases, PgRelaySource};
+use saga_outbox::sqlite::SqliteRelaySource;
+use saga_outbox::{Relay, RelayConfig};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Records what was published; optionally hangs forever after recording its first batch
+/// (a process that dies between publish and mark).
+#[derive(Default)]
+struct Recorder {
+    seen: Mutex<Vec<Envelope>>,
+    changed: Notify,
+    hang_first: bool,
+}
+
+#[async_trait]
+impl Publisher for Recorder {
+    async fn publish(&self, batch: &[Envelope]) -> saga_core::Result<()> {
+        let first = {
+            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            let first = seen.is_empty();
+            seen.extend(batch.iter().cloned());
+            first
+        };
+        self.changed.notify_waiters();
+        if self.hang_first && first {
+            std::future::pending::<()>().await;
+        }
+        Ok(())
+    }
+}
+
+impl Recorder {
+    fn seen(&self) -> Vec<Envelope> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Waits (bounded) until `n` events were published.
+    async fn wait_for(&self, n: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let notified = self.changed.notified();
+            if self.seen().len() >= n {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("only {} of {n} events published in time", self.seen().len());
+            }
+        }
+    }
+}
+
+fn event(aggregate: usize, n: usize) -> Envelope {
+    Envelope::new(
+        "test.happened",
+        format!("agg-{aggregate}"),
+        serde_json::json!({ "n": n }),
+    )
+}
+
+/// Every aggregate's events in `n` order, and no event twice.
+fn assert_ordered_once(seen: &[Envelope], expected: usize) {
+    let ids: HashSet<_> = seen.iter().map(|e| e.event_id).collect();
+    assert_eq!(ids.len(), seen.len(), "an event was published twice");
+    assert_eq!(seen.len(), expected, "every event is published");
+    let mut last: BTreeMap<&str, i64> = BTreeMap::new();
+    for e in seen {
+        let n = e.payload["n"].as_i64().unwrap_or(-1);
+        let prev = last.insert(e.aggregate_id.as_str(), n);
+        assert!(
+            prev.is_none_or(|p| p < n),
+            "order broken for {}",
+            e.aggregate_id
+        );
+    }
+}
+
+fn config() -> RelayConfig {
+    RelayConfig {
+        batch_size: 50,
+        poll_interval: Duration::from_millis(50),
+        ..RelayConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_relay_publishes_in_order_and_stops() {
+    let (_clock, shared) = support::manual();
+    let (store, _dir) = support::sqlite_store(shared).await;
+    let recorder = Arc::new(Recorder::default());
+    let relay = Relay::new(
+        SqliteRelaySource::new(store.clone()),
+        recorder.clone(),
+        config(),
+    );
+    let metrics = relay.metrics();
+    let stop = CancellationToken::new();
+    let handle = relay.spawn(stop.clone());
+    for n in 0..120 {
+        let mut uow = store.begin().await.unwrap_or_else(|e| panic!("{e}"));
+        uow.publish(&[event(n % 7, n)])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        uow.commit().await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    recorder.wait_for(120).await;
+    stop.cancel();
+    handle
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_ordered_once(&recorder.seen(), 120);
+    assert_eq!(metrics.snapshot().published, 120);
+    use saga_core::OutboxStore;
+    assert_eq!(
+        store
+            .pending_count()
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        0
+    );
+}
+
+fn lease(owner: &str) -> LeaseConfig {
+    LeaseConfig {
+        owner: owner.into(),
+        ttl: Duration::from_secs(30),
+        renew_every: Duration::from_millis(20),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_postgres_relays_publish_every_row_once_in_order() {
+    let Some(url) = support::database_url("two_postgres_relays_publish_every_row_once_in_order")
+    else {
+        return;
+    };
+    let (_clock, shared) = support::manual();
+    let (store, guard) = support::pg_store(&url, shared.clone(), 8).await;
+    let other = support::pg_connect(&url, &guard.schema, shared, 8).await;
+    let recorder = Arc::new(Recorder::default());
+    let stop = CancellationToken::new();
+    let a = Relay::new(
+        PgRelaySource::new(store.clone(), lease("a")),
+        recorder.clone(),
+        config(),
+    );
+    let b = Relay::new(
+        PgRelaySource::new(other.clone(), lease("b")),
+        recorder.clone(),
+        config(),
+    );
+    let (ma, mb) = (a.metrics(), b.metrics());
+    let ha = a.spawn(stop.clone());
+    let hb = b.spawn(stop.clone());
+    let total = 400;
+    let mut writers = tokio::task::JoinSet::new();
+    for w in 0..4 {
+        let store = if w % 2 == 0 {
+            store.clone()
+        } else {
+            other.clone()
+        };
+        writers.spawn(async move {
+            // Writer w owns aggregates w, w+4, ...: an aggregate's writes are serialised.
+            for n in 0..total / 4 {
+                let mut uow = store.begin().await?;
+                uow.publish(&[event(w + 4 * (n % 5), n)]).await?;
+                uow.commit().await?;
+            }
+            Ok::<_, saga_core::Error>(())
+        });
+    }
+    while let Some(done) = writers.join_next().await {
+        done.unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    recorder.wait_for(total).await;
+    stop.cancel();
+    ha.await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    hb.await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_ordered_once(&recorder.seen(), total);
+    let (pa, pb) = (ma.snapshot().published, mb.snapshot().published);
+    assert_eq!(pa + pb, total as u64, "metrics count each row once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_publish_and_mark_republishes_and_the_inbox_absorbs_it() {
+    let Some(url) = support::database_url("a_crash_between_publish_and_mark") else {
+        return;
+    };
+    let (_clock, shared) = support::manual();
+    let (store, guard) = support::pg_store(&url, shared.clone(), 4).await;
+    // The relay that dies runs in its own "process" (its own pool).
+    let doomed = support::pg_connect(&url, &guard.schema, shared, 4).await;
+    for n in 0..10 {
+        let mut uow = store.begin().await.unwrap_or_else(|e| panic!("{e}"));
+        uow.publish(&[event(n % 3, n)])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        uow.commit().await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    // First relay publishes a batch, then "dies" before marking it.
+    let dying = Arc::new(Recorder {
+        hang_first: true,
+        ..Recorder::default()
+    });
+    let stop = CancellationToken::new();
+    let first = Relay::new(
+        PgRelaySource::new(doomed.clone(), lease("a")),
+        dying.clone(),
+        config(),
+    )
+    .spawn(stop.clone());
+    dying.wait_for(10).await;
+    first.abort();
+    let _ = first.await;
+    // Its connections go away with it: the server rolls its claim back.
+    doomed.close().await;
+    // Restarted under the same name, it publishes the rows again.
+    let recorder = Arc::new(Recorder::default());
+    let second = Relay::new(
+        PgRelaySource::new(store.clone(), lease("a")),
+        recorder.clone(),
+        config(),
+    )
+    .spawn(stop.clone());
+    recorder.wait_for(10).await;
+    stop.cancel();
+    second
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // A consumer receives both deliveries of every event; its inbox keeps one effect each.
+    let mut effects = 0;
+    for delivery in dying.seen().iter().chain(recorder.seen().iter()) {
+        let mut uow = store.begin().await.unwrap_or_else(|e| panic!("{e}"));
+        if uow
+            .mark_inbox("consumer", delivery.event_id)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+        {
+            effects += 1;
+            uow.commit().await.unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+    assert_eq!(
+        dying.seen().len() + recorder.seen().len(),
+        20,
+        "every row went out twice"
+    );
+    assert_eq!(effects, 10, "the inbox absorbed the repeats");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_relays_partitions_are_taken_over_after_its_lease_ends() {
+    let Some(url) = support::database_url("lease_takeover") else {
+        return;
+    };
+    let (clock, shared) = support::manual();
+    let (store, _guard) = support::pg_store(&url, shared, 16).await;
+    let a = Leases::new(
+        &store,
+        LeaseConfig {
+            ttl: Duration::from_secs(10),
+            ..lease("a")
+        },
+    );
+    let b = Leases::new(
+        &store,
+        LeaseConfig {
+            ttl: Duration::from_secs(10),
+            ..lease("b")
+        },
+    );
+    a.rebalance().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(a.owned().len(), 16, "a lone relay takes every partition");
+    b.rebalance().await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(b.owned().is_empty(), "live leases are not taken");
+    a.rebalance().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        a.owned().len(),
+        8,
+        "with two live relays a gives up its surplus"
+    );
+    b.rebalance().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(b.owned().len(), 8, "b takes the released half");
+    let overlap: Vec<_> = a
+        .owned()
+        .into_iter()
+        .filter(|p| b.owned().contains(p))
+        .collect();
+    assert!(
+        overlap.is_empty(),
+        "no partition has two owners: {overlap:?}"
+    );
+
+    // a dies (no renewal); before its lease ends nothing moves, after it b takes all.
+    clock.advance(chrono::Duration::seconds(9));
+    b.rebalance().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(b.owned().len(), 8, "a's leases still run");
+    clock.advance(chrono::Duration::seconds(2));
+    b.rebalance().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        b.owned().len(),
+        16,
+        "b took over a's partitions after its lease ended"
+    );
+}
