@@ -19,6 +19,7 @@ fn saga(now: chrono::DateTime<chrono::Utc>) -> SagaInstance {
         data: Arc::new(serde_json::json!({})),
         failure: None,
         deadline: None,
+        unsent: Vec::new(),
         version: 1,
         created_at: now,
         updated_at: now,
