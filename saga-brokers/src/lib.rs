@@ -1,1 +1,7 @@
 #![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+#[cfg(feature = "memory")]
+pub mod memory;
+#[cfg(feature = "sql")]
+pub mod sql;

@@ -1,0 +1,300 @@
+//! Publish + consume throughput of the SQL queue (SQLite, and Postgres when `DATABASE_URL` is
+//! set) and of the in-memory broker, each against a ceiling measured in the same run: the same
+//! work written directly (raw SQL: batched insert, claim with a lease, delete per message;
+//! memory: a tokio channel).
+//!
+//! Run with `cargo bench -p saga-brokers --features sql --bench sql`; `BENCH_N` sets the
+//! message count of the SQL runs (default 20000), `BENCH_MEMORY_N` the memory one (default
+//! 1000000). Results are recorded in docs/bench/brokers-sql.md.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use saga_brokers::memory::MemoryBroker;
+use saga_brokers::sql::{SqlBroker, SqlOptions};
+use saga_core::memory::MemoryDeadLetterStore;
+use saga_core::{Envelope, Publisher, Subscriber, Subscription, SystemClock};
+use sqlx::{AssertSqlSafe, Connection, Row};
+
+const BATCH: usize = 100;
+const PREFETCH: u16 = 256;
+
+fn envelopes(n: usize) -> Vec<Envelope> {
+    (0..n)
+        .map(|i| {
+            Envelope::new(
+                "order.placed",
+                format!("order-{}", i % 100),
+                serde_json::json!({ "seq": i, "total": 5000 }),
+            )
+        })
+        .collect()
+}
+
+/// One publisher task (batches of `BATCH`) and one consumer acking every message.
+async fn through_broker<B>(broker: Arc<B>, msgs: Arc<Vec<Envelope>>, batch: usize) -> Duration
+where
+    B: Publisher + Subscriber + 'static,
+{
+    let mut stream = broker
+        .subscribe(&Subscription::new("bench", ["order.*"]).with_prefetch(PREFETCH))
+        .await
+        .expect("subscribe");
+    let n = msgs.len();
+    let start = Instant::now();
+    let publisher = {
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            for chunk in msgs.chunks(batch) {
+                broker.publish(chunk).await.expect("publish");
+            }
+        })
+    };
+    for _ in 0..n {
+        let d = stream.next().await.expect("open").expect("delivery");
+        d.ack().await.expect("ack");
+    }
+    let elapsed = start.elapsed();
+    publisher.await.expect("publisher");
+    elapsed
+}
+
+/// The ceiling of the memory broker: the same messages through a tokio channel.
+async fn through_channel(msgs: Arc<Vec<Envelope>>, batch: usize) -> Duration {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Envelope>();
+    let n = msgs.len();
+    let start = Instant::now();
+    let publisher = tokio::spawn(async move {
+        for chunk in msgs.chunks(batch) {
+            for e in chunk {
+                tx.send(e.clone()).expect("send");
+            }
+        }
+    });
+    for _ in 0..n {
+        let e = rx.recv().await.expect("open");
+        std::hint::black_box(e);
+    }
+    let elapsed = start.elapsed();
+    publisher.await.expect("publisher");
+    elapsed
+}
+
+/// Raw SQL doing the broker's work without the broker: a batched multi-row insert per publish
+/// transaction, claims of up to `PREFETCH` rows with a lease (`UPDATE ... RETURNING`, `SKIP
+/// LOCKED` on Postgres), envelope decoding, and one `DELETE` per message. Woken by a Notify.
+macro_rules! raw_sql_run {
+    ($pool:expr, $postgres:expr, $table:expr, $msgs:expr) => {{
+        let pool = $pool;
+        let table: String = $table;
+        let fix = |s: String| if $postgres { s } else { s.replace('$', "?") };
+        let int = if $postgres { "BIGINT" } else { "INTEGER" };
+        let id = if $postgres { "id BIGSERIAL PRIMARY KEY" } else { "id INTEGER PRIMARY KEY AUTOINCREMENT" };
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "CREATE TABLE {table} ({id}, subscription TEXT NOT NULL, event_id TEXT NOT NULL, \
+             agg_key TEXT NOT NULL, envelope TEXT NOT NULL, attempt {int} NOT NULL DEFAULT 0, \
+             visible_at {int} NOT NULL, locked_by TEXT, locked_until {int}); \
+             CREATE INDEX raw_messages_sub_id ON {table} (subscription, id);"
+        )))
+        .execute(&pool)
+        .await
+        .expect("create raw table");
+        let skip = if $postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
+        let claim = fix(format!(
+            "UPDATE {table} SET attempt = attempt + 1, locked_by = $1, locked_until = $2 \
+             WHERE id IN (SELECT id FROM {table} WHERE subscription = $3 AND visible_at <= $4 \
+             AND (locked_until IS NULL OR locked_until <= $4) ORDER BY id LIMIT $5{skip}) \
+             RETURNING id, envelope, attempt"
+        ));
+        let delete = fix(format!("DELETE FROM {table} WHERE id = $1"));
+        let mut insert = format!(
+            "INSERT INTO {table} (subscription, event_id, agg_key, envelope, visible_at) VALUES "
+        );
+        for r in 0..BATCH {
+            let b = r * 5;
+            if r > 0 {
+                insert.push(',');
+            }
+            insert.push_str(&format!("(${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5));
+        }
+        let insert = fix(insert);
+        let msgs: Arc<Vec<Envelope>> = $msgs;
+        let n = msgs.len();
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let start = Instant::now();
+        let publisher = {
+            let (pool, wake, msgs, insert) = (pool.clone(), wake.clone(), msgs.clone(), insert.clone());
+            let begin = if $postgres { "BEGIN" } else { "BEGIN IMMEDIATE" };
+            tokio::spawn(async move {
+                for chunk in msgs.chunks(BATCH) {
+                    assert_eq!(chunk.len(), BATCH, "BENCH_N must be a multiple of {BATCH}");
+                    let encoded: Vec<(String, String)> = chunk
+                        .iter()
+                        .map(|e| (e.event_id.to_string(), serde_json::to_string(e).expect("json")))
+                        .collect();
+                    let now = chrono::Utc::now().timestamp_micros();
+                    let mut tx = pool.begin_with(begin).await.expect("begin");
+                    let mut q = sqlx::query(AssertSqlSafe(insert.clone()));
+                    for (e, (id, json)) in chunk.iter().zip(&encoded) {
+                        q = q.bind("bench").bind(id.as_str()).bind(e.aggregate_id.as_str()).bind(json.as_str()).bind(now);
+                    }
+                    q.execute(&mut *tx).await.expect("insert");
+                    tx.commit().await.expect("commit");
+                    wake.notify_waiters();
+                }
+            })
+        };
+        let mut done = 0;
+        while done < n {
+            let notified = wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let now = chrono::Utc::now().timestamp_micros();
+            let rows = sqlx::query(AssertSqlSafe(claim.clone()))
+                .bind("raw-consumer")
+                .bind(now + 30_000_000)
+                .bind("bench")
+                .bind(now)
+                .bind(i64::from(PREFETCH))
+                .fetch_all(&pool)
+                .await
+                .expect("claim");
+            if rows.is_empty() {
+                let _ = tokio::time::timeout(Duration::from_millis(100), notified).await;
+                continue;
+            }
+            let mut claimed: Vec<(i64, String)> = rows
+                .iter()
+                .map(|r| (r.get::<i64, _>("id"), r.get::<String, _>("envelope")))
+                .collect();
+            claimed.sort_unstable_by_key(|r| r.0);
+            for (id, json) in claimed {
+                let e: Envelope = serde_json::from_str(&json).expect("envelope");
+                std::hint::black_box(e);
+                sqlx::query(AssertSqlSafe(delete.clone())).bind(id).execute(&pool).await.expect("delete");
+                done += 1;
+            }
+        }
+        let elapsed = start.elapsed();
+        publisher.await.expect("publisher");
+        elapsed
+    }};
+}
+
+fn rate(n: usize, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+fn report(what: &str, n: usize, adapter: Duration, ceiling: Duration) {
+    let (a, c) = (rate(n, adapter), rate(n, ceiling));
+    println!("| {what} | {n} | {a:.0} | {c:.0} | {:.0}% |", 100.0 * a / c);
+}
+
+fn temp_path() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("saga-bench-{}.db", uuid::Uuid::now_v7().simple()))
+}
+
+fn remove(path: &std::path::Path) {
+    for ext in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
+    }
+}
+
+async fn sqlite(n: usize, full_sync: bool) {
+    let msgs = Arc::new(envelopes(n));
+    let options = SqlOptions::default().with_sqlite_full_sync(full_sync);
+    let path = temp_path();
+    let broker = Arc::new(
+        SqlBroker::open_sqlite(
+            &path,
+            Arc::new(MemoryDeadLetterStore::default()),
+            options.clone(),
+        )
+        .await
+        .expect("open"),
+    );
+    let adapter = through_broker(broker.clone(), msgs.clone(), BATCH).await;
+    let pool = broker.sqlite_pool().expect("sqlite").clone();
+    broker.close().await;
+    // Same file, same pool settings (WAL, synchronous, connections): only the broker is gone.
+    let ceiling = raw_sql_run!(pool.clone(), false, "raw_messages".to_owned(), msgs.clone());
+    pool.close().await;
+    remove(&path);
+    let sync = if full_sync { "FULL" } else { "NORMAL" };
+    report(
+        &format!("sql, SQLite (synchronous={sync})"),
+        n,
+        adapter,
+        ceiling,
+    );
+}
+
+async fn postgres(url: &str, n: usize) {
+    let msgs = Arc::new(envelopes(n));
+    let schema = format!("bench_{}", uuid::Uuid::now_v7().simple());
+    let broker = Arc::new(
+        SqlBroker::connect(
+            url,
+            Arc::new(MemoryDeadLetterStore::default()),
+            SqlOptions::default().with_schema(schema.clone()),
+        )
+        .await
+        .expect("connect"),
+    );
+    let adapter = through_broker(broker.clone(), msgs.clone(), BATCH).await;
+    let pool = broker.postgres_pool().expect("postgres").clone();
+    broker.close().await;
+    let ceiling = raw_sql_run!(
+        pool.clone(),
+        true,
+        format!("{schema}.raw_messages"),
+        msgs.clone()
+    );
+    let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+    sqlx::raw_sql(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+        .execute(&mut conn)
+        .await
+        .expect("drop schema");
+    report("sql, Postgres", n, adapter, ceiling);
+}
+
+async fn memory(n: usize) {
+    let msgs = Arc::new(envelopes(n));
+    let broker = Arc::new(MemoryBroker::new(
+        Arc::new(MemoryDeadLetterStore::default()),
+        Arc::new(SystemClock),
+    ));
+    let adapter = through_broker(broker, msgs.clone(), 1000).await;
+    let ceiling = through_channel(msgs, 1000).await;
+    report("memory (ceiling: tokio mpsc)", n, adapter, ceiling);
+}
+
+fn env_n(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; other arguments (filters) are ignored.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let n = env_n("BENCH_N", 20_000).div_ceil(BATCH) * BATCH;
+    let memory_n = env_n("BENCH_MEMORY_N", 1_000_000);
+    runtime.block_on(async {
+        println!("| adapter | messages | adapter msg/s | ceiling msg/s | ratio |");
+        println!("|---|---|---|---|---|");
+        memory(memory_n).await;
+        sqlite(n, true).await;
+        sqlite(n, false).await;
+        match std::env::var("DATABASE_URL") {
+            Ok(url) if !url.is_empty() => postgres(&url, n).await,
+            _ => println!("SKIP postgres: DATABASE_URL not set"),
+        }
+    });
+}

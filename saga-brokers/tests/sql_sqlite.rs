@@ -1,0 +1,244 @@
+//! The broker conformance suite on the SQL queue over SQLite (a fresh file per test, removed
+//! afterwards), and durability across a `kill -9`.
+#![cfg(feature = "sql")]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use saga_brokers::sql::{SqlBroker, SqlOptions};
+use saga_core::broker::{DeadLetterReplay, DeliveryStream, Publisher, Subscriber, Subscription};
+use saga_core::memory::MemoryDeadLetterStore;
+use saga_core::testkit::broker::{BrokerFeatures, TestBroker};
+use saga_core::{Envelope, Result};
+use uuid::Uuid;
+
+/// Removes a test's database files when the last handle goes.
+struct TempDb(PathBuf);
+
+impl TempDb {
+    fn new() -> Self {
+        Self(std::env::temp_dir().join(format!("saga-sqlq-{}.db", Uuid::now_v7().simple())))
+    }
+}
+
+impl Drop for TempDb {
+    fn drop(&mut self) {
+        for ext in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{ext}", self.0.display()));
+        }
+    }
+}
+
+/// The broker plus its file, so the file goes when the suite drops the broker.
+struct Guarded {
+    broker: SqlBroker,
+    _db: TempDb,
+}
+
+#[async_trait]
+impl Publisher for Guarded {
+    async fn publish(&self, batch: &[Envelope]) -> Result<()> {
+        self.broker.publish(batch).await
+    }
+}
+
+#[async_trait]
+impl Subscriber for Guarded {
+    async fn subscribe(&self, subscription: &Subscription) -> Result<DeliveryStream> {
+        self.broker.subscribe(subscription).await
+    }
+}
+
+#[async_trait]
+impl DeadLetterReplay for Guarded {
+    async fn replay_dead_letter(&self, id: Uuid) -> Result<bool> {
+        self.broker.replay_dead_letter(id).await
+    }
+    async fn discard_dead_letter(&self, id: Uuid) -> Result<bool> {
+        self.broker.discard_dead_letter(id).await
+    }
+}
+
+async fn open(path: &std::path::Path, options: SqlOptions) -> SqlBroker {
+    match SqlBroker::open_sqlite(path, Arc::new(MemoryDeadLetterStore::default()), options).await {
+        Ok(b) => b,
+        Err(e) => panic!("cannot open {}: {e}", path.display()),
+    }
+}
+
+async fn broker() -> TestBroker {
+    let db = TempDb::new();
+    let broker = open(&db.0, SqlOptions::default()).await;
+    let dead_letters = broker.dead_letters().clone();
+    let guarded = Arc::new(Guarded { broker, _db: db });
+    TestBroker {
+        publisher: guarded.clone(),
+        subscriber: guarded.clone(),
+        dead_letters,
+        replay: Some(guarded as Arc<dyn DeadLetterReplay>),
+        features: BrokerFeatures::full(),
+    }
+}
+
+saga_core::broker_conformance_tests!(broker);
+
+const CHILD_ENV: &str = "SAGA_SQLQ_KILL9_FILE";
+const LEASE: Duration = Duration::from_millis(300);
+
+fn sub() -> Subscription {
+    Subscription::new("kill9", ["order.*"]).with_prefetch(1)
+}
+
+/// Run only as the child of `sqlite_loses_nothing_on_kill_9`: publishes five messages,
+/// claims one without settling it, then SIGKILLs its own process.
+#[test]
+#[ignore = "run in a child process by sqlite_loses_nothing_on_kill_9"]
+fn kill9_child() {
+    let Ok(path) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    saga_core::testkit::broker::run_case(async move {
+        let broker = open(path.as_ref(), SqlOptions::default().with_lease(LEASE)).await;
+        let mut stream = broker.subscribe(&sub()).await.expect("subscribe");
+        let batch: Vec<Envelope> = (0..5)
+            .map(|i| Envelope::new("order.placed", "o", serde_json::json!({ "seq": i })))
+            .collect();
+        broker.publish(&batch).await.expect("publish");
+        let held = stream.next().await.expect("open").expect("delivery");
+        println!("CLAIMED {}", held.envelope.event_id);
+        // No destructor runs from here on: the process dies as under `kill -9`.
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &std::process::id().to_string()])
+            .status();
+        std::thread::sleep(Duration::from_secs(5));
+        std::process::abort();
+    });
+}
+
+/// A process publishes, claims a message without acking and is killed with SIGKILL; the same
+/// file reopened delivers every message, the claimed one as attempt 2 once its lease ran out.
+#[test]
+fn sqlite_loses_nothing_on_kill_9() {
+    use std::os::unix::process::ExitStatusExt;
+    let db = TempDb::new();
+    let exe = std::env::current_exe().expect("test binary");
+    let out = std::process::Command::new(exe)
+        .args([
+            "--exact",
+            "kill9_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, &db.0)
+        .output()
+        .expect("run the child");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let claimed = stdout
+        .lines()
+        .find_map(|l| l.split_once("CLAIMED ").map(|(_, id)| id))
+        .and_then(|id| Uuid::parse_str(id.trim()).ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "the child did not claim a message: status {:?}\n{stdout}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    assert_eq!(
+        out.status.signal(),
+        Some(9),
+        "the child must die of SIGKILL"
+    );
+
+    saga_core::testkit::broker::run_case(async move {
+        let broker = open(&db.0, SqlOptions::default().with_lease(LEASE)).await;
+        assert_eq!(broker.queued("kill9").await.expect("count"), 5);
+        let mut stream = broker.subscribe(&sub()).await.expect("subscribe");
+        let mut attempts = BTreeMap::new();
+        for i in 0..5 {
+            let d = tokio::time::timeout(Duration::from_secs(10), stream.next())
+                .await
+                .unwrap_or_else(|_| panic!("only {i} of 5 messages came back"))
+                .expect("open")
+                .expect("delivery");
+            attempts.insert(d.envelope.event_id, d.attempt);
+            d.ack().await.expect("ack");
+        }
+        assert_eq!(attempts.len(), 5, "five distinct messages");
+        for (id, attempt) in &attempts {
+            let want = if *id == claimed { 2 } else { 1 };
+            assert_eq!(*attempt, want, "attempt of {id}");
+        }
+        assert_eq!(broker.queued("kill9").await.expect("count"), 0);
+    });
+}
+
+/// Messages published and not consumed are there after a clean reopen, with their
+/// subscription.
+#[test]
+fn reopened_file_keeps_subscriptions_and_messages() {
+    let db = TempDb::new();
+    saga_core::testkit::broker::run_case(async move {
+        let s = Subscription::new("reopen", ["payment.#"]);
+        let sent = Envelope::new("payment.captured", "p-1", serde_json::json!({}));
+        {
+            let broker = open(&db.0, SqlOptions::default()).await;
+            drop(broker.subscribe(&s).await.expect("subscribe"));
+            broker
+                .publish(std::slice::from_ref(&sent))
+                .await
+                .expect("publish");
+            broker.close().await;
+        }
+        let broker = open(&db.0, SqlOptions::default()).await;
+        let mut stream = broker.subscribe(&s).await.expect("subscribe");
+        let d = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .expect("delivered")
+            .expect("open")
+            .expect("delivery");
+        assert_eq!(d.envelope, sent);
+        assert_eq!(d.attempt, 1);
+        d.ack().await.expect("ack");
+    });
+}
+
+/// After close, streams end and publish fails with `Closed`.
+#[test]
+fn close_ends_streams_and_refuses_publish() {
+    let db = TempDb::new();
+    saga_core::testkit::broker::run_case(async move {
+        let broker = open(&db.0, SqlOptions::default()).await;
+        let mut stream = broker
+            .subscribe(&Subscription::new("closing", ["#"]))
+            .await
+            .expect("subscribe");
+        let waiter = tokio::spawn(async move { stream.next().await.is_none() });
+        broker.close().await;
+        assert!(waiter.await.expect("join"), "the stream ends on close");
+        let err = broker
+            .publish(&[Envelope::new("a.b", "k", serde_json::json!({}))])
+            .await;
+        assert!(matches!(err, Err(saga_core::Error::Closed(_))), "{err:?}");
+    });
+}
+
+/// Invalid table prefixes are refused before any SQL runs.
+#[test]
+fn invalid_prefix_is_refused() {
+    let db = TempDb::new();
+    saga_core::testkit::broker::run_case(async move {
+        let r = SqlBroker::open_sqlite(
+            &db.0,
+            Arc::new(MemoryDeadLetterStore::default()),
+            SqlOptions::default().with_table_prefix("x; DROP TABLE y"),
+        )
+        .await;
+        assert!(matches!(r, Err(saga_core::Error::InvalidArgument(_))));
+    });
+}
