@@ -1,11 +1,11 @@
 //! Settling one AMQP delivery: ack, retry through a delay queue (or in place when ordered),
-//! dead-letter into the store.
+//! dead-letter into the store; a dropped delivery is handed out again.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use lapin::options::{BasicAckOptions, BasicNackOptions};
+use lapin::options::BasicAckOptions;
 use saga_core::broker::Acker;
 use saga_core::{DeadLetter, Delivery, Envelope, Result};
 use tokio::sync::mpsc;
@@ -14,42 +14,40 @@ use super::broker::{Inner, Outgoing};
 use super::connection::backend;
 use super::{convert, topology};
 
-/// Settles one delivery; dropping it unsettled nacks it with requeue.
+/// What every delivery of one subscriber shares.
+pub(crate) struct Origin {
+    pub(crate) inner: Arc<Inner>,
+    pub(crate) subscription: String,
+    pub(crate) queue: String,
+    pub(crate) ordered: bool,
+    /// The subscriber's stream. Once it is gone its channel closes and RabbitMQ requeues
+    /// whatever the channel held.
+    pub(crate) stream: mpsc::WeakSender<Result<Delivery>>,
+}
+
+/// Settles one delivery.
 pub(crate) struct AmqpAcker {
-    inner: Arc<Inner>,
+    origin: Arc<Origin>,
     acker: Option<lapin::Acker>,
     envelope: Envelope,
     attempt: u32,
-    subscription: String,
-    queue: String,
-    /// Set on ordered subscriptions: where an in-place retry is delivered again.
-    redeliver: Option<mpsc::Sender<Result<Delivery>>>,
-    /// The stream this delivery came through; once it is gone, its channel closes and
-    /// RabbitMQ requeues what it held, so a drop needs no nack of its own.
-    stream: mpsc::WeakSender<Result<Delivery>>,
 }
 
 impl AmqpAcker {
-    pub(crate) fn new(
-        inner: Arc<Inner>,
+    pub(crate) fn delivery(
+        origin: Arc<Origin>,
         acker: lapin::Acker,
         envelope: Envelope,
         attempt: u32,
-        subscription: String,
-        queue: String,
-        redeliver: Option<mpsc::Sender<Result<Delivery>>>,
-        stream: mpsc::WeakSender<Result<Delivery>>,
-    ) -> Self {
-        Self {
-            inner,
+    ) -> Delivery {
+        let name = origin.subscription.clone();
+        let me = Self {
+            origin,
             acker: Some(acker),
-            envelope,
+            envelope: envelope.clone(),
             attempt,
-            subscription,
-            queue,
-            redeliver,
-            stream,
-        }
+        };
+        Delivery::new(envelope, attempt, name, Box::new(me))
     }
 
     fn take(&mut self) -> Result<lapin::Acker> {
@@ -57,12 +55,33 @@ impl AmqpAcker {
             .take()
             .ok_or_else(|| saga_core::Error::Closed("delivery already settled".into()))
     }
-}
 
-fn requeue() -> BasicNackOptions {
-    BasicNackOptions {
-        requeue: true,
-        ..BasicNackOptions::default()
+    /// Hands the still-unacked message out again on the same stream (after `delay`), as the
+    /// next attempt; if the stream is gone by then it is dropped, and the closing channel
+    /// requeues it.
+    fn redeliver_locally(&self, acker: lapin::Acker, delay: Duration) {
+        let Some(tx) = self.origin.stream.upgrade() else {
+            return;
+        };
+        let again = Self::delivery(
+            self.origin.clone(),
+            acker,
+            self.envelope.clone(),
+            self.attempt.saturating_add(1),
+        );
+        let max = self.origin.inner.config().max_deliveries;
+        tokio::spawn(async move {
+            if again.attempt > max {
+                let reason = format!(
+                    "delivered {} times without being settled (limit {max})",
+                    again.attempt
+                );
+                let _ = again.dead_letter(reason, None).await;
+                return;
+            }
+            tokio::time::sleep(delay).await;
+            let _ = tx.send(Ok(again)).await;
+        });
     }
 }
 
@@ -79,35 +98,16 @@ impl Acker for AmqpAcker {
 
     async fn retry(mut self: Box<Self>, delay: Duration) -> Result<()> {
         let acker = self.take()?;
-        if let Some(tx) = self.redeliver.clone() {
+        if self.origin.ordered {
             // Ordered: keep the message unacked (prefetch 1 holds the rest of the queue behind
             // it) and hand it out again after `delay`, ahead of everything else.
-            let again = AmqpAcker::new(
-                self.inner.clone(),
-                acker,
-                self.envelope.clone(),
-                self.attempt.saturating_add(1),
-                self.subscription.clone(),
-                self.queue.clone(),
-                Some(tx.clone()),
-                self.stream.clone(),
-            );
-            let delivery = Delivery::new(
-                self.envelope.clone(),
-                again.attempt,
-                self.subscription.clone(),
-                Box::new(again),
-            );
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                // If the stream is gone, the delivery is dropped and so nacked with requeue.
-                let _ = tx.send(Ok(delivery)).await;
-            });
+            self.redeliver_locally(acker, delay);
             return Ok(());
         }
+        let inner = &self.origin.inner;
         let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
         let bucket = topology::bucket_ms(delay_ms);
-        let retry_queue = self.inner.retry_queue(&self.queue, bucket).await?;
+        let retry_queue = inner.retry_queue(&self.origin.queue, bucket).await?;
         let properties = convert::properties(&self.envelope, Some(self.attempt.saturating_add(1)))
             .with_expiration(delay_ms.max(1).to_string().into());
         let copy = Outgoing {
@@ -118,9 +118,7 @@ impl Acker for AmqpAcker {
         };
         // The copy is confirmed before the original is acked: a crash in between duplicates,
         // never loses.
-        self.inner
-            .publish_confirmed(std::slice::from_ref(&copy))
-            .await?;
+        inner.publish_confirmed(std::slice::from_ref(&copy)).await?;
         acker
             .ack(BasicAckOptions::default())
             .await
@@ -135,14 +133,14 @@ impl Acker for AmqpAcker {
     ) -> Result<()> {
         let acker = self.take()?;
         let letter = DeadLetter::new(
-            self.subscription.clone(),
+            self.origin.subscription.clone(),
             self.envelope.clone(),
             reason,
             self.attempt,
             last_error,
             chrono::Utc::now(),
         );
-        if let Err(e) = self.inner.dead_letters.put(letter).await {
+        if let Err(e) = self.origin.inner.dead_letters.put(letter).await {
             // Not stored: hand the message back rather than lose it.
             self.acker = Some(acker);
             return Err(e);
@@ -160,19 +158,12 @@ impl Drop for AmqpAcker {
         let Some(acker) = self.acker.take() else {
             return;
         };
-        // Dropped unsettled: the consumer gave up on it; deliver it again. If the whole stream
-        // is being dropped too (checked after a yield, so a drop of the stream right after
-        // the delivery counts), the channel's close requeues it: a nack as well would count
-        // a second delivery.
-        let stream = self.stream.clone();
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                tokio::task::yield_now().await;
-                let open = stream.upgrade().is_some_and(|tx| !tx.is_closed());
-                if open {
-                    let _ = acker.nack(requeue()).await;
-                }
-            });
+        // Dropped unsettled: the handler gave up on it. While the stream lives, hand it out
+        // again right away (a broker requeue could also land it in this stream's buffer and
+        // count a delivery no handler saw); once the stream is gone its channel's close
+        // requeues it.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            self.redeliver_locally(acker, Duration::ZERO);
         }
     }
 }

@@ -10,7 +10,7 @@ use lapin::{Channel, Consumer};
 use saga_core::{DeadLetter, Delivery, DeliveryStream, Envelope, Result, Subscription};
 use tokio::sync::{mpsc, oneshot};
 
-use super::acker::AmqpAcker;
+use super::acker::{AmqpAcker, Origin};
 use super::broker::Inner;
 use super::connection::backend;
 use super::{convert, topology};
@@ -157,22 +157,14 @@ async fn handle(
         dead_letter_here(inner, sub, envelope, reason, attempt, &d.acker).await;
         return None;
     }
-    let acker = AmqpAcker::new(
-        inner.clone(),
-        d.acker,
-        envelope.clone(),
-        attempt,
-        sub.name.clone(),
-        queue.to_owned(),
-        sub.ordered.then(|| tx.clone()),
-        tx.downgrade(),
-    );
-    Some(Delivery::new(
-        envelope,
-        attempt,
-        sub.name.clone(),
-        Box::new(acker),
-    ))
+    let origin = Arc::new(Origin {
+        inner: inner.clone(),
+        subscription: sub.name.clone(),
+        queue: queue.to_owned(),
+        ordered: sub.ordered,
+        stream: tx.downgrade(),
+    });
+    Some(AmqpAcker::delivery(origin, d.acker, envelope, attempt))
 }
 
 /// Stores a dead letter and acks; if the store fails, the message stays unacked and comes
