@@ -167,17 +167,7 @@ impl Drop for NatsAcker {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        // Dropped unsettled: while the stream lives, hand it out again on it right away;
-        // otherwise nak it so JetStream delivers it to another subscriber now.
-        let open = self.stream.upgrade().is_some_and(|tx| !tx.is_closed());
-        let msg = if open {
-            match self.redeliver_locally(msg, Duration::ZERO) {
-                None => return,
-                Some(msg) => msg,
-            }
-        } else {
-            msg
-        };
+        // Dropped unsettled: nak it so JetStream delivers it again now (to any subscriber).
         handle.spawn(async move {
             let _ = msg.ack_with(AckKind::Nak(None)).await;
         });

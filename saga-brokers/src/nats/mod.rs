@@ -23,7 +23,9 @@
 //!   [`NatsConfig::max_deliveries`] + 1: a message handed out that often without being settled
 //!   is dead-lettered by the adapter on the next delivery, so nothing loops forever;
 //! * a delivery dropped unsettled is nakked (delivered again at once); one lost with its
-//!   process comes back after the consumer's `ack_wait`;
+//!   process comes back after the consumer's `ack_wait`. The attempt number of such a
+//!   redelivery can be one too low: nats-server takes back a delivery it routed to a pull
+//!   request whose subscriber has gone, lowering the count;
 //! * async-nats reconnects by itself; a publish that fails meanwhile publishes the batch again
 //!   with backoff (the dedup window absorbs repeats), pull requests are re-issued.
 //!
