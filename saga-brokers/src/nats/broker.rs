@@ -61,15 +61,26 @@ impl NatsBroker {
             .await
             .map_err(transient)?;
         let js = jetstream::new(client.clone());
-        js.get_or_create_stream(stream::Config {
+        let stream_config = stream::Config {
             name: config.stream.clone(),
             subjects: vec![format!("{}.>", config.subject_prefix)],
             storage: stream::StorageType::File,
             duplicate_window: config.duplicate_window,
             ..stream::Config::default()
-        })
-        .await
-        .map_err(transient)?;
+        };
+        // The JetStream API can time out while the server is busy: a few tries with backoff.
+        let mut n = 0;
+        loop {
+            match js.get_or_create_stream(stream_config.clone()).await {
+                Ok(_) => break,
+                Err(e) if n >= 3 => return Err(transient(e)),
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt = n, "nats: creating the stream failed, retrying");
+                    tokio::time::sleep(config.backoff(n)).await;
+                    n += 1;
+                }
+            }
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
