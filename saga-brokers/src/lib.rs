@@ -5,3 +5,8 @@
 pub mod memory;
 #[cfg(feature = "sql")]
 pub mod sql;
+
+#[cfg(feature = "amqp")]
+pub mod amqp;
+#[cfg(feature = "nats")]
+pub mod nats;

@@ -1,0 +1,191 @@
+//! The broker handle: stream setup, pipelined publishing, subscribing.
+
+use std::sync::Arc;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, stream};
+use async_trait::async_trait;
+use saga_core::{
+    DeadLetterStore, DeliveryStream, Envelope, Error, Publisher, Result, Subscriber, Subscription,
+};
+
+use super::config::NatsConfig;
+use super::{subject, subscriber};
+
+pub(crate) struct Inner {
+    pub(crate) config: NatsConfig,
+    pub(crate) client: async_nats::Client,
+    pub(crate) js: jetstream::Context,
+    pub(crate) dead_letters: Arc<dyn DeadLetterStore>,
+}
+
+/// NATS JetStream as a [`Publisher`] and [`Subscriber`]; cheap to clone (one client).
+///
+/// See the [module documentation](super) for the mapping and its guarantees.
+#[derive(Clone)]
+pub struct NatsBroker {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for NatsBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsBroker")
+            .field("stream", &self.inner.config.stream)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn transient(e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::transient(e)
+}
+
+impl NatsBroker {
+    /// Connects and creates the stream if it does not exist. Fails (transient) if NATS does
+    /// not answer.
+    pub async fn connect(
+        config: NatsConfig,
+        dead_letters: Arc<dyn DeadLetterStore>,
+    ) -> Result<Self> {
+        if config.stream.is_empty()
+            || config
+                .stream
+                .contains(|c: char| c.is_whitespace() || ".*>/\\".contains(c))
+        {
+            return Err(Error::InvalidArgument(format!(
+                "`{}` is not a valid JetStream stream name",
+                config.stream
+            )));
+        }
+        subject::subject("x", &config.subject_prefix)?;
+        let client = async_nats::connect(config.url.as_str())
+            .await
+            .map_err(transient)?;
+        let js = jetstream::new(client.clone());
+        let stream_config = stream::Config {
+            name: config.stream.clone(),
+            subjects: vec![format!("{}.>", config.subject_prefix)],
+            storage: stream::StorageType::File,
+            duplicate_window: config.duplicate_window,
+            ..stream::Config::default()
+        };
+        // The JetStream API can time out while the server is busy: a few tries with backoff.
+        let mut n = 0;
+        loop {
+            match js.get_or_create_stream(stream_config.clone()).await {
+                Ok(_) => break,
+                Err(e) if n >= 3 => return Err(transient(e)),
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt = n, "nats: creating the stream failed, retrying");
+                    tokio::time::sleep(config.backoff(n)).await;
+                    n += 1;
+                }
+            }
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                client,
+                js,
+                dead_letters,
+            }),
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &NatsConfig {
+        &self.inner.config
+    }
+
+    /// The underlying client (e.g. to check its connection state).
+    pub fn client(&self) -> &async_nats::Client {
+        &self.inner.client
+    }
+
+    /// The dead-letter store deliveries are dead-lettered into.
+    pub fn dead_letters(&self) -> &Arc<dyn DeadLetterStore> {
+        &self.inner.dead_letters
+    }
+
+    /// Deletes the stream and its consumers (tests, demos). Its messages are lost.
+    pub async fn delete_stream(&self) -> Result<()> {
+        self.inner
+            .js
+            .delete_stream(&self.inner.config.stream)
+            .await
+            .map(|_| ())
+            .map_err(transient)
+    }
+
+    async fn try_publish(&self, messages: &[(String, HeaderMap, Vec<u8>)]) -> Result<()> {
+        let mut acks = Vec::with_capacity(messages.len());
+        for (subject, headers, body) in messages {
+            let ack = self
+                .inner
+                .js
+                .publish_with_headers(subject.clone(), headers.clone(), body.clone().into())
+                .await
+                .map_err(transient)?;
+            acks.push(ack);
+        }
+        for ack in acks {
+            ack.await.map_err(transient)?;
+        }
+        Ok(())
+    }
+}
+
+fn headers(envelope: &Envelope) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert("Nats-Msg-Id", envelope.event_id.to_string().as_str());
+    let valid = |s: &str| !s.is_empty() && !s.contains(['\r', '\n']);
+    if valid(&envelope.aggregate_id) {
+        h.insert("Saga-Aggregate-Id", envelope.aggregate_id.as_str());
+    }
+    for (k, v) in &envelope.headers {
+        let key_ok = valid(k) && !k.contains([':', ' ']) && k.is_ascii();
+        if key_ok && valid(v) {
+            h.insert(k.as_str(), v.as_str());
+        }
+    }
+    h
+}
+
+#[async_trait]
+impl Publisher for NatsBroker {
+    async fn publish(&self, batch: &[Envelope]) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let prefix = &self.inner.config.subject_prefix;
+        let messages = batch
+            .iter()
+            .map(|e| {
+                Ok((
+                    subject::subject(prefix, &e.event_type)?,
+                    headers(e),
+                    e.to_json()?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let deadline = tokio::time::Instant::now() + self.inner.config.reconnect_timeout;
+        let mut n = 0;
+        loop {
+            match self.try_publish(&messages).await {
+                Ok(()) => return Ok(()),
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt = n, "nats: publish failed, publishing the batch again");
+                    tokio::time::sleep(self.inner.config.backoff(n)).await;
+                    n += 1;
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Subscriber for NatsBroker {
+    async fn subscribe(&self, subscription: &Subscription) -> Result<DeliveryStream> {
+        subscriber::subscribe(self.inner.clone(), subscription).await
+    }
+}
