@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod error;
+pub mod forecast;
 pub mod metrics;
 pub mod model;
 
