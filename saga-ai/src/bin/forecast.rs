@@ -14,6 +14,7 @@ use saga_ai::forecast::backtest::{
     Backtest, Candidate, Scores, Window, score_selection, select_per_frequency,
 };
 use saga_ai::forecast::m3::{self, Frequency};
+use saga_ai::forecast::simulate;
 use saga_ai::forecast::{ENSEMBLE_AGGREGATE, ENSEMBLE_MEMBERS, Method};
 
 #[derive(Parser)]
@@ -31,6 +32,22 @@ enum Command {
         /// The directory holding m3_data.json (from scripts/ai-data-forecast.sh).
         #[arg(long, default_value = "data/ai/m3")]
         data: PathBuf,
+    },
+    /// Score stock-out probabilities, dates and reorder quantities on simulated demand with a
+    /// known truth.
+    StockoutEval {
+        /// Scenarios to simulate (a third each Poisson, negative binomial, intermittent).
+        #[arg(long, default_value_t = 3000)]
+        scenarios: usize,
+        /// Days of history per scenario.
+        #[arg(long, default_value_t = 112)]
+        history_days: usize,
+        /// Cycle service level for the order-up-to level.
+        #[arg(long, default_value_t = 0.95)]
+        service_level: f64,
+        /// Random seed.
+        #[arg(long, default_value_t = 6)]
+        seed: u64,
     },
 }
 
@@ -57,7 +74,99 @@ const POOL: [Method; 5] = [
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Eval { data } => eval(&data),
+        Command::StockoutEval {
+            scenarios,
+            history_days,
+            service_level,
+            seed,
+        } => stockout_eval(scenarios, history_days, service_level, seed),
     }
+}
+
+fn progress_bar(len: usize, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{bar:40}} {{pos}}/{{len}} {what}, {{elapsed}} ({{eta}} left)"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+fn stockout_eval(count: usize, history_days: usize, service_level: f64, seed: u64) -> Result<()> {
+    println!(
+        "simulating {count} items, {history_days} days of history, seed {seed} \
+         (lead time 7-21 days, stock near the true lead-time demand)"
+    );
+    let scenarios = simulate::scenarios(count, history_days, seed);
+    let bar = progress_bar(scenarios.len() * 2, "items");
+    let e = simulate::evaluate(&scenarios, service_level, || bar.inc(1))?;
+    let mut by_process = Vec::new();
+    for process in [
+        simulate::Process::Poisson,
+        simulate::Process::NegativeBinomial,
+        simulate::Process::Intermittent,
+    ] {
+        let subset: Vec<_> = scenarios
+            .iter()
+            .filter(|s| s.process == process)
+            .cloned()
+            .collect();
+        by_process.push((
+            process,
+            simulate::evaluate(&subset, service_level, || bar.inc(1))?,
+        ));
+    }
+    bar.finish_and_clear();
+    let rate = scenarios
+        .iter()
+        .filter(|s| s.future[..s.lead_time].iter().sum::<f64>() > s.on_hand)
+        .count() as f64
+        / scenarios.len() as f64;
+    println!(
+        "stock ran out within the lead time in {:.1}% of items\n",
+        rate * 100.0
+    );
+    println!(
+        "| predictor                  | Brier | day MAE | day agreement | service at {:.0}% | stock / true demand |",
+        service_level * 100.0
+    );
+    println!(
+        "|----------------------------|-------|---------|---------------|-----------------|---------------------|"
+    );
+    for (name, s) in [
+        ("forecast (ensemble / TSB)", e.model),
+        ("average-demand rule", e.average_rule),
+        ("Poisson at recent average", e.recent_poisson),
+    ] {
+        println!(
+            "| {name:<26} | {:.3} | {:>7.2} | {:>13.3} | {:>15.3} | {:>19.3} |",
+            s.brier, s.day_mae, s.day_agreement, s.service_achieved, s.stock_ratio
+        );
+    }
+    println!(
+        "| oracle (true probability)  | {:.3} |       - |             - |               - |                   - |",
+        e.oracle_brier
+    );
+    println!("\nBrier score by demand process:");
+    println!("| process           | forecast | average rule | recent Poisson | oracle |");
+    println!("|-------------------|----------|--------------|----------------|--------|");
+    for (p, e) in by_process {
+        println!(
+            "| {:<17} | {:>8.3} | {:>12.3} | {:>14.3} | {:>6.3} |",
+            format!("{p:?}"),
+            e.model.brier,
+            e.average_rule.brier,
+            e.recent_poisson.brier,
+            e.oracle_brier
+        );
+        println!(
+            "|   day agreement   | {:>8.3} | {:>12.3} | {:>14.3} |      - |",
+            e.model.day_agreement, e.average_rule.day_agreement, e.recent_poisson.day_agreement
+        );
+    }
+    Ok(())
 }
 
 fn row(name: &str, scores: &BTreeMap<Option<Frequency>, Scores>) -> String {
@@ -85,6 +194,26 @@ fn header() -> String {
     format!("{line}\n{rule}")
 }
 
+/// The candidate with the best overall validation score relative to `reference`.
+fn select_overall<'a>(
+    backtest: &Backtest,
+    candidates: &'a [Candidate],
+    reference: &Candidate,
+) -> Result<&'a Candidate> {
+    let r = backtest.score(reference, Window::Validation)?;
+    let r = r.get(&None).context("no series scored")?;
+    let mut best: Option<(f64, &Candidate)> = None;
+    for c in candidates {
+        let s = backtest.score(c, Window::Validation)?;
+        let s = s.get(&None).context("no series scored")?;
+        let value = s.smape / r.smape + s.mase / r.mase;
+        if best.is_none_or(|(v, _)| value < v) {
+            best = Some((value, c));
+        }
+    }
+    best.map(|(_, c)| c).context("no candidates")
+}
+
 fn eval(data: &std::path::Path) -> Result<()> {
     let series = m3::load(data).with_context(|| {
         format!(
@@ -92,18 +221,13 @@ fn eval(data: &std::path::Path) -> Result<()> {
             data.display()
         )
     })?;
-    let counts: BTreeMap<Frequency, usize> =
-        series.iter().fold(BTreeMap::new(), |mut m, s| {
-            *m.entry(s.frequency).or_insert(0) += 1;
-            m
-        });
+    let counts: BTreeMap<Frequency, usize> = series.iter().fold(BTreeMap::new(), |mut m, s| {
+        *m.entry(s.frequency).or_insert(0) += 1;
+        m
+    });
     println!("M3: {} series {counts:?}", series.len());
 
-    let bar = ProgressBar::new(series.len() as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} series, {elapsed} ({eta} left)")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = progress_bar(series.len(), "series");
     let started = std::time::Instant::now();
     let backtest = Backtest::run(&series, &BASE, || bar.inc(1))?;
     bar.finish_and_clear();
@@ -128,13 +252,29 @@ fn eval(data: &std::path::Path) -> Result<()> {
         println!("  {:<9} {}", f.name(), c.name);
     }
 
+    let global = select_overall(&backtest, &candidates, &theta)?;
+    let ensemble = Candidate::combination(&ENSEMBLE_MEMBERS, ENSEMBLE_AGGREGATE);
+    println!(
+        "  one method for all series: {} (the library's Method::Ensemble is {}{})",
+        global.name,
+        ensemble.name,
+        if global.name == ensemble.name {
+            ", the same"
+        } else {
+            ": DIFFERENT, update it"
+        }
+    );
+
     println!("\nvalidation window:\n{}", header());
     let mut fixed: Vec<Candidate> = BASE.iter().map(|&m| Candidate::single(m)).collect();
     fixed.push(Candidate::combination(
         &[Method::Ses, Method::Holt, Method::Damped],
         saga_ai::forecast::Aggregate::Mean,
     ));
-    fixed.push(Candidate::combination(&ENSEMBLE_MEMBERS, ENSEMBLE_AGGREGATE));
+    fixed.push(Candidate::combination(
+        &ENSEMBLE_MEMBERS,
+        ENSEMBLE_AGGREGATE,
+    ));
     for c in &fixed {
         println!("{}", row(&c.name, &backtest.score(c, Window::Validation)?));
     }

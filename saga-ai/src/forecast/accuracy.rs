@@ -32,7 +32,11 @@ pub fn smape(actual: &[f64], forecast: &[f64]) -> Result<f64> {
         .zip(forecast)
         .map(|(y, f)| {
             let d = y.abs() + f.abs();
-            if d == 0.0 { 0.0 } else { 200.0 * (y - f).abs() / d }
+            if d == 0.0 {
+                0.0
+            } else {
+                200.0 * (y - f).abs() / d
+            }
         })
         .sum();
     Ok(sum / actual.len() as f64)
@@ -49,7 +53,10 @@ pub fn mase_scale(history: &[f64], period: usize) -> Result<f64> {
             history.len()
         )));
     }
-    let diffs: Vec<f64> = history.windows(m + 1).map(|w| (w[m] - w[0]).abs()).collect();
+    let diffs: Vec<f64> = history
+        .windows(m + 1)
+        .map(|w| (w[m] - w[0]).abs())
+        .collect();
     let scale = diffs.iter().sum::<f64>() / diffs.len() as f64;
     if scale > 0.0 && scale.is_finite() {
         Ok(scale)

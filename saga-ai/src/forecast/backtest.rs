@@ -96,8 +96,15 @@ impl Scores {
         let n: usize = groups.iter().map(|g| g.series).sum();
         let mn: usize = groups.iter().map(|g| g.mase_series).sum();
         Scores {
-            smape: groups.iter().map(|g| g.smape * g.series as f64).sum::<f64>() / n.max(1) as f64,
-            mase: groups.iter().map(|g| g.mase * g.mase_series as f64).sum::<f64>()
+            smape: groups
+                .iter()
+                .map(|g| g.smape * g.series as f64)
+                .sum::<f64>()
+                / n.max(1) as f64,
+            mase: groups
+                .iter()
+                .map(|g| g.mase * g.mase_series as f64)
+                .sum::<f64>()
                 / mn.max(1) as f64,
             series: n,
             mase_series: mn,

@@ -92,7 +92,9 @@ impl DemandForecaster for Combination {
         let mean = (0..h)
             .map(|j| merge(&|f| f.mean[j], self.aggregate))
             .collect();
-        let sd = (0..h).map(|j| merge(&|f| f.sd[j], Aggregate::Mean)).collect();
+        let sd = (0..h)
+            .map(|j| merge(&|f| f.sd[j], Aggregate::Mean))
+            .collect();
         let cumulative = (0..h)
             .map(|j| merge(&|f| f.cumulative_sd[j], Aggregate::Mean))
             .collect();

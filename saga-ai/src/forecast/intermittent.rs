@@ -6,9 +6,7 @@
 //! so the forecast decays when demand stops (obsolescence). Both pick their smoothing constants
 //! from a small grid by in-sample one-step squared error.
 
-use super::forecaster::{
-    DEFAULT_LEVEL, DemandForecaster, ErrorModel, Forecast, check_series, not_fitted,
-};
+use super::forecaster::{DEFAULT_LEVEL, DemandForecaster, Forecast, check_series, not_fitted};
 use crate::error::{AiError, Result};
 
 const GRID: [f64; 6] = [0.02, 0.05, 0.1, 0.15, 0.2, 0.3];
@@ -55,7 +53,11 @@ fn croston(y: &[f64], a: f64) -> (Vec<f64>, f64) {
     let mut since = 0.0;
     let mut fitted = Vec::with_capacity(y.len());
     for (t, &v) in y.iter().enumerate() {
-        fitted.push(if t <= first { f64::NAN } else { size / interval });
+        fitted.push(if t <= first {
+            f64::NAN
+        } else {
+            size / interval
+        });
         if t <= first {
             continue;
         }
@@ -140,16 +142,18 @@ impl DemandForecaster for Intermittent {
 
     fn forecast(&self, h: usize) -> Result<Forecast> {
         let rate = self.rate.ok_or_else(|| not_fitted(self.name()))?;
-        // Errors as for simple smoothing of the demand rate with the size constant.
-        let psi = (0..h)
-            .map(|i| if i == 0 { 1.0 } else { self.alpha })
+        // Demand is taken as independent around a stationary rate, estimated by smoothing with
+        // constant a: the estimate's variance is a / (2 - a) of a period's. The sum of k periods
+        // then has variance sigma^2 (k + k^2 a / (2 - a)); a random-walk error model would
+        // overstate it several times for long lead times.
+        let estimate = self.alpha / (2.0 - self.alpha);
+        let sd = vec![self.sigma * (1.0 + estimate).sqrt(); h];
+        let cumulative = (1..=h)
+            .map(|k| {
+                let k = k as f64;
+                self.sigma * (k + k * k * estimate).sqrt()
+            })
             .collect();
-        let model = ErrorModel {
-            sigma: self.sigma,
-            psi,
-            scale: vec![1.0; h],
-        };
-        let (sd, cumulative) = model.deviations();
         Forecast::from_moments(vec![rate; h], sd, cumulative, DEFAULT_LEVEL)
     }
 }
@@ -161,18 +165,25 @@ mod tests {
     #[test]
     fn croston_forecasts_size_over_interval() {
         // Demand of 6 every third period: rate 2.
-        let y: Vec<f64> = (0..60).map(|t| if t % 3 == 2 { 6.0 } else { 0.0 }).collect();
+        let y: Vec<f64> = (0..60)
+            .map(|t| if t % 3 == 2 { 6.0 } else { 0.0 })
+            .collect();
         let (_, rate) = croston(&y, 0.1);
         assert!((rate - 2.0).abs() < 1e-6, "{rate}");
     }
 
     #[test]
     fn tsb_decays_after_demand_stops() {
-        let mut y: Vec<f64> = (0..40).map(|t| if t % 2 == 0 { 4.0 } else { 0.0 }).collect();
+        let mut y: Vec<f64> = (0..40)
+            .map(|t| if t % 2 == 0 { 4.0 } else { 0.0 })
+            .collect();
         y.extend([0.0; 30]);
         let (_, tsb_rate) = tsb(&y, 0.1, 0.1);
         let (_, croston_rate) = croston(&y, 0.1);
-        assert!(tsb_rate < 0.2 && croston_rate > 1.5, "{tsb_rate} {croston_rate}");
+        assert!(
+            tsb_rate < 0.2 && croston_rate > 1.5,
+            "{tsb_rate} {croston_rate}"
+        );
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub enum Method {
 }
 
 /// The members of [`Method::Ensemble`].
-pub const ENSEMBLE_MEMBERS: [Method; 3] = [Method::Ses, Method::Damped, Method::Theta];
+pub const ENSEMBLE_MEMBERS: [Method; 2] = [Method::Damped, Method::Theta];
 /// How [`Method::Ensemble`] merges its members.
 pub const ENSEMBLE_AGGREGATE: Aggregate = Aggregate::Mean;
 

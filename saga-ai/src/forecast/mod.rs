@@ -31,7 +31,9 @@ mod method;
 mod naive;
 mod optimize;
 mod seasonality;
+pub mod simulate;
 mod smoothing;
+pub mod stockout;
 mod theta;
 
 pub use combination::{Aggregate, Combination};

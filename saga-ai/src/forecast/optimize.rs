@@ -52,7 +52,11 @@ where
     for i in 0..dim {
         let mut x = best.clone();
         let step = (upper[i] - lower[i]) / grid as f64;
-        x[i] = if x[i] + step <= upper[i] { x[i] + step } else { x[i] - step };
+        x[i] = if x[i] + step <= upper[i] {
+            x[i] + step
+        } else {
+            x[i] - step
+        };
         simplex.push(x);
     }
     let mut values: Vec<f64> = simplex.iter().map(|x| eval(x)).collect();
@@ -91,7 +95,11 @@ where
             simplex[dim] = reflected;
             values[dim] = fr;
         } else {
-            let contracted = if fr < values[dim] { toward(-0.5) } else { toward(0.5) };
+            let contracted = if fr < values[dim] {
+                toward(-0.5)
+            } else {
+                toward(0.5)
+            };
             let fc = eval(&contracted);
             if fc < values[dim].min(fr) {
                 simplex[dim] = contracted;
@@ -129,7 +137,10 @@ mod tests {
             &[1.0, 1.0],
             5,
         );
-        assert!((x[0] - 0.3).abs() < 1e-4 && (x[1] - 0.7).abs() < 1e-4, "{x:?}");
+        assert!(
+            (x[0] - 0.3).abs() < 1e-4 && (x[1] - 0.7).abs() < 1e-4,
+            "{x:?}"
+        );
         assert!(v < 1e-7);
     }
 

@@ -65,7 +65,11 @@ impl SeasonalIndices {
         if counts.contains(&0) {
             return None;
         }
-        let raw: Vec<f64> = sums.iter().zip(&counts).map(|(s, &c)| s / c as f64).collect();
+        let raw: Vec<f64> = sums
+            .iter()
+            .zip(&counts)
+            .map(|(s, &c)| s / c as f64)
+            .collect();
         let mean = raw.iter().sum::<f64>() / period as f64;
         let indices: Vec<f64> = raw.iter().map(|v| v / mean).collect();
         indices
@@ -143,7 +147,9 @@ mod tests {
     fn noise_is_not_seasonal() {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let x: Vec<f64> = (0..60).map(|_| 100.0 + rng.random_range(-5.0..5.0)).collect();
+        let x: Vec<f64> = (0..60)
+            .map(|_| 100.0 + rng.random_range(-5.0..5.0))
+            .collect();
         assert!(SeasonalIndices::detect(&x, 4).is_none());
     }
 
