@@ -106,6 +106,9 @@ pub(crate) fn ln_gamma(x: f64) -> f64 {
     0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + a.ln()
 }
 
+/// Beyond this many terms, sums of probabilities give way to the normal approximation.
+const MAX_TERMS: f64 = 20_000.0;
+
 /// A distribution of a non-negative count (demand over a lead time), matched to a mean and a
 /// variance: Poisson when the variance does not exceed the mean, negative binomial otherwise.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -149,15 +152,16 @@ impl CountDistribution {
             return 1.0;
         }
         let top = x.floor();
-        // Far in the upper tail of a large mean: sum from the other side is not needed, the
-        // terms below are computed in log space and stop mattering once they underflow.
-        let sd = self.sd();
-        let start = (self.mean - 40.0 * sd - 40.0).floor().max(0.0);
+        let (start, end) = self.support();
         if top < start {
             return 0.0;
         }
-        if top > self.mean + 40.0 * sd + 40.0 {
+        if top >= end {
             return 1.0;
+        }
+        if end - start > MAX_TERMS {
+            // Too many terms to sum: the normal approximation, with continuity correction.
+            return normal_cdf((top + 0.5 - self.mean) / self.sd());
         }
         let mut total = 0.0;
         let mut k = start;
@@ -170,13 +174,16 @@ impl CountDistribution {
 
     /// The smallest count `q` with `P(X <= q) >= p`.
     pub fn quantile(&self, p: f64) -> f64 {
-        if self.mean == 0.0 || p <= 0.0 {
+        if self.mean == 0.0 || p.is_nan() || p <= 0.0 {
             return 0.0;
         }
         let p = p.min(1.0 - 1e-12);
-        let sd = self.sd();
-        let start = (self.mean - 40.0 * sd - 40.0).floor().max(0.0);
-        let end = self.mean + 40.0 * sd + 40.0;
+        let (start, end) = self.support();
+        if end - start > MAX_TERMS {
+            return (self.mean + normal_quantile(p) * self.sd() - 0.5)
+                .ceil()
+                .max(0.0);
+        }
         let mut total = 0.0;
         let mut k = start;
         while k < end {
@@ -186,7 +193,15 @@ impl CountDistribution {
             }
             k += 1.0;
         }
-        end.ceil()
+        end
+    }
+
+    /// The counts outside which the probability is negligible: 40 deviations either side.
+    fn support(&self) -> (f64, f64) {
+        let sd = self.sd();
+        let start = (self.mean - 40.0 * sd - 40.0).floor().max(0.0);
+        let end = (self.mean + 40.0 * sd + 40.0).ceil();
+        (start, end)
     }
 
     fn sd(&self) -> f64 {

@@ -90,10 +90,15 @@ impl Truth {
     }
 }
 
-/// Draws `count` scenarios with `history_days` of history, from `seed`.
-pub fn scenarios(count: usize, history_days: usize, seed: u64) -> Vec<Scenario> {
+/// Draws `count` scenarios with `history_days` of history, from `seed`; the true stock-out
+/// probability of each comes from `oracle_paths` further paths of its process.
+pub fn scenarios(
+    count: usize,
+    history_days: usize,
+    oracle_paths: usize,
+    seed: u64,
+) -> Vec<Scenario> {
     const HORIZON: usize = 28;
-    const ORACLE_PATHS: usize = 2000;
     let mut rng = StdRng::seed_from_u64(seed);
     (0..count)
         .map(|i| {
@@ -125,7 +130,7 @@ pub fn scenarios(count: usize, history_days: usize, seed: u64) -> Vec<Scenario> 
             let lead_time = rng.random_range(7..=21);
             let expected: f64 = future_mean[..lead_time].iter().sum();
             let on_hand = (expected * rng.random_range(0.6..1.4)).round();
-            let exceed = (0..ORACLE_PATHS)
+            let exceed = (0..oracle_paths)
                 .filter(|_| {
                     let demand: f64 = future_days
                         .clone()
@@ -142,7 +147,7 @@ pub fn scenarios(count: usize, history_days: usize, seed: u64) -> Vec<Scenario> 
                 future_mean,
                 on_hand,
                 lead_time,
-                true_probability: exceed as f64 / ORACLE_PATHS as f64,
+                true_probability: exceed as f64 / oracle_paths.max(1) as f64,
             }
         })
         .collect()
