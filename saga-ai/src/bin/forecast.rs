@@ -297,5 +297,41 @@ fn eval(data: &std::path::Path) -> Result<()> {
             &score_selection(&backtest, &selection, Window::Test)?
         )
     );
+
+    println!(
+        "| {:<34} | {:>6.2} {:>5} | {:>6.2} {:>5} | {:>6.2} {:>5} | {:>6.2} {:>5} | {:>6.2} {:>5} |",
+        "published Theta (literature)", 16.76, "-", 9.20, "-", 13.86, "-", 4.92, "-", 13.01, "-"
+    );
+    println!(
+        "  (the published row is quoted, not computed: sMAPE of Theta as recomputed by Hyndman per \
+         frequency; 13.01 is the M3 paper's overall figure)"
+    );
+
+    println!("\nshare of test values inside the 95% intervals:");
+    println!(
+        "| {:<8} | {} | {:>9} |",
+        "method",
+        Frequency::ALL
+            .map(|f| format!("{:>9}", f.name()))
+            .join(" | "),
+        "all"
+    );
+    println!("|----------|-----------|-----------|-----------|-----------|-----------|");
+    for m in [
+        Method::Naive2,
+        Method::Ses,
+        Method::Holt,
+        Method::Damped,
+        Method::Theta,
+    ] {
+        let c = backtest.coverage(m);
+        let cells: Vec<String> = Frequency::ALL
+            .map(Some)
+            .into_iter()
+            .chain([None])
+            .map(|k| format!("{:>9.3}", c.get(&k).copied().unwrap_or(f64::NAN)))
+            .collect();
+        println!("| {:<8} | {} |", m.name(), cells.join(" | "));
+    }
     Ok(())
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use super::accuracy::{mase, mase_scale, smape};
 use super::combination::Aggregate;
+use super::forecaster::Forecast;
 use super::m3::{Frequency, Series};
 use super::method::Method;
 use crate::error::{AiError, Result};
@@ -121,6 +122,8 @@ struct SeriesForecasts {
     test_scale: Option<f64>,
     /// Per method: (validation forecast, test forecast).
     by_method: BTreeMap<Method, (Vec<f64>, Vec<f64>)>,
+    /// Per method: how many test values fell inside the test forecast's 95% interval.
+    inside: BTreeMap<Method, usize>,
 }
 
 /// The base forecasts of a set of methods on a set of series, ready to be scored alone or
@@ -132,12 +135,12 @@ pub struct Backtest {
 }
 
 /// Fits `method` on `history` and forecasts `h` steps.
-fn forecast_mean(method: Method, history: &[f64], period: usize, h: usize) -> Result<Vec<f64>> {
+fn forecast(method: Method, history: &[f64], period: usize, h: usize) -> Result<Forecast> {
     let mut model = method.forecaster();
     model.fit(history, period)?;
     let f = model.forecast(h)?;
     if f.mean.iter().all(|v| v.is_finite()) {
-        Ok(f.mean)
+        Ok(f)
     } else {
         Err(AiError::Fit("non-finite forecast".into()))
     }
@@ -164,16 +167,24 @@ impl Backtest {
             let (early, late) = s.train.split_at(cut);
             let naive = |x: &[f64]| vec![x.last().copied().unwrap_or(0.0); h];
             let mut by_method = BTreeMap::new();
+            let mut inside = BTreeMap::new();
             for &m in methods {
-                let mut run = |x: &[f64]| match forecast_mean(m, x, period, h) {
-                    Ok(f) => f,
+                let mut run = |x: &[f64]| match forecast(m, x, period, h) {
+                    Ok(f) => Some(f),
                     Err(e) => {
                         failures.push((m, s.id.clone(), e.to_string()));
-                        naive(x)
+                        None
                     }
                 };
-                let validation = run(early);
+                let validation = run(early).map_or_else(|| naive(early), |f| f.mean);
                 let test = run(&s.train);
+                let covered = test.as_ref().map_or(0, |f| {
+                    (0..h)
+                        .filter(|&j| f.lower[j] <= s.test[j] && s.test[j] <= f.upper[j])
+                        .count()
+                });
+                inside.insert(m, covered);
+                let test = test.map_or_else(|| naive(&s.train), |f| f.mean);
                 by_method.insert(m, (validation, test));
             }
             out.push(SeriesForecasts {
@@ -183,6 +194,7 @@ impl Backtest {
                 test_actual: s.test.clone(),
                 test_scale: mase_scale(&s.train, period).ok(),
                 by_method,
+                inside,
             });
             progress();
         }
@@ -190,6 +202,24 @@ impl Backtest {
             series: out,
             failures,
         })
+    }
+
+    /// The share of test values inside `method`'s 95% forecast intervals, per frequency and
+    /// over all (`None` key). A method that failed on a series counts as missing there.
+    pub fn coverage(&self, method: Method) -> BTreeMap<Option<Frequency>, f64> {
+        let mut counts: BTreeMap<Option<Frequency>, (usize, usize)> = BTreeMap::new();
+        for s in &self.series {
+            let inside = s.inside.get(&method).copied().unwrap_or(0);
+            for key in [Some(s.frequency), None] {
+                let e = counts.entry(key).or_default();
+                e.0 += inside;
+                e.1 += s.test_actual.len();
+            }
+        }
+        counts
+            .into_iter()
+            .map(|(k, (i, n))| (k, i as f64 / n.max(1) as f64))
+            .collect()
     }
 
     /// The candidate's scores per frequency and over all series (`None` key), on `window`.
