@@ -53,12 +53,17 @@ impl Combination {
                 "a combination needs at least one member".into(),
             ));
         }
-        Ok(Self {
+        Ok(Self::of(name, members, aggregate))
+    }
+
+    /// [`Combination::new`] for member lists known to be non-empty.
+    pub(crate) fn of(name: &'static str, members: &[Method], aggregate: Aggregate) -> Self {
+        Self {
             name,
             members: members.iter().map(|m| m.forecaster()).collect(),
             aggregate,
             fitted: false,
-        })
+        }
     }
 }
 

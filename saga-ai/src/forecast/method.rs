@@ -85,12 +85,9 @@ impl Method {
 
     /// A fresh, unfitted forecaster of this method.
     pub fn forecaster(self) -> Box<dyn DemandForecaster> {
+        // Both member lists below are non-empty constants.
         let combo = |name, members: &[Method], agg| -> Box<dyn DemandForecaster> {
-            match Combination::new(name, members, agg) {
-                Ok(c) => Box::new(c),
-                // Both member lists below are non-empty constants.
-                Err(_) => Box::new(Deseasonalised::plain("naive", RandomWalk::default())),
-            }
+            Box::new(Combination::of(name, members, agg))
         };
         match self {
             Method::Naive => Box::new(Deseasonalised::plain("naive", RandomWalk::default())),
