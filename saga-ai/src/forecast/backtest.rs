@@ -113,6 +113,39 @@ impl Scores {
     }
 }
 
+/// Coverage of 95% intervals on the test window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Coverage {
+    /// Share of test values inside the model's own intervals.
+    pub model: f64,
+    /// The widening chosen on the validation window (at least 1; NaN for the pooled row).
+    pub factor: f64,
+    /// Share of test values inside the widened intervals.
+    pub widened: f64,
+}
+
+/// `|actual - mean| / sd` per step (infinite where the deviation is 0 but the error is not);
+/// empty without a forecast.
+fn standardise(forecast: Option<&Forecast>, actual: &[f64]) -> Vec<f64> {
+    let Some(f) = forecast else {
+        return Vec::new();
+    };
+    actual
+        .iter()
+        .zip(f.mean.iter().zip(&f.sd))
+        .map(|(y, (m, sd))| {
+            let e = (y - m).abs();
+            if e == 0.0 {
+                0.0
+            } else if *sd > 0.0 {
+                e / sd
+            } else {
+                f64::INFINITY
+            }
+        })
+        .collect()
+}
+
 /// One series' base forecasts for both windows.
 struct SeriesForecasts {
     frequency: Frequency,
@@ -122,8 +155,9 @@ struct SeriesForecasts {
     test_scale: Option<f64>,
     /// Per method: (validation forecast, test forecast).
     by_method: BTreeMap<Method, (Vec<f64>, Vec<f64>)>,
-    /// Per method: how many test values fell inside the test forecast's 95% interval.
-    inside: BTreeMap<Method, usize>,
+    /// Per method: each step's absolute error over its forecast deviation, on the validation
+    /// and the test window (empty where the method failed).
+    standardised: BTreeMap<Method, (Vec<f64>, Vec<f64>)>,
 }
 
 /// The base forecasts of a set of methods on a set of series, ready to be scored alone or
@@ -167,7 +201,7 @@ impl Backtest {
             let (early, late) = s.train.split_at(cut);
             let naive = |x: &[f64]| vec![x.last().copied().unwrap_or(0.0); h];
             let mut by_method = BTreeMap::new();
-            let mut inside = BTreeMap::new();
+            let mut standardised = BTreeMap::new();
             for &m in methods {
                 let mut run = |x: &[f64]| match forecast(m, x, period, h) {
                     Ok(f) => Some(f),
@@ -176,14 +210,16 @@ impl Backtest {
                         None
                     }
                 };
-                let validation = run(early).map_or_else(|| naive(early), |f| f.mean);
+                let validation = run(early);
                 let test = run(&s.train);
-                let covered = test.as_ref().map_or(0, |f| {
-                    (0..h)
-                        .filter(|&j| f.lower[j] <= s.test[j] && s.test[j] <= f.upper[j])
-                        .count()
-                });
-                inside.insert(m, covered);
+                standardised.insert(
+                    m,
+                    (
+                        standardise(validation.as_ref(), late),
+                        standardise(test.as_ref(), &s.test),
+                    ),
+                );
+                let validation = validation.map_or_else(|| naive(early), |f| f.mean);
                 let test = test.map_or_else(|| naive(&s.train), |f| f.mean);
                 by_method.insert(m, (validation, test));
             }
@@ -194,7 +230,7 @@ impl Backtest {
                 test_actual: s.test.clone(),
                 test_scale: mase_scale(&s.train, period).ok(),
                 by_method,
-                inside,
+                standardised,
             });
             progress();
         }
@@ -204,22 +240,48 @@ impl Backtest {
         })
     }
 
-    /// The share of test values inside `method`'s 95% forecast intervals, per frequency and
-    /// over all (`None` key). A method that failed on a series counts as missing there.
-    pub fn coverage(&self, method: Method) -> BTreeMap<Option<Frequency>, f64> {
-        let mut counts: BTreeMap<Option<Frequency>, (usize, usize)> = BTreeMap::new();
+    /// How `method`'s 95% intervals cover the test values, per frequency and over all (`None`
+    /// key): as the model gives them, and widened by a factor per frequency chosen on the
+    /// validation window (the factor that makes 95% of validation errors fall inside).
+    pub fn coverage(&self, method: Method) -> BTreeMap<Option<Frequency>, Coverage> {
+        let z = crate::forecast::dist::normal_quantile(0.975);
+        let mut pooled: BTreeMap<Option<Frequency>, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
         for s in &self.series {
-            let inside = s.inside.get(&method).copied().unwrap_or(0);
-            for key in [Some(s.frequency), None] {
-                let e = counts.entry(key).or_default();
-                e.0 += inside;
-                e.1 += s.test_actual.len();
+            if let Some((v, t)) = s.standardised.get(&method) {
+                let e = pooled.entry(Some(s.frequency)).or_default();
+                e.0.extend(v);
+                e.1.extend(t);
             }
         }
-        counts
-            .into_iter()
-            .map(|(k, (i, n))| (k, i as f64 / n.max(1) as f64))
-            .collect()
+        let share = |values: &[f64], bound: f64| {
+            values.iter().filter(|&&v| v <= bound).count() as f64 / values.len().max(1) as f64
+        };
+        let mut out = BTreeMap::new();
+        let (mut inside, mut inside_widened, mut total) = (0.0, 0.0, 0.0);
+        for (key, (mut validation, test)) in pooled {
+            validation.sort_by(f64::total_cmp);
+            let at = ((validation.len() as f64 * 0.95).ceil() as usize).saturating_sub(1);
+            let factor = validation.get(at).map_or(1.0, |q| (q / z).max(1.0));
+            let c = Coverage {
+                model: share(&test, z),
+                factor,
+                widened: share(&test, z * factor),
+            };
+            let n = test.len() as f64;
+            inside += c.model * n;
+            inside_widened += c.widened * n;
+            total += n;
+            out.insert(key, c);
+        }
+        out.insert(
+            None,
+            Coverage {
+                model: inside / total.max(1.0),
+                factor: f64::NAN,
+                widened: inside_widened / total.max(1.0),
+            },
+        );
+        out
     }
 
     /// The candidate's scores per frequency and over all series (`None` key), on `window`.

@@ -88,6 +88,24 @@ impl Forecast {
         Self::from_moments(self.mean, self.sd, self.cumulative_sd, level)
     }
 
+    /// The same forecast with every error deviation multiplied by `factor` (at least 1 widens):
+    /// how intervals calibrated on held-out errors are applied. A factor that is not a positive
+    /// finite number is [`AiError::InvalidInput`].
+    pub fn widened(self, factor: f64) -> Result<Self> {
+        if !(factor > 0.0 && factor.is_finite()) {
+            return Err(AiError::InvalidInput(format!(
+                "widening factor must be positive, got {factor}"
+            )));
+        }
+        let scale = |v: Vec<f64>| v.into_iter().map(|s| s * factor).collect();
+        Self::from_moments(
+            self.mean,
+            scale(self.sd),
+            scale(self.cumulative_sd),
+            self.level,
+        )
+    }
+
     /// The number of steps forecast.
     pub fn horizon(&self) -> usize {
         self.mean.len()
