@@ -2,6 +2,7 @@
 
 pub mod anomaly;
 pub mod error;
+pub mod forecast;
 pub mod metrics;
 pub mod model;
 pub mod payment;
