@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod error;
+pub mod fraud;
 pub mod metrics;
 pub mod model;
 
