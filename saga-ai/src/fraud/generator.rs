@@ -70,10 +70,8 @@ impl SimConfig {
         Self {
             nb_days: 91,
             orders: true,
-            compromised_terminals_per_day: 1,
-            compromised_cards_per_day: 2,
-            takeovers_per_day: 2.0,
-            fraud_accounts_per_day: 2.0,
+            takeovers_per_day: 3.0,
+            fraud_accounts_per_day: 3.0,
             ..Self::handbook(seed)
         }
     }
