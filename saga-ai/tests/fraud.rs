@@ -62,9 +62,9 @@ fn small_rows(seed: u64, from: i64, to: i64) -> (Vec<Vec<f64>>, Vec<bool>) {
 
 fn quick_gbdt() -> GbdtParams {
     GbdtParams {
-        n_trees: 30,
-        max_depth: 4,
-        learning_rate: 0.2,
+        n_trees: 20,
+        max_depth: 3,
+        learning_rate: 0.3,
         ..GbdtParams::default()
     }
 }
@@ -81,7 +81,7 @@ fn generator_is_deterministic() {
 #[test]
 fn generator_orders_by_time_with_about_one_percent_fraud() {
     let d = generate(&SimConfig::small(3)).unwrap();
-    assert!(d.transactions.len() > 10_000);
+    assert!(d.transactions.len() > 5_000);
     assert!(d.transactions.windows(2).all(|w| w[0].time <= w[1].time));
     assert!(d.transactions.iter().all(|t| t.order.is_some()));
     let rate = d.fraud_rate();
@@ -369,8 +369,13 @@ fn evaluation_beats_nothing_and_refuses_impossible_protocols() {
 #[test]
 fn logistic_regression_learns_and_explains() {
     use saga_ai::fraud::{Logistic, LogisticParams};
-    let (x, y) = small_rows(9, 7, 21);
-    let m = Logistic::fit(&x, &y, &LogisticParams::default()).unwrap();
+    // few rows: linfa is unoptimised in debug builds
+    let (x, y) = small_rows(9, 10, 17);
+    let p = LogisticParams {
+        max_iterations: 60,
+        ..LogisticParams::default()
+    };
+    let m = Logistic::fit(&x, &y, &p).unwrap();
     let (tx_, ty) = small_rows(9, 25, 35);
     let scores: Vec<f64> = tx_.iter().map(|r| m.predict_proba(r).unwrap()).collect();
     assert!(metrics::roc_auc(&scores, &ty).unwrap() > 0.75);

@@ -272,7 +272,7 @@ fn score_all(model: &dyn FraudScorer, set: FeatureSet, x: &[Vec<f64>]) -> Result
 /// The hyperparameter grid for boosting: (depth, learning rate) pairs, each with its number
 /// of trees chosen among prefixes of the ensemble.
 fn gbdt_grid(seed: u64) -> Vec<GbdtParams> {
-    [(4, 0.1), (6, 0.05)]
+    [(3, 0.1), (4, 0.1), (6, 0.05)]
         .into_iter()
         .map(|(max_depth, learning_rate)| GbdtParams {
             n_trees: 300,
@@ -284,7 +284,7 @@ fn gbdt_grid(seed: u64) -> Vec<GbdtParams> {
         .collect()
 }
 
-const TREE_PREFIXES: [usize; 3] = [100, 200, 300];
+const TREE_PREFIXES: [usize; 4] = [50, 100, 200, 300];
 
 #[cfg(feature = "linfa")]
 const LOGISTIC_ALPHAS: [f64; 3] = [0.1, 10.0, 1000.0];

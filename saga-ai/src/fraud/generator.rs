@@ -34,10 +34,10 @@ pub struct SimConfig {
     pub radius: f64,
     /// Seed of the random generator.
     pub seed: u64,
-    /// Scenario 2: terminals compromised per day.
-    pub compromised_terminals_per_day: u32,
-    /// Scenario 3: cards compromised per day.
-    pub compromised_cards_per_day: u32,
+    /// Scenario 2: terminals compromised per day (a mean: the count is Poisson unless whole).
+    pub compromised_terminals_per_day: f64,
+    /// Scenario 3: cards compromised per day (a mean: the count is Poisson unless whole).
+    pub compromised_cards_per_day: f64,
     /// Generate order fields and the order fraud patterns (false: the handbook's simulator).
     pub orders: bool,
     /// Orders mode: accounts taken over per day.
@@ -57,8 +57,8 @@ impl SimConfig {
             start_date: NaiveDate::from_ymd_opt(2018, 4, 1).unwrap_or_default(),
             radius: 5.0,
             seed,
-            compromised_terminals_per_day: 2,
-            compromised_cards_per_day: 3,
+            compromised_terminals_per_day: 2.0,
+            compromised_cards_per_day: 3.0,
             orders: false,
             takeovers_per_day: 0.0,
             fraud_accounts_per_day: 0.0,
@@ -76,14 +76,19 @@ impl SimConfig {
         }
     }
 
-    /// A small orders-mode set for tests and examples (500 customers, 1000 terminals, 35 days,
-    /// radius 15 so each customer still has a few dozen terminals).
+    /// A small orders-mode set for tests and examples (400 customers, 800 terminals, 35 days,
+    /// radius 15 so each customer still has a few dozen terminals; fraud rates scaled down
+    /// with the population).
     pub fn small(seed: u64) -> Self {
         Self {
-            n_customers: 500,
-            n_terminals: 1000,
+            n_customers: 400,
+            n_terminals: 800,
             nb_days: 35,
             radius: 15.0,
+            compromised_terminals_per_day: 0.16,
+            compromised_cards_per_day: 0.24,
+            takeovers_per_day: 0.3,
+            fraud_accounts_per_day: 0.3,
             ..Self::orders(seed)
         }
     }
@@ -100,7 +105,12 @@ impl SimConfig {
                 self.radius
             )));
         }
-        let rates = [self.takeovers_per_day, self.fraud_accounts_per_day];
+        let rates = [
+            self.compromised_terminals_per_day,
+            self.compromised_cards_per_day,
+            self.takeovers_per_day,
+            self.fraud_accounts_per_day,
+        ];
         if rates.iter().any(|r| !(r.is_finite() && *r >= 0.0 && *r <= 1e4)) {
             return Err(AiError::InvalidInput(
                 "fraud rates per day must be finite, >= 0 and <= 10000".into(),
@@ -326,7 +336,7 @@ fn in_window(txs: &[Transaction], idx: &[usize], from_day: i64, days: i64) -> Ve
 fn compromise_terminals(rng: &mut StdRng, config: &SimConfig, txs: &mut [Transaction]) {
     let by_terminal = groups(txs, |t| t.terminal);
     for day in 0..config.nb_days as i64 {
-        for _ in 0..config.compromised_terminals_per_day {
+        for _ in 0..count(rng, config.compromised_terminals_per_day) {
             let terminal = rng.random_range(0..config.n_terminals);
             let Some(idx) = by_terminal.get(&terminal) else {
                 continue;
@@ -345,7 +355,7 @@ fn compromise_terminals(rng: &mut StdRng, config: &SimConfig, txs: &mut [Transac
 fn compromise_cards(rng: &mut StdRng, config: &SimConfig, txs: &mut [Transaction]) {
     let by_customer = groups(txs, |t| t.customer);
     for day in 0..config.nb_days as i64 {
-        for _ in 0..config.compromised_cards_per_day {
+        for _ in 0..count(rng, config.compromised_cards_per_day) {
             let customer = rng.random_range(0..config.n_customers);
             let Some(idx) = by_customer.get(&customer) else {
                 continue;
@@ -374,7 +384,12 @@ fn compromise_cards(rng: &mut StdRng, config: &SimConfig, txs: &mut [Transaction
     }
 }
 
-fn poisson_count(rng: &mut StdRng, mean: f64) -> u32 {
+/// A count with this mean: the number itself when whole (the handbook's fixed counts),
+/// otherwise a Poisson draw.
+fn count(rng: &mut StdRng, mean: f64) -> u32 {
+    if mean.fract() == 0.0 {
+        return mean as u32;
+    }
     Poisson::new(mean.max(1e-9))
         .map(|p| p.sample(rng) as u32)
         .unwrap_or(0)
@@ -391,7 +406,7 @@ fn takeovers(
     next_address: &mut u32,
 ) {
     for day in 0..config.nb_days as i64 {
-        for _ in 0..poisson_count(rng, config.takeovers_per_day) {
+        for _ in 0..count(rng, config.takeovers_per_day) {
             let c = rng.random_range(0..config.n_customers);
             let cust = &customers[c as usize];
             let start = (day + rng.random_range(0..7)) * DAY + rng.random_range(0..DAY);
@@ -455,7 +470,7 @@ fn fraud_accounts(
             *next_address += 1;
             drops[i] = *next_address - 1;
         }
-        for _ in 0..poisson_count(rng, config.fraud_accounts_per_day) {
+        for _ in 0..count(rng, config.fraud_accounts_per_day) {
             let customer = next_customer;
             next_customer += 1;
             let opened = day * DAY + rng.random_range(0..DAY);
