@@ -5,14 +5,19 @@
 
 use std::hint::black_box;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_main};
 use saga_ai::fraud::{
     Estimator, FeatureSet, FeatureState, FraudModel, FraudScorer, Gbdt, GbdtParams, SimConfig,
     generate,
 };
 
-fn setup() -> (FeatureState, Vec<saga_ai::fraud::Transaction>, FraudModel, Vec<Vec<f64>>, Vec<bool>)
-{
+fn setup() -> (
+    FeatureState,
+    Vec<saga_ai::fraud::Transaction>,
+    FraudModel,
+    Vec<Vec<f64>>,
+    Vec<bool>,
+) {
     let data = generate(&SimConfig::small(1)).expect("generated data");
     let mut state = FeatureState::new(FeatureSet::Orders, data.config.start_date);
     let (mut x, mut y) = (Vec::new(), Vec::new());
@@ -72,5 +77,9 @@ fn scoring(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, scoring);
+#[allow(missing_docs)]
+mod group {
+    criterion::criterion_group!(benches, super::scoring);
+}
+use group::benches;
 criterion_main!(benches);

@@ -148,7 +148,8 @@ fn bad_simulator_settings_are_invalid_input() {
 fn customer_windows_include_the_current_transaction() {
     let mut s = FeatureState::new(FeatureSet::Handbook, start());
     s.observe(&tx(0, 10 * DAY, 1, 1, 10.0, false)).unwrap(); // 5 days before
-    s.observe(&tx(1, 14 * DAY + 3600, 1, 2, 20.0, false)).unwrap(); // within 1 day
+    s.observe(&tx(1, 14 * DAY + 3600, 1, 2, 20.0, false))
+        .unwrap(); // within 1 day
     let f = s.features(&tx(2, 15 * DAY, 1, 3, 30.0, false)).unwrap();
     assert_eq!(f.get("customer_nb_tx_1day"), Some(2.0));
     assert_eq!(f.get("customer_avg_amount_1day"), Some(25.0));
@@ -177,7 +178,9 @@ fn weekend_and_night_flags() {
     let f = s.features(&tx(0, 3600, 1, 1, 5.0, false)).unwrap();
     assert_eq!(f.get("tx_during_weekend"), Some(1.0));
     assert_eq!(f.get("tx_during_night"), Some(1.0));
-    let f = s.features(&tx(0, DAY + 12 * 3600, 1, 1, 5.0, false)).unwrap();
+    let f = s
+        .features(&tx(0, DAY + 12 * 3600, 1, 1, 5.0, false))
+        .unwrap();
     assert_eq!(f.get("tx_during_weekend"), Some(0.0));
     assert_eq!(f.get("tx_during_night"), Some(0.0));
 }
@@ -224,7 +227,10 @@ fn boosting_learns_fraud_on_later_days() {
     let (x, y) = small_rows(5, 7, 21);
     let model = Gbdt::fit(&x, &y, &quick_gbdt(), |_, _| {}).unwrap();
     let (tx_, ty) = small_rows(5, 25, 35);
-    let scores: Vec<f64> = tx_.iter().map(|r| model.predict_proba(r).unwrap()).collect();
+    let scores: Vec<f64> = tx_
+        .iter()
+        .map(|r| model.predict_proba(r).unwrap())
+        .collect();
     let auc = metrics::roc_auc(&scores, &ty).unwrap();
     let ap = metrics::average_precision(&scores, &ty).unwrap();
     let rate = ty.iter().filter(|&&v| v).count() as f64 / ty.len() as f64;
@@ -249,8 +255,16 @@ fn scores_come_with_reasons_and_levels() {
         .unwrap();
     assert!((0.0..=1.0).contains(&s.probability));
     assert!(s.reasons.len() <= 3);
-    assert!(s.reasons.windows(2).all(|w| w[0].contribution >= w[1].contribution));
-    assert!(s.reasons.iter().all(|r| r.contribution > 0.0 && !r.description.is_empty()));
+    assert!(
+        s.reasons
+            .windows(2)
+            .all(|w| w[0].contribution >= w[1].contribution)
+    );
+    assert!(
+        s.reasons
+            .iter()
+            .all(|r| r.contribution > 0.0 && !r.description.is_empty())
+    );
     assert_eq!(s.risk_level, model.thresholds.level(s.probability));
 }
 
@@ -360,7 +374,13 @@ fn evaluation_beats_nothing_and_refuses_impossible_protocols() {
         ..p
     };
     assert!(matches!(
-        evaluate(&data, FeatureSet::Orders, &too_long, &[ModelKind::Rules], &mut ()),
+        evaluate(
+            &data,
+            FeatureSet::Orders,
+            &too_long,
+            &[ModelKind::Rules],
+            &mut ()
+        ),
         Err(AiError::InvalidInput(_))
     ));
 }
@@ -458,7 +478,10 @@ fn creditcard_errors_name_line_and_column() {
     let err = parse_creditcard_csv(text.as_bytes(), "t.csv").unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, AiError::Data(_)));
-    assert!(msg.contains("line 2") && msg.contains("column 6") && msg.contains("V5"), "{msg}");
+    assert!(
+        msg.contains("line 2") && msg.contains("column 6") && msg.contains("V5"),
+        "{msg}"
+    );
 
     let mut cells = vec!["0"; 31];
     cells[30] = "2";

@@ -95,17 +95,21 @@ impl Drop for Bar {
 
 fn setup(handbook: bool, seed: u64) -> (SimConfig, FeatureSet, Protocol) {
     if handbook {
-        (SimConfig::handbook(seed), FeatureSet::Handbook, Protocol::handbook())
+        (
+            SimConfig::handbook(seed),
+            FeatureSet::Handbook,
+            Protocol::handbook(),
+        )
     } else {
-        (SimConfig::orders(seed), FeatureSet::Orders, Protocol::orders())
+        (
+            SimConfig::orders(seed),
+            FeatureSet::Orders,
+            Protocol::orders(),
+        )
     }
 }
 
-fn run(
-    handbook: bool,
-    seed: u64,
-    kinds: &[ModelKind],
-) -> anyhow::Result<(EvalReport, usize, f64)> {
+fn run(handbook: bool, seed: u64, kinds: &[ModelKind]) -> anyhow::Result<(EvalReport, usize, f64)> {
     let (config, set, protocol) = setup(handbook, seed);
     let started = Instant::now();
     let spinner = ProgressBar::new_spinner();

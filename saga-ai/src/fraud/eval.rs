@@ -229,8 +229,7 @@ pub fn card_precision_at_k_per_day(
     customers: &[u32],
     k: usize,
 ) -> Result<f64> {
-    if scores.len() != labels.len() || scores.len() != days.len() || days.len() != customers.len()
-    {
+    if scores.len() != labels.len() || scores.len() != days.len() || days.len() != customers.len() {
         return Err(AiError::InvalidInput("columns of unequal length".into()));
     }
     if k == 0 {

@@ -28,36 +28,93 @@ const HANDBOOK_FEATURES: [(&str, &str); 15] = [
     ("tx_during_weekend", "placed on a weekend"),
     ("tx_during_night", "placed at night (00:00-06:00)"),
     ("customer_nb_tx_1day", "customer's orders in the last day"),
-    ("customer_avg_amount_1day", "customer's mean amount in the last day"),
-    ("customer_nb_tx_7day", "customer's orders in the last 7 days"),
-    ("customer_avg_amount_7day", "customer's mean amount in the last 7 days"),
-    ("customer_nb_tx_30day", "customer's orders in the last 30 days"),
-    ("customer_avg_amount_30day", "customer's mean amount in the last 30 days"),
-    ("terminal_nb_tx_1day", "terminal's transactions in 1 day (7 days ago)"),
-    ("terminal_risk_1day", "terminal's fraud rate over 1 day (7 days ago)"),
-    ("terminal_nb_tx_7day", "terminal's transactions in 7 days (7 days ago)"),
-    ("terminal_risk_7day", "terminal's fraud rate over 7 days (7 days ago)"),
-    ("terminal_nb_tx_30day", "terminal's transactions in 30 days (7 days ago)"),
-    ("terminal_risk_30day", "terminal's fraud rate over 30 days (7 days ago)"),
+    (
+        "customer_avg_amount_1day",
+        "customer's mean amount in the last day",
+    ),
+    (
+        "customer_nb_tx_7day",
+        "customer's orders in the last 7 days",
+    ),
+    (
+        "customer_avg_amount_7day",
+        "customer's mean amount in the last 7 days",
+    ),
+    (
+        "customer_nb_tx_30day",
+        "customer's orders in the last 30 days",
+    ),
+    (
+        "customer_avg_amount_30day",
+        "customer's mean amount in the last 30 days",
+    ),
+    (
+        "terminal_nb_tx_1day",
+        "terminal's transactions in 1 day (7 days ago)",
+    ),
+    (
+        "terminal_risk_1day",
+        "terminal's fraud rate over 1 day (7 days ago)",
+    ),
+    (
+        "terminal_nb_tx_7day",
+        "terminal's transactions in 7 days (7 days ago)",
+    ),
+    (
+        "terminal_risk_7day",
+        "terminal's fraud rate over 7 days (7 days ago)",
+    ),
+    (
+        "terminal_nb_tx_30day",
+        "terminal's transactions in 30 days (7 days ago)",
+    ),
+    (
+        "terminal_risk_30day",
+        "terminal's fraud rate over 30 days (7 days ago)",
+    ),
 ];
 
 const ORDER_FEATURES: [(&str, &str); 16] = [
     ("hour_of_day", "hour of day"),
     ("account_age_days", "account age in days"),
-    ("shipping_new", "ships to an address never used by this customer"),
-    ("shipping_differs_billing", "shipping address differs from billing"),
+    (
+        "shipping_new",
+        "ships to an address never used by this customer",
+    ),
+    (
+        "shipping_differs_billing",
+        "shipping address differs from billing",
+    ),
     ("item_count", "number of items"),
     ("resale_share", "share of easily resold items"),
     ("payment_card", "paid by card"),
     ("payment_wallet", "paid by wallet"),
     ("payment_bank_transfer", "paid by bank transfer"),
     ("payment_pay_later", "paid later"),
-    ("customer_orders_1hour", "customer's orders in the last hour"),
-    ("amount_to_customer_avg_30day", "amount relative to customer's 30-day mean"),
-    ("address_customers_7day", "distinct customers shipping to this address in 7 days"),
-    ("address_nb_orders_30day", "orders to this address in 30 days (7 days ago)"),
-    ("address_risk_7day", "fraud rate at this address over 7 days (7 days ago)"),
-    ("address_risk_30day", "fraud rate at this address over 30 days (7 days ago)"),
+    (
+        "customer_orders_1hour",
+        "customer's orders in the last hour",
+    ),
+    (
+        "amount_to_customer_avg_30day",
+        "amount relative to customer's 30-day mean",
+    ),
+    (
+        "address_customers_7day",
+        "distinct customers shipping to this address in 7 days",
+    ),
+    (
+        "address_nb_orders_30day",
+        "orders to this address in 30 days (7 days ago)",
+    ),
+    (
+        "address_risk_7day",
+        "fraud rate at this address over 7 days (7 days ago)",
+    ),
+    (
+        "address_risk_30day",
+        "fraud rate at this address over 30 days (7 days ago)",
+    ),
 ];
 
 /// Which features a model uses.
@@ -148,7 +205,9 @@ impl Features {
 
     /// The value of the feature called `name`, if the set has it.
     pub fn get(&self, name: &str) -> Option<f64> {
-        self.set.index(name).and_then(|i| self.values.get(i).copied())
+        self.set
+            .index(name)
+            .and_then(|i| self.values.get(i).copied())
     }
 }
 
@@ -277,9 +336,8 @@ impl FeatureState {
             for m in PaymentMethod::ALL {
                 v.push(f64::from(u8::from(order.payment_method == m)));
             }
-            let last_hour = history.map_or(0, |h| {
-                h.iter().rev().take_while(|e| e.0 > t - 3600).count()
-            });
+            let last_hour =
+                history.map_or(0, |h| h.iter().rev().take_while(|e| e.0 > t - 3600).count());
             v.push(1.0 + last_hour as f64);
             v.push(if avg30 > 0.0 { tx.amount / avg30 } else { 1.0 });
 
@@ -356,7 +414,11 @@ impl FeatureState {
 }
 
 /// Count and fraud count of events in `(t - (delay + w) days, t - delay days]`.
-fn delayed_counts(events: Option<impl DoubleEndedIterator<Item = (i64, bool)>>, t: i64, w: i64) -> (f64, f64) {
+fn delayed_counts(
+    events: Option<impl DoubleEndedIterator<Item = (i64, bool)>>,
+    t: i64,
+    w: i64,
+) -> (f64, f64) {
     let Some(events) = events else {
         return (0.0, 0.0);
     };

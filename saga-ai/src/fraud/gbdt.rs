@@ -454,8 +454,16 @@ mod tests {
     #[test]
     fn contributions_add_up_to_the_raw_score() {
         let (x, y) = toy(500);
-        let m = Gbdt::fit(&x, &y, &GbdtParams { n_trees: 10, ..Default::default() }, |_, _| {})
-            .unwrap();
+        let m = Gbdt::fit(
+            &x,
+            &y,
+            &GbdtParams {
+                n_trees: 10,
+                ..Default::default()
+            },
+            |_, _| {},
+        )
+        .unwrap();
         for r in x.iter().take(20) {
             let (bias, c) = m.contributions(r).unwrap();
             let total = bias + c.iter().sum::<f64>();
@@ -466,7 +474,11 @@ mod tests {
     #[test]
     fn binned_and_raw_traversal_agree() {
         let (x, y) = toy(300);
-        let p = GbdtParams { n_trees: 5, max_bins: 8, ..Default::default() };
+        let p = GbdtParams {
+            n_trees: 5,
+            max_bins: 8,
+            ..Default::default()
+        };
         let binned = bin_features(&x, 3, p.max_bins);
         let m = Gbdt::fit(&x, &y, &p, |_, _| {}).unwrap();
         for t in &m.trees {

@@ -111,7 +111,10 @@ impl SimConfig {
             self.takeovers_per_day,
             self.fraud_accounts_per_day,
         ];
-        if rates.iter().any(|r| !(r.is_finite() && *r >= 0.0 && *r <= 1e4)) {
+        if rates
+            .iter()
+            .any(|r| !(r.is_finite() && *r >= 0.0 && *r <= 1e4))
+        {
             return Err(AiError::InvalidInput(
                 "fraud rates per day must be finite, >= 0 and <= 10000".into(),
             ));
@@ -135,8 +138,7 @@ impl Dataset {
         if self.transactions.is_empty() {
             return 0.0;
         }
-        self.transactions.iter().filter(|t| t.fraud).count() as f64
-            / self.transactions.len() as f64
+        self.transactions.iter().filter(|t| t.fraud).count() as f64 / self.transactions.len() as f64
     }
 }
 
@@ -241,7 +243,14 @@ pub fn generate(config: &SimConfig) -> Result<Dataset> {
     compromise_terminals(&mut rng, config, &mut txs);
     compromise_cards(&mut rng, config, &mut txs);
     if config.orders {
-        takeovers(&mut rng, config, &customers, &terminals, &mut txs, &mut next_address);
+        takeovers(
+            &mut rng,
+            config,
+            &customers,
+            &terminals,
+            &mut txs,
+            &mut next_address,
+        );
         fraud_accounts(&mut rng, config, &mut txs, &mut next_address);
     }
     txs.sort_by_key(|t| (t.time, t.customer, t.terminal));
@@ -410,7 +419,9 @@ fn takeovers(
             let c = rng.random_range(0..config.n_customers);
             let cust = &customers[c as usize];
             let start = (day + rng.random_range(0..7)) * DAY + rng.random_range(0..DAY);
-            if start >= config.nb_days as i64 * DAY || (start as f64) < cust.created_day * DAY as f64 {
+            if start >= config.nb_days as i64 * DAY
+                || (start as f64) < cust.created_day * DAY as f64
+            {
                 continue;
             }
             *next_address += 1;

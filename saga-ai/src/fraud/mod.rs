@@ -47,7 +47,9 @@ pub mod scorer;
 pub mod transaction;
 
 pub use creditcard::{CardRecord, load_creditcard_csv, parse_creditcard_csv};
-pub use eval::{EvalReport, ModelKind, ModelResult, Progress, Protocol, Split, evaluate, split_by_time};
+pub use eval::{
+    EvalReport, ModelKind, ModelResult, Progress, Protocol, Split, evaluate, split_by_time,
+};
 pub use features::{FeatureSet, FeatureState, Features};
 pub use gbdt::{Gbdt, GbdtParams};
 pub use generator::{Dataset, SimConfig, generate};

@@ -64,15 +64,13 @@ impl FraudModel {
 
     /// Loads a saved fraud model of either kind.
     pub fn load(path: &Path) -> Result<SavedModel<FraudModel>> {
-        let saved = match SavedModel::<FraudModel>::load(path, "fraud.gbdt", MODEL_FORMAT_VERSION)
-        {
+        let saved = match SavedModel::<FraudModel>::load(path, "fraud.gbdt", MODEL_FORMAT_VERSION) {
             Err(AiError::IncompatibleModel(_)) => {
                 SavedModel::load(path, "fraud.logistic", MODEL_FORMAT_VERSION)?
             }
             other => other?,
         };
-        if saved.meta.kind != saved.model.kind() || saved.meta.features != saved.model.set.names()
-        {
+        if saved.meta.kind != saved.model.kind() || saved.meta.features != saved.model.set.names() {
             return Err(AiError::IncompatibleModel(format!(
                 "{}: metadata does not match the model inside",
                 path.display()

@@ -79,9 +79,17 @@ impl FraudScorer for RuleScorer {
             .filter(|(t, _)| amount > *t)
             .map(|(_, p)| p)
             .sum();
-        add("tx_amount", amount_pts, format!("amount {amount:.2} above threshold"));
+        add(
+            "tx_amount",
+            amount_pts,
+            format!("amount {amount:.2} above threshold"),
+        );
         if Self::flag(features, "tx_during_night") {
-            add("tx_during_night", self.night_points, "placed at night".into());
+            add(
+                "tx_during_night",
+                self.night_points,
+                "placed at night".into(),
+            );
         }
         if set == FeatureSet::Orders {
             if features
