@@ -3,6 +3,7 @@
 pub mod anomaly;
 pub mod error;
 pub mod forecast;
+pub mod fraud;
 pub mod metrics;
 pub mod model;
 pub mod payment;
