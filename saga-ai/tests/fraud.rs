@@ -394,7 +394,6 @@ fn logistic_regression_learns_and_explains() {
     let p = LogisticParams {
         alpha: 10.0,
         max_iterations: 100,
-        ..LogisticParams::default()
     };
     let m = Logistic::fit(&x, &y, &p).unwrap();
     let (tx_, ty) = small_rows(9, 25, 35);
