@@ -14,6 +14,7 @@ use saga_brokers::amqp::{AmqpBroker, AmqpConfig};
 use saga_core::broker::DeadLetterReplay;
 use saga_core::memory::MemoryDeadLetterStore;
 use saga_core::testkit::broker::{BrokerFeatures, TestBroker};
+use saga_core::testkit::harness::Harness;
 use saga_core::{Envelope, Publisher, Subscriber, Subscription};
 
 fn url(case: &str) -> Option<String> {
@@ -77,43 +78,28 @@ where
     });
 }
 
-macro_rules! conformance {
-    ($($case:ident),* $(,)?) => {
-        mod broker_conformance {
-            use super::*;
-            $(
-                #[test]
-                fn $case() {
-                    with_broker(stringify!($case), |b| async move {
-                        saga_core::testkit::broker::$case(test_broker(&b)).await
-                    });
-                }
-            )*
+/// Each conformance case on its own exchange, skipped without `AMQP_URL`, its topology deleted
+/// afterwards (also when the case panics).
+struct Rabbit;
+
+impl Harness<TestBroker> for Rabbit {
+    type Guard = AmqpBroker;
+
+    async fn setup(&self, case: &'static str) -> Option<(TestBroker, AmqpBroker)> {
+        let url = url(case)?;
+        let broker = connect(&url).await;
+        Some((test_broker(&broker), broker))
+    }
+
+    async fn teardown(&self, broker: AmqpBroker) {
+        if let Err(e) = broker.delete_topology().await {
+            eprintln!("cleanup of {} failed: {e}", broker.config().exchange);
         }
-    };
+        broker.close().await;
+    }
 }
 
-// The cases of `saga_core::broker_conformance_tests!`, called one by one so each can skip
-// without a server and clean up its exchange and queues afterwards.
-conformance!(
-    routing_star_and_hash,
-    fan_out_each_subscription_gets_all,
-    competing_consumers_deliver_each_message_once,
-    prefetch_bounds_unsettled_deliveries,
-    redelivers_after_consumer_drops_unsettled,
-    retry_delay_is_honoured,
-    dead_letter_after_attempt_limit,
-    permanent_error_dead_letters_at_once,
-    unordered_dead_letter_does_not_park,
-    per_key_order_is_kept,
-    ordered_retry_keeps_the_key_head,
-    poison_parks_only_its_key_and_replay_releases_it,
-    discard_releases_a_parked_key,
-    batch_publish_keeps_order,
-    empty_batch_is_fine,
-    durable_subscription_keeps_messages_without_consumers,
-    invalid_subscription_is_a_typed_error,
-);
+saga_core::broker_conformance_tests!(harness: Rabbit);
 
 async fn next(stream: &mut saga_core::DeliveryStream, what: &str) -> saga_core::Delivery {
     match tokio::time::timeout(Duration::from_secs(20), stream.next()).await {

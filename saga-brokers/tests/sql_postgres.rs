@@ -12,6 +12,7 @@ use saga_brokers::sql::{SqlBroker, SqlOptions};
 use saga_core::broker::{DeadLetterReplay, DeliveryStream, Publisher, Subscriber, Subscription};
 use saga_core::memory::MemoryDeadLetterStore;
 use saga_core::testkit::broker::{BrokerFeatures, TestBroker};
+use saga_core::testkit::harness::Harness;
 use saga_core::{Envelope, Result};
 use sqlx::Connection;
 use uuid::Uuid;
@@ -126,44 +127,22 @@ async fn broker_at(url: String) -> TestBroker {
     }
 }
 
-/// The suite's cases, each skipped (with a message) when `DATABASE_URL` is unset. The
-/// list mirrors `saga_core::broker_conformance_tests!`, whose factory cannot skip.
-macro_rules! postgres_cases {
-    ($($case:ident),* $(,)?) => {
-        mod broker_conformance {
-            use super::*;
-            $(
-                #[test]
-                fn $case() {
-                    let Some(url) = database_url(stringify!($case)) else { return };
-                    saga_core::testkit::broker::run_case(async move {
-                        saga_core::testkit::broker::$case(broker_at(url).await).await
-                    });
-                }
-            )*
-        }
-    };
+/// Each conformance case in its own schema, skipped (with a message) when `DATABASE_URL` is
+/// unset; the schema goes when the case's broker is dropped, also after a panic.
+struct Postgres;
+
+impl Harness<TestBroker> for Postgres {
+    type Guard = ();
+
+    async fn setup(&self, case: &'static str) -> Option<(TestBroker, ())> {
+        let url = database_url(case)?;
+        Some((broker_at(url).await, ()))
+    }
+
+    async fn teardown(&self, _guard: ()) {}
 }
 
-postgres_cases!(
-    routing_star_and_hash,
-    fan_out_each_subscription_gets_all,
-    competing_consumers_deliver_each_message_once,
-    prefetch_bounds_unsettled_deliveries,
-    redelivers_after_consumer_drops_unsettled,
-    retry_delay_is_honoured,
-    dead_letter_after_attempt_limit,
-    permanent_error_dead_letters_at_once,
-    unordered_dead_letter_does_not_park,
-    per_key_order_is_kept,
-    ordered_retry_keeps_the_key_head,
-    poison_parks_only_its_key_and_replay_releases_it,
-    discard_releases_a_parked_key,
-    batch_publish_keeps_order,
-    empty_batch_is_fine,
-    durable_subscription_keeps_messages_without_consumers,
-    invalid_subscription_is_a_typed_error,
-);
+saga_core::broker_conformance_tests!(harness: Postgres);
 
 /// Two brokers (two pools, as two processes would have) on one schema: a publish through
 /// one wakes a consumer of the other through `LISTEN/NOTIFY`, well before the fallback poll.

@@ -6,47 +6,36 @@ mod support;
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use saga_core::Inbox;
+use saga_core::testkit::harness::Harness;
 use saga_core::testkit::stores::{StoreFeatures, TestStores};
-use uuid::Uuid;
 
-/// Drops the schema when the stores are dropped.
-struct Kept {
-    inner: Arc<dyn Inbox>,
-    _guard: Option<Arc<support::SchemaGuard>>,
-}
+/// Each case on its own schema, skipped without `DATABASE_URL`; the schema is dropped after
+/// the case, also when it panicked.
+struct Postgres;
 
-#[async_trait]
-impl Inbox for Kept {
-    async fn try_mark(&self, consumer: &str, event_id: Uuid) -> saga_core::Result<bool> {
-        self.inner.try_mark(consumer, event_id).await
+impl Harness<TestStores> for Postgres {
+    type Guard = Arc<support::SchemaGuard>;
+
+    async fn setup(&self, case: &'static str) -> Option<(TestStores, Self::Guard)> {
+        let url = support::database_url(case)?;
+        let (clock, shared) = support::manual();
+        let (store, guard) = support::pg_store(&url, shared, 16).await;
+        let stores = TestStores {
+            outbox: Arc::new(store.clone()),
+            inbox: Arc::new(store.clone()),
+            sagas: Arc::new(store.clone()),
+            saga_log: Arc::new(store.clone()),
+            dead_letters: Arc::new(store.clone()),
+            idempotency: Arc::new(store),
+            clock,
+            features: StoreFeatures::all(),
+        };
+        Some((stores, guard))
     }
-    async fn is_processed(&self, consumer: &str, event_id: Uuid) -> saga_core::Result<bool> {
-        self.inner.is_processed(consumer, event_id).await
-    }
-}
 
-async fn pg_stores() -> TestStores {
-    let Some(url) = support::database_url("postgres_stores") else {
-        // No server: the in-memory stores keep the cases meaningful to run; the SKIP line says so.
-        return TestStores::in_memory();
-    };
-    let (clock, shared) = support::manual();
-    let (store, guard) = support::pg_store(&url, shared, 16).await;
-    TestStores {
-        outbox: Arc::new(store.clone()),
-        inbox: Arc::new(Kept {
-            inner: Arc::new(store.clone()),
-            _guard: Some(guard),
-        }),
-        sagas: Arc::new(store.clone()),
-        saga_log: Arc::new(store.clone()),
-        dead_letters: Arc::new(store.clone()),
-        idempotency: Arc::new(store),
-        clock,
-        features: StoreFeatures::all(),
+    async fn teardown(&self, guard: Self::Guard) {
+        drop(guard);
     }
 }
 
-saga_core::store_conformance_tests!(pg_stores);
+saga_core::store_conformance_tests!(harness: Postgres);

@@ -148,12 +148,15 @@ pub fn run_case(case: impl Future<Output = ()>) {
 ///
 /// The tests land in a module `broker_conformance` (`use super::*` inside), so `factory` is a
 /// function name in scope where the macro is called, or an absolute path (`crate::...`).
+/// For a broker on a server, pass `harness: EXPR` instead, a
+/// [`Harness`](crate::testkit::harness::Harness) that can skip a case (no server configured)
+/// and removes the case's exchange or stream afterwards, also after a panic.
 /// Each runs on its own multi-threaded tokio runtime with two workers; the calling crate needs
 /// only `saga-core` with the `testkit` feature.
 #[macro_export]
 macro_rules! broker_conformance_tests {
-    ($factory:path) => {
-        $crate::broker_conformance_tests!(@cases $factory;
+    (harness: $harness:expr $(,)?) => {
+        $crate::broker_conformance_tests!(@cases $harness;
             routing_star_and_hash,
             fan_out_each_subscription_gets_all,
             competing_consumers_deliver_each_message_once,
@@ -173,19 +176,24 @@ macro_rules! broker_conformance_tests {
             invalid_subscription_is_a_typed_error,
         );
     };
-    (@cases $factory:path; $($case:ident),* $(,)?) => {
+    (@cases $harness:expr; $($case:ident),* $(,)?) => {
         #[allow(unused_imports)]
         mod broker_conformance {
             use super::*;
             $(
                 #[test]
                 fn $case() {
-                    $crate::testkit::broker::run_case(async {
-                        $crate::testkit::broker::$case($factory().await).await
-                    });
+                    $crate::testkit::harness::run::<$crate::testkit::broker::TestBroker, _, _, _>(
+                        stringify!($case),
+                        $harness,
+                        $crate::testkit::broker::$case,
+                    );
                 }
             )*
         }
+    };
+    ($factory:path) => {
+        $crate::broker_conformance_tests!(harness: $crate::testkit::harness::Factory($factory));
     };
 }
 

@@ -5,6 +5,7 @@
 //! features struct; a case it cannot support is skipped with the reason printed.
 
 pub mod broker;
+pub mod harness;
 pub mod stores;
 
 pub use stores::{StoreFeatures, TestStores};

@@ -184,7 +184,9 @@ pub fn __run<F: Future<Output = ()>>(case: F) {
 /// The argument is a factory: a path (or any expression) callable as `factory()` that
 /// returns a future of [`TestStores`](crate::testkit::stores::TestStores), typically
 /// `async fn factory() -> TestStores`. It is called once per case and must return fresh,
-/// empty stores. Needs saga-core's `testkit` feature; the calling crate needs no tokio
+/// empty stores. For stores on a server, pass `harness: EXPR` instead, a
+/// [`Harness`](crate::testkit::harness::Harness) that can skip a case (no server configured)
+/// and drops what the case created afterwards. Needs saga-core's `testkit` feature; the calling crate needs no tokio
 /// dependency of its own. Call it once per module (test names are the case names).
 ///
 /// ```ignore
@@ -195,8 +197,8 @@ pub fn __run<F: Future<Output = ()>>(case: F) {
 /// ```
 #[macro_export]
 macro_rules! store_conformance_tests {
-    ($factory:expr $(,)?) => {
-        $crate::__store_conformance_cases! { $factory;
+    (harness: $harness:expr $(,)?) => {
+        $crate::__store_conformance_cases! { $harness;
             outbox_append_returns_increasing_seqs,
             outbox_unpublished_in_seq_order,
             outbox_mark_published_hides_records,
@@ -230,20 +232,24 @@ macro_rules! store_conformance_tests {
             idempotency_complete_unknown_is_not_found,
         }
     };
+    ($factory:expr $(,)?) => {
+        $crate::store_conformance_tests!(harness: $crate::testkit::harness::Factory($factory));
+    };
 }
 
 /// The expansion of [`store_conformance_tests!`]: one test per listed case.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __store_conformance_cases {
-    ($factory:expr; $($case:ident),* $(,)?) => {
+    ($harness:expr; $($case:ident),* $(,)?) => {
         $(
             #[test]
             fn $case() {
-                $crate::testkit::stores::__run(async {
-                    let stores: $crate::testkit::stores::TestStores = ($factory)().await;
-                    $crate::testkit::stores::$case(stores).await;
-                });
+                $crate::testkit::harness::run::<$crate::testkit::stores::TestStores, _, _, _>(
+                    stringify!($case),
+                    $harness,
+                    $crate::testkit::stores::$case,
+                );
             }
         )*
     };
