@@ -119,11 +119,11 @@ impl Default for SequentialGrid {
     /// The grid the MovieLens evaluation uses.
     fn default() -> Self {
         Self {
-            lambdas: vec![100.0, 200.0, 400.0],
-            gap_windows: vec![1, 2, 3, 5],
-            gap_decays: vec![0.5, 0.8],
-            recents: vec![1, 2, 3, 5],
-            recency_decays: vec![0.3, 0.5, 0.8],
+            lambdas: vec![200.0, 400.0, 800.0],
+            gap_windows: vec![1, 3, 5, 10],
+            gap_decays: vec![0.5, 0.8, 1.0],
+            recents: vec![1, 3, 5, 10],
+            recency_decays: vec![0.5, 0.8, 0.95],
             alphas: (0..=10).map(|a| f64::from(a) / 10.0).collect(),
         }
     }
