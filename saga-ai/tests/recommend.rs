@@ -242,10 +242,7 @@ fn saved_model_round_trips_with_metadata() {
         metrics: BTreeMap::from([("hit_rate_at_10".to_owned(), 0.5)]),
         evaluation: "test".into(),
     };
-    let path = std::env::temp_dir().join(format!(
-        "saga-ai-recommend-{}.json",
-        std::process::id()
-    ));
+    let path = std::env::temp_dir().join(format!("saga-ai-recommend-{}.json", std::process::id()));
     SavedModel {
         meta: meta.clone(),
         model: s.clone(),

@@ -85,8 +85,12 @@ fn main() -> Result<()> {
 
 fn eval(dir: PathBuf, ties: TieOrder, save: Option<PathBuf>) -> Result<()> {
     let path = dir.join("ml-100k.inter");
-    let sequences = load_inter(&path, ties)
-        .with_context(|| format!("run scripts/ai-data-recommend.sh first ({})", path.display()))?;
+    let sequences = load_inter(&path, ties).with_context(|| {
+        format!(
+            "run scripts/ai-data-recommend.sh first ({})",
+            path.display()
+        )
+    })?;
     let split = leave_last_out(&sequences);
     let valid_data = Interactions::from_histories(split.valid_train.clone())?;
     let test_data = Interactions::from_histories(split.test_train.clone())?;
@@ -118,7 +122,9 @@ fn eval(dir: PathBuf, ties: TieOrder, save: Option<PathBuf>) -> Result<()> {
     // Cosine item-kNN.
     let grid = [Some(20), Some(50), Some(100), Some(200), None];
     let pb = bar(grid.len(), "item-kNN: tuning neighbours");
-    let knn = tune_item_knn(&valid_data, vt, K, &grid, &mut |d, _| pb.set_position(d as u64))?;
+    let knn = tune_item_knn(&valid_data, vt, K, &grid, &mut |d, _| {
+        pb.set_position(d as u64)
+    })?;
     pb.finish();
     let t = Instant::now();
     let test = evaluate(&test_data, &ItemKnn::new(knn.params), tt, K)?;
@@ -178,12 +184,20 @@ fn eval(dir: PathBuf, ties: TieOrder, save: Option<PathBuf>) -> Result<()> {
     });
 
     println!();
-    println!("| model | setting (chosen on validation) | valid HR@10 | valid NDCG@10 | test HR@10 | test NDCG@10 | fit (s) |");
+    println!(
+        "| model | setting (chosen on validation) | valid HR@10 | valid NDCG@10 | test HR@10 | test NDCG@10 | fit (s) |"
+    );
     println!("|---|---|---|---|---|---|---|");
     for r in &rows {
         println!(
             "| {} | {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.2} |",
-            r.name, r.setting, r.valid.hit_rate, r.valid.ndcg, r.test.hit_rate, r.test.ndcg, r.fit_secs
+            r.name,
+            r.setting,
+            r.valid.hit_rate,
+            r.valid.ndcg,
+            r.test.hit_rate,
+            r.test.ndcg,
+            r.fit_secs
         );
     }
     println!();

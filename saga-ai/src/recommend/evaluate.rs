@@ -39,8 +39,10 @@ pub fn leave_last_out(sequences: &[Sequence]) -> LeaveLastOut {
             .push((customer.clone(), items[..n - 2].to_vec()));
         out.valid_targets
             .push((customer.clone(), items[n - 2].clone()));
-        out.test_train.push((customer.clone(), items[..n - 1].to_vec()));
-        out.test_targets.push((customer.clone(), items[n - 1].clone()));
+        out.test_train
+            .push((customer.clone(), items[..n - 1].to_vec()));
+        out.test_targets
+            .push((customer.clone(), items[n - 1].clone()));
     }
     out
 }

@@ -133,7 +133,9 @@ impl Interactions {
     pub fn observe_order(&mut self, customer: &str, items: &[&str]) -> Result<ObservedOrder> {
         check_id("customer", customer)?;
         if items.is_empty() {
-            return Err(AiError::InvalidInput("an order needs at least one item".into()));
+            return Err(AiError::InvalidInput(
+                "an order needs at least one item".into(),
+            ));
         }
         for item in items {
             check_id("item", item)?;
@@ -315,9 +317,18 @@ mod tests {
     #[test]
     fn bad_orders_are_invalid_input() {
         let mut d = sample();
-        assert!(matches!(d.observe_order("", &["a"]), Err(AiError::InvalidInput(_))));
-        assert!(matches!(d.observe_order("x", &[]), Err(AiError::InvalidInput(_))));
-        assert!(matches!(d.observe_order("x", &["a", ""]), Err(AiError::InvalidInput(_))));
+        assert!(matches!(
+            d.observe_order("", &["a"]),
+            Err(AiError::InvalidInput(_))
+        ));
+        assert!(matches!(
+            d.observe_order("x", &[]),
+            Err(AiError::InvalidInput(_))
+        ));
+        assert!(matches!(
+            d.observe_order("x", &["a", ""]),
+            Err(AiError::InvalidInput(_))
+        ));
         assert_eq!(d.customer_index("x"), None);
     }
 

@@ -33,7 +33,9 @@ impl ItemScorer for ItemKnn {
         let pop = data.popularity();
         let mut row: Vec<(u32, f64)> = Vec::new();
         for i in distinct(history, data.n_items()) {
-            let Some(co) = data.co_counts(i) else { continue };
+            let Some(co) = data.co_counts(i) else {
+                continue;
+            };
             let pi = f64::from(pop[i as usize]);
             row.clear();
             row.extend(co.iter().map(|(&j, &c)| {

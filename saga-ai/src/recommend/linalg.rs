@@ -34,7 +34,12 @@ pub fn spd_inverse(a: &[f64], n: usize) -> Result<Vec<f64>> {
 fn dot(x: &[f64], y: &[f64]) -> f64 {
     let mut acc = [0.0; 4];
     let (xc, yc) = (x.chunks_exact(4), y.chunks_exact(4));
-    let tail: f64 = xc.remainder().iter().zip(yc.remainder()).map(|(a, b)| a * b).sum();
+    let tail: f64 = xc
+        .remainder()
+        .iter()
+        .zip(yc.remainder())
+        .map(|(a, b)| a * b)
+        .sum();
     for (a, b) in xc.zip(yc) {
         for k in 0..4 {
             acc[k] += a[k] * b[k];

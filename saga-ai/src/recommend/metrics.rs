@@ -91,9 +91,7 @@ impl RankingAccumulator {
     /// The means so far; an error when no customer was added.
     pub fn summary(&self) -> Result<RankingSummary> {
         if self.users == 0 {
-            return Err(AiError::NotEnoughData(
-                "no customer was evaluated".into(),
-            ));
+            return Err(AiError::NotEnoughData("no customer was evaluated".into()));
         }
         let n = self.users as f64;
         Ok(RankingSummary {
@@ -127,7 +125,10 @@ mod tests {
             hit_rate_at_k(&[1], &1, 0),
             Err(AiError::InvalidInput(_))
         ));
-        assert!(matches!(ndcg_at_k(&[1], &1, 0), Err(AiError::InvalidInput(_))));
+        assert!(matches!(
+            ndcg_at_k(&[1], &1, 0),
+            Err(AiError::InvalidInput(_))
+        ));
         assert!(RankingAccumulator::new(0).is_err());
     }
 

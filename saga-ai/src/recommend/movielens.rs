@@ -1,5 +1,5 @@
 //! Loader for MovieLens in RecBole's atomic `.inter` layout (as shipped in the `recbole` wheel:
-//! a header `user_id:token	item_id:token	rating:float	timestamp:float`, then tab-separated
+//! a header `user_id:token`, `item_id:token`, `rating:float`, `timestamp:float`, then tab-separated
 //! rows). Every rating counts as an interaction; each user's items are ordered by time. MovieLens
 //! timestamps are seconds and many ratings share one (415 of the 943 users of ML-100k rated their
 //! last two movies in the same second), so the order within a second is a choice: [`TieOrder`].
@@ -76,9 +76,14 @@ pub fn parse_inter(text: &str, name: &str, ties: TieOrder) -> Result<Vec<Sequenc
         if user.is_empty() || item.is_empty() {
             return Err(AiError::Data(format!("{name} line {}: empty id", n + 1)));
         }
-        let time: f64 = f[t].trim().parse().ok().filter(|x: &f64| x.is_finite()).ok_or_else(
-            || AiError::Data(format!("{name} line {}: bad timestamp {:?}", n + 1, f[t])),
-        )?;
+        let time: f64 = f[t]
+            .trim()
+            .parse()
+            .ok()
+            .filter(|x: &f64| x.is_finite())
+            .ok_or_else(|| {
+                AiError::Data(format!("{name} line {}: bad timestamp {:?}", n + 1, f[t]))
+            })?;
         let entry = rows.entry(user.to_owned()).or_insert_with(|| {
             order.push(user.to_owned());
             Vec::new()
@@ -130,7 +135,10 @@ mod tests {
     fn bad_rows_are_data_errors_naming_the_line() {
         let bad = "user_id:token\titem_id:token\ttimestamp:float\n1\t2\tsoon\n";
         let err = parse_inter(bad, "f", TieOrder::ItemId).unwrap_err();
-        assert!(matches!(&err, AiError::Data(m) if m.contains("line 2")), "{err}");
+        assert!(
+            matches!(&err, AiError::Data(m) if m.contains("line 2")),
+            "{err}"
+        );
         assert!(parse_inter("", "f", TieOrder::ItemId).is_err());
         assert!(parse_inter("user_id\titem_id\n", "f", TieOrder::ItemId).is_err());
         assert!(parse_inter("user_id\titem_id\ttimestamp\n1\t2\n", "f", TieOrder::ItemId).is_err());

@@ -184,8 +184,7 @@ pub fn tune_sequential(
                         let mut t = vec![0.0; n];
                         let mut out = vec![0.0; n];
                         let none = vec![false; n];
-                        for ((cust, (_, item)), cache) in
-                            customers.iter().zip(targets).zip(&cached)
+                        for ((cust, (_, item)), cache) in customers.iter().zip(targets).zip(&cached)
                         {
                             let target = data.item_index(item).unwrap_or(u32::MAX);
                             match (cust, cache) {
