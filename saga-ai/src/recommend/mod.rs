@@ -41,7 +41,7 @@ pub mod transitions;
 pub mod tune;
 
 pub use ease::Ease;
-pub use interactions::{Interactions, ObservedOrder};
+pub use interactions::{CoCounts, Interactions, ObservedOrder};
 pub use item_knn::ItemKnn;
 pub use popularity::Popularity;
 pub use scorer::ItemScorer;
