@@ -7,6 +7,7 @@ pub mod fraud;
 pub mod metrics;
 pub mod model;
 pub mod payment;
+pub mod recommend;
 
 pub use error::{AiError, Result};
 pub use model::{ModelMeta, SavedModel};
