@@ -5,7 +5,7 @@
 //! weights are `B = I - P / diag(P)` (column `j` divided by `P[j][j]`), so `B[i][j] =
 //! -P[i][j] / P[j][j]` off the diagonal and `B[j][j] = 0`. A customer's score of `j` is
 //! `Σ_{i in history} B[i][j]`. Fitting inverts an items x items matrix (see
-//! [`spd_inverse`](super::linalg::spd_inverse)); it is refitted on demand, and items added since the
+//! [`spd_inverse`]); it is refitted on demand, and items added since the
 //! last fit score 0 until then.
 
 use serde::{Deserialize, Serialize};
