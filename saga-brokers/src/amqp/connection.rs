@@ -32,12 +32,12 @@ impl Connector {
     /// A new channel, on the current connection if it is alive, else on a new one.
     pub(crate) async fn channel(&self) -> Result<Channel> {
         let mut conn = self.conn.lock().await;
-        if let Some(c) = conn.as_ref() {
-            if c.status().connected() {
-                match c.create_channel().await {
-                    Ok(ch) => return Ok(ch),
-                    Err(e) => tracing::debug!(error = %e, "amqp: channel failed, reconnecting"),
-                }
+        if let Some(c) = conn.as_ref()
+            && c.status().connected()
+        {
+            match c.create_channel().await {
+                Ok(ch) => return Ok(ch),
+                Err(e) => tracing::debug!(error = %e, "amqp: channel failed, reconnecting"),
             }
         }
         *conn = None;

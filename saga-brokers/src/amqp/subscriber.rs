@@ -110,11 +110,11 @@ async fn run(
                     break;
                 }
             };
-            if let Some(item) = handle(&inner, &sub, &queue, delivery, &tx).await {
-                if tx.send(Ok(item)).await.is_err() {
-                    let _ = ch.close(200, "subscriber gone".into()).await;
-                    return;
-                }
+            if let Some(item) = handle(&inner, &sub, &queue, delivery, &tx).await
+                && tx.send(Ok(item)).await.is_err()
+            {
+                let _ = ch.close(200, "subscriber gone".into()).await;
+                return;
             }
         }
         let _ = ch.close(200, "re-attaching".into()).await;

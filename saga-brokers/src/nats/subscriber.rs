@@ -128,10 +128,10 @@ impl Run {
                 let permit = first
                     .take()
                     .or_else(|| self.permits.clone().try_acquire_owned().ok());
-                if let Some(d) = self.handle(msg, permit, &tx).await {
-                    if tx.send(Ok(d)).await.is_err() {
-                        return;
-                    }
+                if let Some(d) = self.handle(msg, permit, &tx).await
+                    && tx.send(Ok(d)).await.is_err()
+                {
+                    return;
                 }
             }
         }
@@ -169,14 +169,14 @@ impl Run {
                 return None;
             }
         };
-        if let Some(patterns) = &self.patterns {
-            if !patterns.iter().any(|p| p.matches(&envelope.event_type)) {
-                // Outside this subscription's patterns (the filter is wider): skip it.
-                if let Err(e) = msg.ack().await {
-                    tracing::warn!(error = %e, "nats: ack of a filtered-out message failed");
-                }
-                return None;
+        if let Some(patterns) = &self.patterns
+            && !patterns.iter().any(|p| p.matches(&envelope.event_type))
+        {
+            // Outside this subscription's patterns (the filter is wider): skip it.
+            if let Err(e) = msg.ack().await {
+                tracing::warn!(error = %e, "nats: ack of a filtered-out message failed");
             }
+            return None;
         }
         if attempt > self.inner.config.max_deliveries {
             let reason = format!(

@@ -297,28 +297,28 @@ impl Acker for SqlAcker {
 impl Drop for SqlAcker {
     fn drop(&mut self) {
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
-        if !self.settled {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                let shared = self.shared.clone();
-                let (id, attempt, consumer) = (self.id, self.attempt, self.consumer.clone());
-                let notify = self.notify.clone();
-                runtime.spawn(async move {
-                    let released = on_db!(&shared.db, |pool, _begin| {
-                        sqlx::query(sql(&shared.sql.release))
-                            .bind(id)
-                            .bind(attempt)
-                            .bind(&*consumer)
-                            .execute(pool)
-                            .await
-                            .map(|_| ())
-                    });
-                    if let Err(e) = released {
-                        // The lease runs out instead.
-                        tracing::warn!(row = id, error = %e, "sql broker: could not release a lease");
-                    }
-                    notify.notify_waiters();
+        if !self.settled
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let shared = self.shared.clone();
+            let (id, attempt, consumer) = (self.id, self.attempt, self.consumer.clone());
+            let notify = self.notify.clone();
+            runtime.spawn(async move {
+                let released = on_db!(&shared.db, |pool, _begin| {
+                    sqlx::query(sql(&shared.sql.release))
+                        .bind(id)
+                        .bind(attempt)
+                        .bind(&*consumer)
+                        .execute(pool)
+                        .await
+                        .map(|_| ())
                 });
-            }
+                if let Err(e) = released {
+                    // The lease runs out instead.
+                    tracing::warn!(row = id, error = %e, "sql broker: could not release a lease");
+                }
+                notify.notify_waiters();
+            });
         }
         self.notify.notify_waiters();
     }

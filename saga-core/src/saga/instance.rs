@@ -82,6 +82,9 @@ pub struct StepState {
     pub started_at: Option<DateTime<Utc>>,
     /// When it settled.
     pub finished_at: Option<DateTime<Utc>>,
+    /// The payload of its success reply (a reservation id, a transaction id, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Arc<serde_json::Value>>,
 }
 
 impl StepState {
@@ -92,6 +95,7 @@ impl StepState {
             compensation_id: None,
             started_at: None,
             finished_at: None,
+            result: None,
         }
     }
 }
@@ -109,9 +113,9 @@ pub struct SagaInstance {
     pub status: SagaStatus,
     /// One entry per step of the definition.
     pub steps: Vec<StepState>,
-    /// The saga's data: the start data, plus each success reply's payload under its step name.
-    /// Every command carries it as payload. Shared (`Arc`), so a transition copies it only
-    /// when a reply adds to it.
+    /// The saga's start data. Every command carries it as payload; it is shared (`Arc`), so a
+    /// transition never copies it. Each step's reply payload is kept in its
+    /// [`StepState::result`].
     pub data: Arc<serde_json::Value>,
     /// Why the saga is compensating or failed.
     pub failure: Option<String>,

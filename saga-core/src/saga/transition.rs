@@ -167,10 +167,8 @@ fn after(now: DateTime<Utc>, d: std::time::Duration) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
-/// Starts a saga: a new instance (version 0) with its first step's command.
-///
-/// Data that is not a JSON object is kept under `"input"`, so replies can be merged in by
-/// step name.
+/// Starts a saga: a new instance (version 0) with its first step's command. `data` is what
+/// every command of the saga carries as payload.
 pub fn start(
     def: &SagaDefinition,
     saga_id: Uuid,
@@ -178,10 +176,6 @@ pub fn start(
     data: serde_json::Value,
     now: DateTime<Utc>,
 ) -> Transition {
-    let data = match data {
-        serde_json::Value::Object(_) => data,
-        other => serde_json::json!({ "input": other }),
-    };
     let instance = SagaInstance {
         id: saga_id,
         saga: def.name().to_owned(),
@@ -390,9 +384,7 @@ impl<'d> Run<'d> {
         state.finished_at = Some(self.now);
         if success {
             state.status = StepStatus::Completed;
-            if let serde_json::Value::Object(map) = Arc::make_mut(&mut self.instance.data) {
-                map.insert(step.name.clone(), env.payload.clone());
-            }
+            state.result = Some(Arc::new(env.payload.clone()));
             self.record(i, &env.event_type, env.event_id, LogStatus::Completed, None);
             if i + 1 < self.def.steps().len() {
                 self.start_step(i + 1);

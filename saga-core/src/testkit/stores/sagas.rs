@@ -19,6 +19,7 @@ fn instance(saga: &str, status: SagaStatus, created_at: DateTime<Utc>) -> SagaIn
         compensation_id: None,
         started_at: at,
         finished_at: None,
+        result: at.map(|_| std::sync::Arc::new(serde_json::json!({ "reservation_id": "r-1" }))),
     };
     let mut steps = vec![
         step(StepStatus::Completed, 1, Some(created_at)),
