@@ -42,7 +42,8 @@ pub struct Envelope {
     /// The message that caused this one, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub causation_id: Option<Uuid>,
-    /// When the event happened.
+    /// When the event happened (RFC 3339 on the wire, nanoseconds kept).
+    #[serde(with = "rfc3339")]
     pub timestamp: DateTime<Utc>,
     /// Schema version of `payload`.
     pub version: u32,
@@ -54,6 +55,24 @@ pub struct Envelope {
     pub headers: BTreeMap<String, String>,
     /// The event's data.
     pub payload: serde_json::Value,
+}
+
+/// Timestamps as RFC 3339 text, written and read with chrono's RFC 3339 routines directly
+/// (chrono's generic serde path is slower and accepts looser forms).
+mod rfc3339 {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use serde::{Deserialize, Deserializer, Serializer, de};
+
+    pub(super) fn serialize<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&at.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&text)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| de::Error::custom(format!("timestamp `{text}` is not RFC 3339: {e}")))
+    }
 }
 
 fn default_source() -> String {

@@ -306,3 +306,14 @@ fn foreign_cloudevent_with_our_extensions_keeps_them() {
     let order: OrderPlaced = registry().decode(&env).unwrap();
     assert_eq!(order, expected_order("EUR"));
 }
+
+proptest::proptest! {
+    /// The envelope's own JSON form keeps every timestamp exactly, nanoseconds included.
+    #[test]
+    fn envelope_json_round_trips_timestamps(secs in 0i64..253_402_300_799, nanos in 0u32..1_000_000_000) {
+        let at = chrono::DateTime::from_timestamp(secs, nanos).unwrap();
+        let env = saga_core::Envelope::new("order.placed", "o-1", serde_json::json!({})).with_timestamp(at);
+        let back = saga_core::Envelope::from_json(&env.to_json().unwrap()).unwrap();
+        proptest::prop_assert_eq!(back, env);
+    }
+}
