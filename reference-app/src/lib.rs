@@ -7,7 +7,11 @@
 //!
 //! Built so far (issue 7 is under way): the HTTP API's shared pieces in [`api`]: problem
 //! documents for every error, money in minor units, the order request with its validation; and
-//! the order saga ([`order_saga`]) with the mapping from its progress to the seed's order statuses.
+//! the order saga ([`order_saga`]) with the mapping from its progress to the seed's order
+//! statuses; stock reservation as an all-or-nothing decision that conserves stock
+//! ([`inventory`]); and the simulated payment gateway ([`payment_gateway`]).
 
 pub mod api;
+pub mod inventory;
 pub mod order_saga;
+pub mod payment_gateway;

@@ -1,0 +1,192 @@
+//! The simulated payment gateway: **simulated**, it moves no money and says so in every answer.
+//!
+//! It declines a configurable share of charges (20 % by default, as the seed's payment service
+//! did) and can wait a configurable latency. The decision for an order is a pure function of
+//! the gateway's seed and the order id, so a retried charge of the same order gets the same
+//! answer, and tests choose outcomes by choosing seeds.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::api::Money;
+
+/// The gateway's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct GatewayConfig {
+    /// Share of charges declined, in `[0, 1]`.
+    pub failure_rate: f64,
+    /// How long a charge or refund takes.
+    pub latency: Duration,
+    /// Seeds the decisions.
+    pub seed: u64,
+}
+
+impl Default for GatewayConfig {
+    /// 20 % declines (the seed's rate), 50 ms latency, seed 0.
+    fn default() -> Self {
+        Self {
+            failure_rate: 0.2,
+            latency: Duration::from_millis(50),
+            seed: 0,
+        }
+    }
+}
+
+/// What the gateway answered to a charge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum ChargeOutcome {
+    /// Charged; the gateway's reference for the charge.
+    Approved {
+        /// The gateway's reference.
+        gateway_reference: String,
+        /// Always true: no real money moved.
+        simulated: bool,
+    },
+    /// Declined, with the gateway's reason.
+    Declined {
+        /// Why.
+        reason: String,
+        /// Always true.
+        simulated: bool,
+    },
+}
+
+/// The simulated gateway.
+#[derive(Debug, Clone, Copy)]
+pub struct SimulatedGateway {
+    config: GatewayConfig,
+}
+
+impl SimulatedGateway {
+    /// A gateway with these settings; a failure rate outside `[0, 1]` is clamped into it.
+    pub fn new(mut config: GatewayConfig) -> Self {
+        config.failure_rate = if config.failure_rate.is_nan() {
+            0.0
+        } else {
+            config.failure_rate.clamp(0.0, 1.0)
+        };
+        Self { config }
+    }
+
+    /// Its settings.
+    pub fn config(&self) -> GatewayConfig {
+        self.config
+    }
+
+    /// The decision for `order_id`, without waiting: declined when the order's draw falls under
+    /// the failure rate.
+    pub fn decide(&self, order_id: Uuid, amount: Money, method: &str) -> ChargeOutcome {
+        if self.draw(order_id) < self.config.failure_rate {
+            let reasons = [
+                "card declined by issuer",
+                "insufficient funds",
+                "suspected card testing",
+            ];
+            let reason = reasons[(self.mix(order_id) >> 7) as usize % reasons.len()];
+            ChargeOutcome::Declined {
+                reason: format!("{reason} ({method}, {amount})"),
+                simulated: true,
+            }
+        } else {
+            ChargeOutcome::Approved {
+                gateway_reference: format!("sim_ch_{:016x}", self.mix(order_id)),
+                simulated: true,
+            }
+        }
+    }
+
+    /// Charges after the configured latency.
+    pub async fn charge(&self, order_id: Uuid, amount: Money, method: &str) -> ChargeOutcome {
+        tokio::time::sleep(self.config.latency).await;
+        self.decide(order_id, amount, method)
+    }
+
+    /// Refunds after the configured latency; a simulated refund always succeeds.
+    pub async fn refund(&self, order_id: Uuid) -> String {
+        tokio::time::sleep(self.config.latency).await;
+        format!("sim_re_{:016x}", self.mix(order_id))
+    }
+
+    /// A uniform number in `[0, 1)` for the order.
+    fn draw(&self, order_id: Uuid) -> f64 {
+        (self.mix(order_id) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// splitmix64 over the seed and the order id: stable across runs and platforms.
+    fn mix(&self, order_id: Uuid) -> u64 {
+        let (hi, lo) = order_id.as_u64_pair();
+        let mut z = self.config.seed ^ hi.rotate_left(17) ^ lo;
+        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gateway(rate: f64, seed: u64) -> SimulatedGateway {
+        SimulatedGateway::new(GatewayConfig {
+            failure_rate: rate,
+            latency: Duration::ZERO,
+            seed,
+        })
+    }
+
+    #[test]
+    fn the_same_order_gets_the_same_answer() {
+        let g = gateway(0.5, 7);
+        let id = Uuid::now_v7();
+        let first = g.decide(id, Money::from_cents(100), "credit_card");
+        for _ in 0..10 {
+            assert_eq!(g.decide(id, Money::from_cents(100), "credit_card"), first);
+        }
+    }
+
+    #[test]
+    fn the_decline_share_follows_the_failure_rate() {
+        let g = gateway(0.2, 42);
+        let n = 20_000;
+        let declined = (0..n)
+            .filter(|_| {
+                matches!(
+                    g.decide(Uuid::now_v7(), Money::from_cents(1), "wallet"),
+                    ChargeOutcome::Declined { .. }
+                )
+            })
+            .count();
+        let share = declined as f64 / n as f64;
+        assert!((0.18..0.22).contains(&share), "declined {share}");
+    }
+
+    #[test]
+    fn rates_zero_and_one_are_absolute_and_odd_rates_are_clamped() {
+        let id = Uuid::now_v7();
+        assert!(matches!(
+            gateway(0.0, 1).decide(id, Money::default(), "x"),
+            ChargeOutcome::Approved { .. }
+        ));
+        assert!(matches!(
+            gateway(1.0, 1).decide(id, Money::default(), "x"),
+            ChargeOutcome::Declined { .. }
+        ));
+        assert_eq!(gateway(f64::NAN, 1).config().failure_rate, 0.0);
+        assert_eq!(gateway(7.0, 1).config().failure_rate, 1.0);
+    }
+
+    #[test]
+    fn every_answer_says_it_is_simulated() {
+        let json = serde_json::to_value(gateway(0.5, 3).decide(
+            Uuid::now_v7(),
+            Money::from_cents(5),
+            "paypal",
+        ))
+        .unwrap();
+        assert_eq!(json["simulated"], true);
+    }
+}
