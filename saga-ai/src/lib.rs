@@ -1,12 +1,16 @@
 #![doc = include_str!("../README.md")]
 
 pub mod anomaly;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod error;
 pub mod forecast;
 pub mod fraud;
+mod math;
 pub mod metrics;
 pub mod model;
 pub mod payment;
+pub mod payment_method;
 pub mod recommend;
 
 pub use error::{AiError, Result};

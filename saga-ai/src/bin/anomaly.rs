@@ -4,10 +4,8 @@
 //! Run with `cargo run --release -p saga-ai --features cli --bin anomaly -- eval`.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
-use indicatif::ProgressBar;
 use saga_ai::anomaly::{AnomalyEvalConfig, AnomalyEvaluation, evaluate_anomaly};
 
 #[derive(Parser)]
@@ -73,12 +71,9 @@ impl DataArgs {
 }
 
 fn run(config: &AnomalyEvalConfig) -> anyhow::Result<AnomalyEvaluation> {
-    let bar = ProgressBar::new_spinner();
-    bar.enable_steady_tick(Duration::from_millis(100));
-    let started = Instant::now();
-    let result = evaluate_anomaly(config, &mut |stage| bar.set_message(stage.to_string()));
-    bar.finish_with_message(format!("done in {:.1} s", started.elapsed().as_secs_f64()));
-    Ok(result?)
+    Ok(saga_ai::cli::with_spinner(|progress| {
+        evaluate_anomaly(config, progress)
+    })?)
 }
 
 fn main() -> anyhow::Result<()> {

@@ -9,7 +9,6 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 use saga_ai::forecast::backtest::{
     Backtest, Candidate, Scores, Window, score_selection, select_per_frequency,
 };
@@ -83,16 +82,7 @@ fn main() -> Result<()> {
     }
 }
 
-fn progress_bar(len: usize, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(len as u64);
-    bar.set_style(
-        ProgressStyle::with_template(&format!(
-            "{{bar:40}} {{pos}}/{{len}} {what}, {{elapsed}} ({{eta}} left)"
-        ))
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar
-}
+use saga_ai::cli::bar as progress_bar;
 
 fn stockout_eval(count: usize, history_days: usize, service_level: f64, seed: u64) -> Result<()> {
     println!(

@@ -9,7 +9,6 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 use saga_ai::recommend::evaluate::{evaluate, leave_last_out};
 use saga_ai::recommend::metrics::RankingSummary;
 use saga_ai::recommend::movielens::{TieOrder, load_inter};
@@ -51,16 +50,7 @@ enum Command {
     },
 }
 
-fn bar(len: usize, what: &str) -> ProgressBar {
-    let pb = ProgressBar::new(len as u64);
-    pb.set_style(
-        ProgressStyle::with_template("{msg:>28} [{bar:30}] {pos}/{len} {elapsed}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    pb.set_message(what.to_owned());
-    pb
-}
+use saga_ai::cli::bar;
 
 struct Row {
     name: &'static str,

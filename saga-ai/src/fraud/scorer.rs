@@ -132,12 +132,4 @@ fn format_value(v: f64) -> String {
     }
 }
 
-/// The logistic function, safe for any finite input.
-pub(crate) fn sigmoid(z: f64) -> f64 {
-    if z >= 0.0 {
-        1.0 / (1.0 + (-z).exp())
-    } else {
-        let e = z.exp();
-        e / (1.0 + e)
-    }
-}
+pub(crate) use crate::math::sigmoid;

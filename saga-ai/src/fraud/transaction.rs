@@ -25,28 +25,7 @@ pub enum Scenario {
     NewAccountDropAddress,
 }
 
-/// How the order was paid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum PaymentMethod {
-    /// A payment card.
-    Card,
-    /// A digital wallet.
-    Wallet,
-    /// A bank transfer.
-    BankTransfer,
-    /// Pay later / buy now pay later.
-    PayLater,
-}
-
-impl PaymentMethod {
-    /// All methods, in a fixed order (their one-hot positions in the feature vector).
-    pub const ALL: [PaymentMethod; 4] = [
-        PaymentMethod::Card,
-        PaymentMethod::Wallet,
-        PaymentMethod::BankTransfer,
-        PaymentMethod::PayLater,
-    ];
-}
+pub use crate::payment_method::PaymentMethod;
 
 /// Order fields beyond the payment itself.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

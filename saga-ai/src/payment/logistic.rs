@@ -13,14 +13,7 @@ pub struct LogisticRegression {
     pub bias: f64,
 }
 
-pub(crate) fn sigmoid(z: f64) -> f64 {
-    if z >= 0.0 {
-        1.0 / (1.0 + (-z).exp())
-    } else {
-        let e = z.exp();
-        e / (1.0 + e)
-    }
-}
+pub(crate) use crate::math::sigmoid;
 
 /// Solves `a x = b` for a symmetric positive definite `a` (Cholesky). `None` if not SPD.
 fn solve_spd(a: &[Vec<f64>], b: &[f64]) -> Option<Vec<f64>> {
