@@ -317,3 +317,28 @@ proptest::proptest! {
         proptest::prop_assert_eq!(back, env);
     }
 }
+
+proptest::proptest! {
+    /// The CI form of the `envelope_json` fuzz target: any bytes decode to an envelope or a
+    /// typed error, and a decoded envelope survives encode + decode unchanged.
+    #[test]
+    fn envelope_json_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+        if let Ok(env) = saga_core::Envelope::from_json(&bytes) {
+            let again = saga_core::Envelope::from_json(&env.to_json().unwrap()).unwrap();
+            proptest::prop_assert_eq!(again, env);
+        }
+    }
+
+    /// Near-valid documents: a real envelope with one field's JSON text replaced.
+    #[test]
+    fn envelope_json_with_a_mangled_field(field in 0usize..9, text in "\\PC{0,24}") {
+        let fields = ["event_id", "event_type", "aggregate_id", "correlation_id", "causation_id", "timestamp", "version", "headers", "payload"];
+        let mut doc = serde_json::to_value(saga_core::Envelope::new("order.placed", "o-1", serde_json::json!({"total": 1.25}))).unwrap();
+        doc[fields[field]] = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        let bytes = serde_json::to_vec(&doc).unwrap();
+        if let Ok(env) = saga_core::Envelope::from_json(&bytes) {
+            let again = saga_core::Envelope::from_json(&env.to_json().unwrap()).unwrap();
+            proptest::prop_assert_eq!(again, env);
+        }
+    }
+}
