@@ -21,7 +21,10 @@ fn registry() -> EventRegistry {
     let mut r = EventRegistry::new();
     r.register::<OrderPlaced>()
         .register_upcaster("order.placed", 1, |mut v| {
-            let total = v.get("total").cloned().ok_or_else(|| "v1 has no total".to_owned())?;
+            let total = v
+                .get("total")
+                .cloned()
+                .ok_or_else(|| "v1 has no total".to_owned())?;
             v["total_cents"] = total;
             Ok(v)
         })
@@ -35,9 +38,17 @@ fn registry() -> EventRegistry {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&version, rest)) = data.split_first() else { return };
-    let Ok(payload) = serde_json::from_slice::<serde_json::Value>(rest) else { return };
-    let event_type = if version % 7 == 0 { "order.unknown" } else { "order.placed" };
+    let Some((&version, rest)) = data.split_first() else {
+        return;
+    };
+    let Ok(payload) = serde_json::from_slice::<serde_json::Value>(rest) else {
+        return;
+    };
+    let event_type = if version % 7 == 0 {
+        "order.unknown"
+    } else {
+        "order.placed"
+    };
     let env = Envelope::new(event_type, "o-1", payload).with_version(u32::from(version % 6));
     let r = registry();
     if let Ok(up) = r.upcast(env.clone()) {
