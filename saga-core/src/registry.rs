@@ -15,7 +15,7 @@
 //! | version newer than the current one                | [`Error::UnsupportedVersion`]  |
 //! | no upcaster for one step of the chain             | [`Error::MissingUpcaster`]     |
 //! | version 0 (versions start at 1)                   | [`Error::InvalidEnvelope`]     |
-//! | an upcaster returns `Err`, the payload does not deserialize, or `decode::<E>` is called on another type | [`Error::PayloadMismatch`] |
+//! | an upcaster returns `Err` or panics, the payload does not deserialize, or `decode::<E>` is called on another type | [`Error::PayloadMismatch`] |
 //!
 //! ```
 //! use saga_core::{Envelope, Event, registry::EventRegistry};
@@ -224,13 +224,30 @@ impl EventRegistry {
         let payload = chain(entry, event_type, version, current)?
             .into_iter()
             .try_fold(payload, |payload, (from, upcaster)| {
-                upcaster(payload).map_err(|reason| {
+                // An upcaster is user code and may panic on a payload it did not expect (indexing
+                // a JSON number as an object, say); that is a payload that does not fit, never a
+                // crashed consumer.
+                let outcome =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| upcaster(payload)))
+                        .unwrap_or_else(|panic| {
+                            Err(format!("it panicked: {}", panic_message(&panic)))
+                        });
+                outcome.map_err(|reason| {
                     let reason = format!("upcaster {from} -> {} failed: {reason}", from + 1);
                     mismatch(event_type, from, reason)
                 })
             })?;
         Ok((current, payload))
     }
+}
+
+/// The text of a caught panic, when it has one.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
 }
 
 /// The upcasters leading from `version` to `current`, in order; checks the version first.

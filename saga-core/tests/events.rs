@@ -342,3 +342,24 @@ proptest::proptest! {
         }
     }
 }
+
+/// Found by the `registry_upcast` fuzz target: an upcaster written the natural way
+/// (`v["currency"] = ...`) panics on a payload that is not an object; the registry turns that
+/// into a typed error instead of crashing the consumer.
+#[test]
+fn a_panicking_upcaster_is_a_payload_mismatch() {
+    let mut registry = saga_core::EventRegistry::new();
+    registry
+        .register_type("order.placed", 2)
+        .register_upcaster("order.placed", 1, |mut v| {
+            v["currency"] = serde_json::json!("EUR");
+            Ok(v)
+        });
+    let env = saga_core::Envelope::new("order.placed", "o-1", serde_json::json!(2)).with_version(1);
+    let err = registry.upcast(env).unwrap_err();
+    assert!(
+        matches!(err, saga_core::Error::PayloadMismatch { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("panicked"), "{err}");
+}
