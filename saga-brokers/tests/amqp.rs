@@ -47,10 +47,8 @@ fn test_broker(b: &AmqpBroker) -> TestBroker {
         dead_letters: b.dead_letters().clone(),
         replay: Some(Arc::new(b.clone()) as Arc<dyn DeadLetterReplay>),
         features: BrokerFeatures {
-            // Ordered subscriptions keep queue order (single active consumer, prefetch 1,
-            // retries wait in place) but dead letters do not park their key.
-            per_key_order: true,
-            parks_poison_keys: false,
+            // Ordered subscriptions: single active consumer, one message per key in flight,
+            // retries wait in place, dead letters park their key until replay or discard.
             ..BrokerFeatures::full()
         },
     }
