@@ -184,10 +184,7 @@ async fn amqp_raw(url: &str, msgs: Arc<Vec<Envelope>>) -> Duration {
         let d = consumer.next().await.expect("open").expect("delivery");
         let e = Envelope::from_json(&d.data).expect("decode");
         std::hint::black_box(e);
-        d.acker
-            .ack(BasicAckOptions::default())
-            .await
-            .expect("ack");
+        d.acker.ack(BasicAckOptions::default()).await.expect("ack");
     }
     let elapsed = start.elapsed();
     publisher.await.expect("publisher");
