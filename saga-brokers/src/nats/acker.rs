@@ -155,15 +155,25 @@ impl Acker for NatsAcker {
             last_error,
             chrono::Utc::now(),
         );
+        let mut parked_at = None;
         if let Some(parking) = &self.parking {
             // Ordered: the message heads its key's lane first, so the key is parked before
             // the next message can come.
-            if let Err(e) = parking.append(&self.envelope).await {
-                self.msg = Some(msg);
-                return Err(e);
+            match parking.append(&self.envelope).await {
+                Ok(seq) => parked_at = Some(seq),
+                Err(e) => {
+                    self.msg = Some(msg);
+                    return Err(e);
+                }
             }
         }
         if let Err(e) = self.inner.dead_letters.put(letter).await {
+            if let (Some(parking), Some(seq)) = (&self.parking, parked_at)
+                && let Err(undo) = parking.remove(seq).await
+            {
+                // Left in the lane without a letter: the next release delivers it again.
+                tracing::error!(error = %undo, "nats: could not lift the park of a dead letter that was not stored");
+            }
             self.msg = Some(msg);
             return Err(e);
         }

@@ -19,6 +19,9 @@
 //! * Every subscriber, ordered or not, runs the release consumer: replaying a letter of an
 //!   unordered subscription (whose lane is empty) appends the message to the lane first, so
 //!   the same drain delivers it to that subscription only.
+//! * Limits: a drained message is handed out as attempt 1 (counted locally from there; a drain
+//!   resumed after a crash starts again at 1), a retry of one waits in the draining subscriber,
+//!   and a replay is delivered only while some subscriber of its subscription runs.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -239,7 +242,8 @@ impl Parking {
         }
     }
 
-    async fn remove(&self, sequence: u64) -> Result<()> {
+    /// Removes one lane message.
+    pub(crate) async fn remove(&self, sequence: u64) -> Result<()> {
         self.stream
             .delete_message(sequence)
             .await
