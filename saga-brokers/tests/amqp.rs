@@ -47,10 +47,8 @@ fn test_broker(b: &AmqpBroker) -> TestBroker {
         dead_letters: b.dead_letters().clone(),
         replay: Some(Arc::new(b.clone()) as Arc<dyn DeadLetterReplay>),
         features: BrokerFeatures {
-            // Ordered subscriptions keep queue order (single active consumer, prefetch 1,
-            // retries wait in place) but dead letters do not park their key.
-            per_key_order: true,
-            parks_poison_keys: false,
+            // Ordered subscriptions: single active consumer, one message per key in flight,
+            // retries wait in place, dead letters park their key until replay or discard.
             ..BrokerFeatures::full()
         },
     }
@@ -251,4 +249,62 @@ fn endless_redelivery_is_dead_lettered() {
         }
         b.close().await;
     });
+}
+
+/// A parked key stays parked across a restart of the ordered subscription's consumer: the new
+/// consumer loads the pending dead letters and holds the key's later messages until discard.
+#[test]
+fn a_parked_key_stays_parked_after_the_consumer_restarts() {
+    with_broker(
+        "a_parked_key_stays_parked_after_the_consumer_restarts",
+        |b| async move {
+            let sub = Subscription::new("ordered-restart", ["account.*"]).ordered();
+            let mut stream = match b.subscribe(&sub).await {
+                Ok(s) => s,
+                Err(e) => panic!("subscribe: {e}"),
+            };
+            let batch: Vec<Envelope> = (0..2)
+                .map(|i| Envelope::new("account.changed", "a", serde_json::json!({"seq": i})))
+                .collect();
+            if let Err(e) = b.publish(&batch).await {
+                panic!("publish: {e}");
+            }
+            let first = next(&mut stream, "a0").await;
+            assert_eq!(first.envelope.event_id, batch[0].event_id);
+            if let Err(e) = first.dead_letter("poison", None).await {
+                panic!("dead_letter: {e}");
+            }
+            drop(stream);
+
+            let mut stream = match b.subscribe(&sub).await {
+                Ok(s) => s,
+                Err(e) => panic!("subscribe again: {e}"),
+            };
+            if let Ok(Some(Ok(d))) =
+                tokio::time::timeout(Duration::from_millis(500), stream.next()).await
+            {
+                panic!("delivered while parked: {:?}", d.envelope.payload);
+            }
+            let letters = match b
+                .dead_letters()
+                .list(&saga_core::dead_letter::DeadLetterFilter::default())
+                .await
+            {
+                Ok(l) => l,
+                Err(e) => panic!("list: {e}"),
+            };
+            let [letter] = letters.as_slice() else {
+                panic!("expected one dead letter, got {letters:?}");
+            };
+            match b.discard_dead_letter(letter.id).await {
+                Ok(true) => {}
+                other => panic!("discard returned {other:?}"),
+            }
+            let d = next(&mut stream, "a1 after discard").await;
+            assert_eq!(d.envelope.event_id, batch[1].event_id);
+            if let Err(e) = d.ack().await {
+                panic!("ack: {e}");
+            }
+        },
+    );
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use futures_util::{FutureExt, StreamExt};
 use saga_brokers::nats::{NatsBroker, NatsConfig};
+use saga_core::broker::DeadLetterReplay;
 use saga_core::memory::MemoryDeadLetterStore;
 use saga_core::testkit::broker::{BrokerFeatures, TestBroker};
 use saga_core::testkit::harness::Harness;
@@ -42,18 +43,17 @@ fn test_broker(b: &NatsBroker) -> TestBroker {
         publisher: Arc::new(b.clone()),
         subscriber: Arc::new(b.clone()),
         dead_letters: b.dead_letters().clone(),
-        replay: None,
+        replay: Some(Arc::new(b.clone()) as Arc<dyn DeadLetterReplay>),
         features: BrokerFeatures {
             // Ordered subscriptions keep stream order (max_ack_pending 1, retries in place);
-            // dead letters do not park their key and cannot be replayed through the broker.
+            // dead letters park their key in a lane of the parking stream until replayed or
+            // discarded.
             per_key_order: true,
             // A dropped delivery is nakked and delivered again, but its attempt number is not
             // reliable: nats-server 2.9 takes back a delivery it routed to a pull request whose
             // subscriber is gone, so the redelivery can come as attempt 1 again (the suite
             // case checks for 2). Declared off rather than flaky.
             redelivers_on_drop: false,
-            parks_poison_keys: false,
-            supports_replay: false,
             ..BrokerFeatures::full()
         },
     }
@@ -117,7 +117,10 @@ async fn next(stream: &mut saga_core::DeliveryStream, what: &str) -> saga_core::
 fn publisher_and_subscriber_survive_a_reconnect() {
     with_broker(
         "publisher_and_subscriber_survive_a_reconnect",
-        |c| c,
+        // A pull request sent just before the reconnect stays open on the server until it
+        // expires; a message routed to it meanwhile is not lost but comes back after
+        // `ack_wait`, so that is kept well inside this test's 20 s wait.
+        |c| c.with_ack_wait(Duration::from_secs(3)),
         |b| async move {
             let mut stream = match b
                 .subscribe(&Subscription::new("reconnect", ["order.*"]))
@@ -239,6 +242,68 @@ fn endless_redelivery_is_dead_lettered() {
                     "no dead letter after 20 s"
                 );
                 tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        },
+    );
+}
+
+/// Replaying the dead letter of an unordered subscription delivers it to that subscription
+/// only: another subscription of the same subject does not see it again.
+#[test]
+fn replay_reaches_only_its_subscription() {
+    with_broker(
+        "replay_reaches_only_its_subscription",
+        |c| c,
+        |b| async move {
+            let mut mine = match b.subscribe(&Subscription::new("mine", ["order.*"])).await {
+                Ok(s) => s,
+                Err(e) => panic!("subscribe mine: {e}"),
+            };
+            let mut other = match b.subscribe(&Subscription::new("other", ["order.*"])).await {
+                Ok(s) => s,
+                Err(e) => panic!("subscribe other: {e}"),
+            };
+            let msg = Envelope::new("order.placed", "o-1", serde_json::json!({}));
+            if let Err(e) = b.publish(std::slice::from_ref(&msg)).await {
+                panic!("publish: {e}");
+            }
+            let d = next(&mut other, "the other subscription's copy").await;
+            if let Err(e) = d.ack().await {
+                panic!("ack: {e}");
+            }
+            let d = next(&mut mine, "my copy").await;
+            if let Err(e) = d.dead_letter("poison", None).await {
+                panic!("dead_letter: {e}");
+            }
+            let letters = match b
+                .dead_letters()
+                .list(&saga_core::dead_letter::DeadLetterFilter::default())
+                .await
+            {
+                Ok(l) => l,
+                Err(e) => panic!("list: {e}"),
+            };
+            let [letter] = letters.as_slice() else {
+                panic!("expected one dead letter, got {letters:?}");
+            };
+            match b.replay_dead_letter(letter.id).await {
+                Ok(true) => {}
+                other => panic!("replay returned {other:?}"),
+            }
+            let again = next(&mut mine, "the replayed message").await;
+            assert_eq!(again.envelope.event_id, msg.event_id);
+            if let Err(e) = again.ack().await {
+                panic!("ack of the replay: {e}");
+            }
+            if let Ok(Some(Ok(d))) =
+                tokio::time::timeout(Duration::from_millis(300), other.next()).await
+            {
+                panic!("the other subscription got {}", d.envelope.event_id);
+            }
+            if let Ok(Some(Ok(d))) =
+                tokio::time::timeout(Duration::from_millis(300), mine.next()).await
+            {
+                panic!("a second delivery of {}", d.envelope.event_id);
             }
         },
     );

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 
 use super::broker::{Inner, Outgoing};
 use super::connection::backend;
+use super::gate::Gate;
 use super::{convert, topology};
 
 /// What every delivery of one subscriber shares.
@@ -23,6 +24,10 @@ pub(crate) struct Origin {
     /// The subscriber's stream. Once it is gone its channel closes and RabbitMQ requeues
     /// whatever the channel held.
     pub(crate) stream: mpsc::WeakSender<Result<Delivery>>,
+    /// The per-key gate of an ordered subscriber.
+    pub(crate) gate: Option<Arc<Gate>>,
+    /// The gate generation (channel) the delivery came through.
+    pub(crate) generation: u64,
 }
 
 /// Settles one delivery.
@@ -92,8 +97,11 @@ impl Acker for AmqpAcker {
         acker
             .ack(BasicAckOptions::default())
             .await
-            .map(|_| ())
-            .map_err(backend)
+            .map_err(backend)?;
+        if let Some(gate) = &self.origin.gate {
+            gate.acked(self.origin.generation, &self.envelope.aggregate_id);
+        }
+        Ok(())
     }
 
     async fn retry(mut self: Box<Self>, delay: Duration) -> Result<()> {
@@ -140,8 +148,17 @@ impl Acker for AmqpAcker {
             last_error,
             chrono::Utc::now(),
         );
+        let gate = self.origin.gate.clone();
+        let (generation, key) = (self.origin.generation, self.envelope.aggregate_id.clone());
+        if let Some(gate) = &gate {
+            // Parked before the letter exists, so its replayed copy cannot overtake the park.
+            gate.parked(generation, &key, self.envelope.event_id);
+        }
         if let Err(e) = self.origin.inner.dead_letters.put(letter).await {
             // Not stored: hand the message back rather than lose it.
+            if let Some(gate) = &gate {
+                gate.unpark(generation, &key);
+            }
             self.acker = Some(acker);
             return Err(e);
         }

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::config::AmqpConfig;
 use super::connection::{Connector, backend};
-use super::{convert, subscriber, topology};
+use super::{convert, gate, subscriber, topology};
 
 /// A message ready to go out.
 pub(crate) struct Outgoing {
@@ -267,7 +267,25 @@ impl DeadLetterReplay for AmqpBroker {
         }
     }
 
+    /// Marks the letter discarded, then sends a marker through its subscription's queue that
+    /// unparks its key in the (ordered) consumer; unordered consumers drop the marker.
     async fn discard_dead_letter(&self, id: Uuid) -> Result<bool> {
-        self.inner.dead_letters.discard(id).await
+        let letter = self.inner.dead_letters.get(id).await?;
+        if !self.inner.dead_letters.discard(id).await? {
+            return Ok(false);
+        }
+        let marker = Outgoing {
+            exchange: String::new(),
+            routing_key: topology::work_queue(self.config(), &letter.subscription),
+            body: Vec::new(),
+            properties: gate::discard_marker(
+                &letter.envelope.aggregate_id,
+                letter.envelope.event_id,
+            ),
+        };
+        self.inner
+            .publish_confirmed(std::slice::from_ref(&marker))
+            .await?;
+        Ok(true)
     }
 }

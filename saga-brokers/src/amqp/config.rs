@@ -23,6 +23,10 @@ pub struct AmqpConfig {
     /// If set, every queue this adapter declares is deleted by RabbitMQ after being unused that
     /// long (`x-expires`) and the exchange is auto-delete; meant for tests and demos.
     pub expire_unused: Option<Duration>,
+    /// How many unacked messages the active consumer of an ordered subscription takes
+    /// (`basic.qos`): the messages held back behind their key (in flight, retried or parked)
+    /// count against it, so once that many wait, the subscription stalls until a key moves.
+    pub ordered_window: u16,
 }
 
 impl AmqpConfig {
@@ -38,7 +42,15 @@ impl AmqpConfig {
             initial_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(5),
             expire_unused: None,
+            ordered_window: 1000,
         }
+    }
+
+    /// Sets the window of an ordered subscription's consumer (at least 1).
+    #[must_use]
+    pub fn with_ordered_window(mut self, window: u16) -> Self {
+        self.ordered_window = window.max(1);
+        self
     }
 
     /// Sets the exchange (and queue prefix).

@@ -24,7 +24,8 @@
 //!   requeues whatever a closed channel held); a message delivered more than
 //!   [`AmqpConfig::max_deliveries`] times without being settled (a consumer that keeps crashing
 //!   on it) is dead-lettered by the adapter instead of looping forever;
-//! * an ordered subscription retries in place instead (see the table below);
+//! * an ordered subscription retries in place instead and parks the keys of its dead letters
+//!   (see the table below);
 //! * connections and channels that drop are re-opened with exponential backoff: a publish in
 //!   progress publishes its whole batch again (duplicates are absorbed by the consumers'
 //!   inboxes, nothing confirmed is lost), subscribers re-attach to their queue.
@@ -33,8 +34,8 @@
 //!
 //! | Property    | What this adapter gives |
 //! |-------------|-------------------------|
-//! | Ordering    | Unordered subscriptions: none (competing consumers; retries go through a delay queue). Ordered subscriptions ([`Subscription::ordered`](saga_core::Subscription::ordered)): the queue is *single active consumer* with prefetch 1 and a retry waits in the consumer (the message stays unacked for its delay, then is handed out again before anything else), so the queue is handled in publish order, one message at a time, across competing consumers and retries. A retry delay holds up every key of that queue, not just its own. If the active consumer dies holding a message, RabbitMQ returns it to the queue; where it lands among the waiting messages is RabbitMQ's choice (quorum queues before 4.0 may put it behind later ones). |
-//! | Parking     | No: a dead-lettered message of an ordered subscription does not hold back its key. |
+//! | Ordering    | Unordered subscriptions: none (competing consumers; retries go through a delay queue). Ordered subscriptions ([`Subscription::ordered`](saga_core::Subscription::ordered)): the queue is *single active consumer*; the active consumer takes up to [`AmqpConfig::ordered_window`] messages unacked and hands out at most one per `aggregate_id` at a time, in queue order (the others wait in it, unacked); a retry waits in the consumer holding its key (the message stays unacked for its delay, then is handed out again before the key's later messages), other keys flow meanwhile. Competing consumers take over in turn. If the active consumer dies, RabbitMQ returns what it held to the queue; where it lands among the waiting messages is RabbitMQ's choice (quorum queues before 4.0 may put it behind later ones). |
+//! | Parking     | Ordered subscriptions: a dead-lettered message parks its key: the key's later messages wait (unacked) in the active consumer, other keys flow. [`DeadLetterReplay::replay_dead_letter`](saga_core::DeadLetterReplay::replay_dead_letter) publishes the message into its subscription's queue; the consumer recognises it by `event_id`, hands it out first, then the waiting messages in order. [`discard_dead_letter`](saga_core::DeadLetterReplay::discard_dead_letter) sends a marker through the queue that unparks the key. The parked keys are the subscription's pending dead letters: a consumer that (re)attaches loads them from the `DeadLetterStore`, so they stay parked across restarts. Limits: parked and waiting messages count against the window, so once `ordered_window` messages are held the subscription stalls until a key moves; a replayed copy that arrives after a restart of the consumer is handled at its place in the queue. Unordered subscriptions never park. |
 //! | Durability  | Durable exchange, durable quorum queues (replicated when the cluster has several nodes), persistent messages, publisher confirms. A subscription keeps collecting messages with no consumer attached. |
 //! | Dedup       | None broker-side (RabbitMQ has no dedup window): `message_id` = `event_id`, consumers dedupe with their inbox. |
 //! | Delays      | Per-delay retry queues with per-message TTL (never earlier than asked, less than twice the delay in the worst case). Ordered subscriptions wait in the consumer. |
@@ -59,6 +60,7 @@ mod broker;
 mod config;
 mod connection;
 mod convert;
+mod gate;
 mod subscriber;
 mod topology;
 

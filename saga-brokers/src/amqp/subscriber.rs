@@ -13,19 +13,21 @@ use tokio::sync::{mpsc, oneshot};
 use super::acker::{AmqpAcker, Origin};
 use super::broker::Inner;
 use super::connection::backend;
+use super::gate::{self, Gate};
 use super::{convert, topology};
 
 /// Validates, declares the queue, starts the consume loop and returns its stream.
 pub(crate) async fn subscribe(inner: Arc<Inner>, sub: &Subscription) -> Result<DeliveryStream> {
     topology::validate(inner.config(), sub)?;
-    let mut sub = sub.clone();
-    if sub.ordered {
-        // One message at a time keeps the queue's order through retries.
-        sub.prefetch = 1;
-    }
+    let sub = sub.clone();
     let (tx, rx) = mpsc::channel(usize::from(sub.prefetch.max(1)));
     let (ready_tx, ready_rx) = oneshot::channel();
-    tokio::spawn(run(inner, sub, tx, ready_tx));
+    // Ordered: the single active consumer takes a window of messages and the gate hands out
+    // one per key at a time, parking the keys of dead letters.
+    let gate = sub
+        .ordered
+        .then(|| Arc::new(Gate::new(sub.name.clone(), tx.downgrade())));
+    tokio::spawn(run(inner, sub, gate, tx, ready_tx));
     match ready_rx.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(e),
@@ -46,7 +48,12 @@ async fn attach(inner: &Inner, sub: &Subscription) -> Result<(Channel, Consumer,
     topology::declare_exchange(&ch, inner.config()).await?;
     let queue = topology::declare_work_queue(&ch, inner.config(), sub).await?;
     inner.remember(&queue);
-    ch.basic_qos(sub.prefetch.max(1), BasicQosOptions::default())
+    let qos = if sub.ordered {
+        inner.config().ordered_window.max(1)
+    } else {
+        sub.prefetch.max(1)
+    };
+    ch.basic_qos(qos, BasicQosOptions::default())
         .await
         .map_err(backend)?;
     let consumer = ch
@@ -64,13 +71,27 @@ async fn attach(inner: &Inner, sub: &Subscription) -> Result<(Channel, Consumer,
 async fn run(
     inner: Arc<Inner>,
     sub: Subscription,
+    gate: Option<Arc<Gate>>,
     tx: mpsc::Sender<Result<Delivery>>,
     ready: oneshot::Sender<Result<()>>,
 ) {
     let mut ready = Some(ready);
     let mut failures = 0u32;
     loop {
-        let (ch, mut consumer, queue) = match attach(&inner, &sub).await {
+        let attached = match attach(&inner, &sub).await {
+            Ok(attached) => match &gate {
+                Some(gate) => match gate.reset(inner.dead_letters.as_ref()).await {
+                    Ok(generation) => Ok((attached, generation)),
+                    Err(e) => {
+                        let _ = attached.0.close(200, "re-attaching".into()).await;
+                        Err(e)
+                    }
+                },
+                None => Ok((attached, 0)),
+            },
+            Err(e) => Err(e),
+        };
+        let ((ch, mut consumer, queue), generation) = match attached {
             Ok(attached) => attached,
             Err(e) => {
                 if let Some(ready) = ready.take() {
@@ -110,7 +131,12 @@ async fn run(
                     break;
                 }
             };
-            if let Some(item) = handle(&inner, &sub, &queue, delivery, &tx).await
+            let at = At {
+                queue: &queue,
+                gate: gate.as_ref(),
+                generation,
+            };
+            if let Some(item) = handle(&inner, &sub, &at, delivery, &tx).await
                 && tx.send(Ok(item)).await.is_err()
             {
                 let _ = ch.close(200, "subscriber gone".into()).await;
@@ -125,14 +151,31 @@ async fn run(
     }
 }
 
-/// Turns a lapin delivery into ours, or settles it here (undecodable, delivered too often).
+/// Where a delivery came from.
+struct At<'a> {
+    queue: &'a str,
+    gate: Option<&'a Arc<Gate>>,
+    generation: u64,
+}
+
+/// Turns a lapin delivery into ours, or settles it here (undecodable, delivered too often, a
+/// discard marker), or keeps it behind its key (ordered).
 async fn handle(
     inner: &Arc<Inner>,
     sub: &Subscription,
-    queue: &str,
+    at: &At<'_>,
     d: lapin::message::Delivery,
     tx: &mpsc::Sender<Result<Delivery>>,
 ) -> Option<Delivery> {
+    if let Some((key, event_id)) = gate::as_discard_marker(&d.properties) {
+        if let Some(gate) = at.gate {
+            gate.discarded(&key, event_id);
+        }
+        if let Err(e) = d.acker.ack(BasicAckOptions::default()).await {
+            tracing::warn!(error = %e, "amqp: ack of a discard marker failed");
+        }
+        return None;
+    }
     let attempt = convert::attempt(&d.properties, d.redelivered);
     let envelope = match Envelope::from_json(&d.data) {
         Ok(envelope) => envelope,
@@ -154,17 +197,25 @@ async fn handle(
             "delivered {attempt} times without being settled (limit {})",
             inner.config().max_deliveries
         );
+        if let Some(gate) = at.gate {
+            gate.park_unadmitted(&envelope.aggregate_id, envelope.event_id);
+        }
         dead_letter_here(inner, sub, envelope, reason, attempt, &d.acker).await;
         return None;
     }
     let origin = Arc::new(Origin {
         inner: inner.clone(),
         subscription: sub.name.clone(),
-        queue: queue.to_owned(),
+        queue: at.queue.to_owned(),
         ordered: sub.ordered,
         stream: tx.downgrade(),
+        gate: at.gate.cloned(),
+        generation: at.generation,
     });
-    Some(AmqpAcker::delivery(origin, d.acker, envelope, attempt))
+    match at.gate {
+        Some(gate) => gate.admit(origin, d.acker, envelope, attempt),
+        None => Some(AmqpAcker::delivery(origin, d.acker, envelope, attempt)),
+    }
 }
 
 /// Stores a dead letter and acks; if the store fails, the message stays unacked and comes

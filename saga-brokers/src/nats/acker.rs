@@ -11,6 +11,7 @@ use saga_core::{DeadLetter, Delivery, Envelope, Result};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use super::broker::{Inner, transient};
+use super::parking::Parking;
 
 /// Settles one delivery; dropping it unsettled naks it (delivered again at once).
 pub(crate) struct NatsAcker {
@@ -25,6 +26,8 @@ pub(crate) struct NatsAcker {
     /// The subscriber's stream, where a retry in place or a dropped delivery is handed out
     /// again.
     stream: mpsc::WeakSender<Result<Delivery>>,
+    /// The parking of an ordered subscription.
+    parking: Option<Arc<Parking>>,
 }
 
 impl NatsAcker {
@@ -39,8 +42,10 @@ impl NatsAcker {
         subscription: String,
         ordered: bool,
         stream: mpsc::WeakSender<Result<Delivery>>,
+        parking: Option<Arc<Parking>>,
     ) -> Self {
         Self {
+            parking,
             inner,
             msg: Some(msg),
             permit,
@@ -77,6 +82,7 @@ impl NatsAcker {
             self.subscription.clone(),
             self.ordered,
             self.stream.clone(),
+            self.parking.clone(),
         );
         tokio::spawn(async move {
             let attempt = again.attempt;
@@ -149,7 +155,25 @@ impl Acker for NatsAcker {
             last_error,
             chrono::Utc::now(),
         );
+        let mut parked_at = None;
+        if let Some(parking) = &self.parking {
+            // Ordered: the message heads its key's lane first, so the key is parked before
+            // the next message can come.
+            match parking.append(&self.envelope).await {
+                Ok(seq) => parked_at = Some(seq),
+                Err(e) => {
+                    self.msg = Some(msg);
+                    return Err(e);
+                }
+            }
+        }
         if let Err(e) = self.inner.dead_letters.put(letter).await {
+            if let (Some(parking), Some(seq)) = (&self.parking, parked_at)
+                && let Err(undo) = parking.remove(seq).await
+            {
+                // Left in the lane without a letter: the next release delivers it again.
+                tracing::error!(error = %undo, "nats: could not lift the park of a dead letter that was not stored");
+            }
             self.msg = Some(msg);
             return Err(e);
         }

@@ -5,12 +5,14 @@ use std::sync::Arc;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, stream};
 use async_trait::async_trait;
+use saga_core::broker::DeadLetterReplay;
+use saga_core::dead_letter::ReplayOutcome;
 use saga_core::{
     DeadLetterStore, DeliveryStream, Envelope, Error, Publisher, Result, Subscriber, Subscription,
 };
 
 use super::config::NatsConfig;
-use super::{subject, subscriber};
+use super::{parking, subject, subscriber};
 
 pub(crate) struct Inner {
     pub(crate) config: NatsConfig,
@@ -69,15 +71,17 @@ impl NatsBroker {
             ..stream::Config::default()
         };
         // The JetStream API can time out while the server is busy: a few tries with backoff.
-        let mut n = 0;
-        loop {
-            match js.get_or_create_stream(stream_config.clone()).await {
-                Ok(_) => break,
-                Err(e) if n >= 3 => return Err(transient(e)),
-                Err(e) => {
-                    tracing::warn!(error = %e, attempt = n, "nats: creating the stream failed, retrying");
-                    tokio::time::sleep(config.backoff(n)).await;
-                    n += 1;
+        for stream_config in [stream_config, parking::stream_config(&config.stream)] {
+            let mut n = 0;
+            loop {
+                match js.get_or_create_stream(stream_config.clone()).await {
+                    Ok(_) => break,
+                    Err(e) if n >= 3 => return Err(transient(e)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, attempt = n, "nats: creating the stream failed, retrying");
+                        tokio::time::sleep(config.backoff(n)).await;
+                        n += 1;
+                    }
                 }
             }
         }
@@ -106,8 +110,14 @@ impl NatsBroker {
         &self.inner.dead_letters
     }
 
-    /// Deletes the stream and its consumers (tests, demos). Its messages are lost.
+    /// Deletes the stream, its parking stream and their consumers (tests, demos). Their
+    /// messages are lost.
     pub async fn delete_stream(&self) -> Result<()> {
+        self.inner
+            .js
+            .delete_stream(parking::stream_name(&self.inner.config.stream))
+            .await
+            .map_err(transient)?;
         self.inner
             .js
             .delete_stream(&self.inner.config.stream)
@@ -187,5 +197,42 @@ impl Publisher for NatsBroker {
 impl Subscriber for NatsBroker {
     async fn subscribe(&self, subscription: &Subscription) -> Result<DeliveryStream> {
         subscriber::subscribe(self.inner.clone(), subscription).await
+    }
+}
+
+#[async_trait]
+impl DeadLetterReplay for NatsBroker {
+    /// Marks the letter replayed and signals its subscription's release subject: a subscriber
+    /// of that subscription (only) hands the message out again from its key's parking lane
+    /// (where an ordered subscription parked it; an unordered one's is appended there first),
+    /// then the key's parked messages, in order. A republish to the main stream would reach
+    /// every subscription of the subject, so there is none.
+    async fn replay_dead_letter(&self, id: uuid::Uuid) -> Result<bool> {
+        match self.inner.dead_letters.replay(id).await? {
+            ReplayOutcome::Replayed(letter) => {
+                parking::Parking::open(self.inner.clone(), &letter.subscription)
+                    .await?
+                    .replay(&letter)
+                    .await?;
+                Ok(true)
+            }
+            ReplayOutcome::AlreadyDone(_) => Ok(false),
+        }
+    }
+
+    /// Marks the letter discarded and signals its subscription's release subject, so the
+    /// key's parked messages flow (the poison is removed from the lane unseen).
+    async fn discard_dead_letter(&self, id: uuid::Uuid) -> Result<bool> {
+        let letter = self.inner.dead_letters.get(id).await?;
+        if !self.inner.dead_letters.discard(id).await? {
+            return Ok(false);
+        }
+        parking::signal_release(
+            &self.inner,
+            &letter.subscription,
+            &letter.envelope.aggregate_id,
+        )
+        .await?;
+        Ok(true)
     }
 }

@@ -12,6 +12,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::acker::NatsAcker;
 use super::broker::{Inner, transient};
+use super::parking::Parking;
 use super::subject;
 
 /// Validates, creates (or joins) the durable consumer, starts the pull loop.
@@ -58,7 +59,13 @@ pub(crate) async fn subscribe(inner: Arc<Inner>, sub: &Subscription) -> Result<D
         .await
         .map_err(transient)?;
     let (tx, rx) = mpsc::channel(usize::from(sub.prefetch.max(1)));
+    // Every subscriber drains released lanes (replays reach unordered subscriptions that
+    // way too); only ordered ones park.
+    let parking = Arc::new(Parking::open(inner.clone(), &sub.name).await?);
+    tokio::spawn(parking.clone().run_releases(tx.clone()));
+    let parking = sub.ordered.then_some(parking);
     let run = Run {
+        parking,
         inner,
         sub: sub.clone(),
         patterns: client_side.then_some(patterns),
@@ -72,6 +79,8 @@ pub(crate) async fn subscribe(inner: Arc<Inner>, sub: &Subscription) -> Result<D
 }
 
 struct Run {
+    /// Set on ordered subscriptions.
+    parking: Option<Arc<Parking>>,
     inner: Arc<Inner>,
     sub: Subscription,
     /// Set when the consumer's filter is wider than the patterns.
@@ -183,8 +192,40 @@ impl Run {
                 "delivered {attempt} times without being settled (limit {})",
                 self.inner.config.max_deliveries
             );
+            if let Some(parking) = &self.parking
+                && let Err(e) = parking.append(&envelope).await
+            {
+                tracing::warn!(error = %e, "nats: parking a message failed");
+                let _ = msg.ack_with(AckKind::Nak(None)).await;
+                return None;
+            }
             self.dead_letter_here(&msg, envelope, reason, attempt).await;
             return None;
+        }
+        if let Some(parking) = &self.parking {
+            let parked = match parking.is_parked(&envelope.aggregate_id).await {
+                Ok(false) => false,
+                Ok(true) => match parking.park_behind(&envelope).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "nats: parking a message failed");
+                        let _ = msg.ack_with(AckKind::Nak(None)).await;
+                        return None;
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "nats: checking the parked keys failed");
+                    let _ = msg.ack_with(AckKind::Nak(None)).await;
+                    return None;
+                }
+            };
+            if parked {
+                // Parked behind its key's dead letter: it lives in the lane now.
+                if let Err(e) = msg.ack().await {
+                    tracing::warn!(error = %e, "nats: ack of a parked message failed");
+                }
+                return None;
+            }
         }
         let acker = NatsAcker::new(
             self.inner.clone(),
@@ -195,6 +236,7 @@ impl Run {
             self.sub.name.clone(),
             self.sub.ordered,
             tx.downgrade(),
+            self.parking.clone(),
         );
         Some(Delivery::new(
             envelope,
