@@ -49,6 +49,9 @@ fn test_broker(b: &AmqpBroker) -> TestBroker {
         features: BrokerFeatures {
             // Ordered subscriptions: single active consumer, one message per key in flight,
             // retries wait in place, dead letters park their key until replay or discard.
+            // A real server under a parallel test run (and CI's load) can take seconds to
+            // settle a JetStream/quorum-queue operation: waits are bounded, but generously.
+            timeout: Duration::from_secs(30),
             ..BrokerFeatures::full()
         },
     }

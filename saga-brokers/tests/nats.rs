@@ -54,6 +54,9 @@ fn test_broker(b: &NatsBroker) -> TestBroker {
             // subscriber is gone, so the redelivery can come as attempt 1 again (the suite
             // case checks for 2). Declared off rather than flaky.
             redelivers_on_drop: false,
+            // A real server under a parallel test run (and CI's load) can take seconds to
+            // settle a JetStream/quorum-queue operation: waits are bounded, but generously.
+            timeout: Duration::from_secs(30),
             ..BrokerFeatures::full()
         },
     }
