@@ -88,6 +88,9 @@ impl SqlStore<Postgres> {
             let mut conn = pool.acquire().await.map_err(db_err)?;
             super::migrations::migrate(&mut conn, &options.schema, &tables).await?;
         }
+        let channel = format!("{}_outbox", options.schema);
+        let (wake, rx) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(notifier(pool.clone(), channel.clone(), rx));
         Ok(Self {
             inner: Arc::new(Inner {
                 read: pool.clone(),
@@ -97,7 +100,8 @@ impl SqlStore<Postgres> {
                 clock: options.clock,
                 partitions: options.partitions,
                 signal: Arc::new(Notify::new()),
-                channel: format!("{}_outbox", options.schema),
+                channel,
+                remote_wake: Some(wake),
             }),
         })
     }
@@ -105,6 +109,34 @@ impl SqlStore<Postgres> {
     /// The `LISTEN/NOTIFY` channel units of work notify on commit.
     pub fn channel(&self) -> &str {
         &self.inner.channel
+    }
+}
+
+/// Sends `NOTIFY channel` once per request, outside any unit of work, until the store is
+/// dropped (its sender with it) or the pool closed.
+///
+/// A `NOTIFY` inside a producer's transaction would take Postgres's global notify lock
+/// across that transaction's commit (and its WAL flush), serialising every producing commit
+/// of the database. Sent afterwards from here, one at a time, commits keep flushing in groups;
+/// requests arriving while one is in flight coalesce into the next. The notification is a
+/// hint: a relay that misses it (process killed between commit and notify) still finds the
+/// rows at its fallback poll.
+async fn notifier(
+    pool: sqlx::PgPool,
+    channel: String,
+    mut requests: tokio::sync::mpsc::Receiver<()>,
+) {
+    while requests.recv().await.is_some() {
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(e) = sqlx::query("SELECT pg_notify($1, '')")
+            .bind(channel.as_str())
+            .execute(&pool)
+            .await
+        {
+            tracing::warn!(error = %e, "outbox NOTIFY failed; relays elsewhere wait for their poll");
+        }
     }
 }
 
