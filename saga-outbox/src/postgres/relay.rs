@@ -1,8 +1,9 @@
 //! The Postgres relay source: within the partitions this relay leases, claim by `seq` with
 //! `FOR UPDATE`, publish, then mark or delete, all on one transaction; wake on `NOTIFY`.
 //!
-//! Claiming and completing are one statement (`DELETE`/`UPDATE ... WHERE seq IN (SELECT ...
-//! FOR UPDATE) RETURNING ...`), run before publishing on the same transaction: the rows stay
+//! Claiming and completing are one statement (`DELETE`/`UPDATE ... WHERE seq =
+//! ANY(ARRAY(SELECT ... FOR UPDATE)) RETURNING ...`; the `ARRAY` form makes the planner look
+//! the claimed rows up by primary key instead of hash-joining a scan of the whole outbox), run before publishing on the same transaction: the rows stay
 //! locked until the commit, and a failed publish rolls the transaction back, so they are
 //! claimed again (the same guarantee as marking after publishing, one round trip less). In
 //! mark mode `published_at` is the claim time.
@@ -57,10 +58,11 @@ impl PgRelaySource {
         let pick = "SELECT seq FROM {outbox} WHERE published_at IS NULL AND part = ANY($1) \
                     ORDER BY seq LIMIT $2 FOR UPDATE";
         let claim_delete = render(&format!(
-            "DELETE FROM {{outbox}} WHERE seq IN ({pick}) RETURNING seq, envelope, created_at"
+            "DELETE FROM {{outbox}} WHERE seq = ANY(ARRAY({pick})) \
+             RETURNING seq, envelope, created_at"
         ));
         let claim_mark = render(&format!(
-            "UPDATE {{outbox}} SET published_at = $3 WHERE seq IN ({pick}) \
+            "UPDATE {{outbox}} SET published_at = $3 WHERE seq = ANY(ARRAY({pick})) \
              RETURNING seq, envelope, created_at"
         ));
         let listener = tokio::spawn(listen(store.clone()));
@@ -145,14 +147,16 @@ impl RelaySource for PgRelaySource {
             .iter()
             .map(PgStore::record_from)
             .collect::<Result<Vec<_>>>()?;
+        drop(rows);
         // RETURNING follows no particular order: publish in commit (`seq`) order.
         records.sort_unstable_by_key(|r| r.seq);
-        let envelopes: Vec<_> = records.iter().map(|r| r.envelope.clone()).collect();
+        let oldest = records.iter().map(|r| r.created_at).min();
+        let envelopes: Vec<_> = records.into_iter().map(|r| r.envelope).collect();
         publisher.publish(&envelopes).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(Batch {
-            published: records.len(),
-            oldest: records.iter().map(|r| r.created_at).min(),
+            published: envelopes.len(),
+            oldest,
         })
     }
 
