@@ -6,7 +6,8 @@
 //! the claimed rows up by primary key instead of hash-joining a scan of the whole outbox), run before publishing on the same transaction: the rows stay
 //! locked until the commit, and a failed publish rolls the transaction back, so they are
 //! claimed again (the same guarantee as marking after publishing, one round trip less). In
-//! mark mode `published_at` is the claim time.
+//! mark mode `published_at` is the claim time. The relay's transaction commits with
+//! `synchronous_commit = off`: a commit lost in a server crash only republishes its rows.
 //!
 //! `FOR UPDATE` (waiting) rather than `SKIP LOCKED`: if a relay whose lease just expired is
 //! still publishing a row, skipping that row would let the new owner publish a later row of
@@ -128,6 +129,14 @@ impl RelaySource for PgRelaySource {
             return Ok(Batch::default());
         }
         let mut tx = self.store.write_pool().begin().await.map_err(db_err)?;
+        // The claim's commit need not wait for its WAL flush: losing it in a server crash
+        // only brings the rows back to be published again (at least once, as after a relay
+        // crash between publish and commit), and an asynchronous commit loses a suffix of the
+        // WAL, never an earlier batch alone, so the order per aggregate holds.
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let query = if delete {
             sqlx::query(self.claim_delete.clone())
