@@ -23,18 +23,20 @@ pub struct PgOptions {
     schema: String,
     max_connections: u32,
     partitions: u16,
+    notify_gap: Duration,
     clock: SharedClock,
 }
 
 impl PgOptions {
     /// The database at `url` (`postgres://user@host/db`), schema `saga`, 16 connections,
-    /// 16 partitions, the system clock.
+    /// 16 partitions, at most one `NOTIFY` per millisecond, the system clock.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
             schema: "saga".into(),
             max_connections: 16,
             partitions: 16,
+            notify_gap: Duration::from_millis(1),
             clock: Arc::new(SystemClock),
         }
     }
@@ -58,6 +60,16 @@ impl PgOptions {
     #[must_use]
     pub fn with_partitions(mut self, n: u16) -> Self {
         self.partitions = n.max(1);
+        self
+    }
+
+    /// The least time between two `NOTIFY`s of this store's notifier (commits in between are
+    /// covered by the next one). Only relays in *other* processes wait on it (those sharing
+    /// the store are woken at once); each `NOTIFY` is a server transaction that takes the
+    /// global notify lock, so a gap of zero costs producing throughput under load.
+    #[must_use]
+    pub fn with_notify_gap(mut self, gap: Duration) -> Self {
+        self.notify_gap = gap;
         self
     }
 
@@ -90,7 +102,12 @@ impl SqlStore<Postgres> {
         }
         let channel = format!("{}_outbox", options.schema);
         let (wake, rx) = tokio::sync::mpsc::channel(1);
-        tokio::spawn(notifier(pool.clone(), channel.clone(), rx));
+        tokio::spawn(notifier(
+            pool.clone(),
+            channel.clone(),
+            options.notify_gap,
+            rx,
+        ));
         Ok(Self {
             inner: Arc::new(Inner {
                 read: pool.clone(),
@@ -117,13 +134,14 @@ impl SqlStore<Postgres> {
 ///
 /// A `NOTIFY` inside a producer's transaction would take Postgres's global notify lock
 /// across that transaction's commit (and its WAL flush), serialising every producing commit
-/// of the database. Sent afterwards from here, one at a time, commits keep flushing in groups;
-/// requests arriving while one is in flight coalesce into the next. The notification is a
-/// hint: a relay that misses it (process killed between commit and notify) still finds the
-/// rows at its fallback poll.
+/// of the database. Sent afterwards from here, one at a time, commits keep flushing in
+/// groups; requests arriving while one is in flight or within `gap` after it coalesce into
+/// the next. The notification is a hint: a relay that misses it (process killed between
+/// commit and notify) still finds the rows at its fallback poll.
 async fn notifier(
     pool: sqlx::PgPool,
     channel: String,
+    gap: Duration,
     mut requests: tokio::sync::mpsc::Receiver<()>,
 ) {
     while requests.recv().await.is_some() {
@@ -136,6 +154,10 @@ async fn notifier(
             .await
         {
             tracing::warn!(error = %e, "outbox NOTIFY failed; relays elsewhere wait for their poll");
+        }
+        if !gap.is_zero() {
+            // Commits meanwhile leave one request in the channel: one NOTIFY covers them.
+            tokio::time::sleep(gap).await;
         }
     }
 }
