@@ -115,7 +115,9 @@ async fn wait_for(stamps: &Stamps, n: usize) {
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let mut args = std::env::args().skip(1);
-    let url = args.next().ok_or("usage: outbox-compare <database url> [events]")?;
+    let url = args
+        .next()
+        .ok_or("usage: outbox-compare <database url> [events]")?;
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(50_000);
     let per = n / PRODUCERS;
     let pool = PgPoolOptions::new()
