@@ -1,10 +1,19 @@
 //! Relay and producing benchmarks with ceilings measured in the same run.
 //!
-//! `cargo run --release -p saga-outbox --features bench --bin bench_relay -- [events]`
+//! `cargo run --release -p saga-outbox --features bench --bin bench_relay -- [events] [latency events]`
 //! (Postgres parts need `DATABASE_URL`; each run uses a fresh schema and drops it.)
+//!
+//! Per database: the plain `BEGIN/INSERT/COMMIT` rate, the producing rate (business row +
+//! outbox row through a unit of work), the plain claim loop, the relay draining a filled
+//! outbox, and the commit-to-publish latency (p50/p99/max) at a steady 2,000 events/s from
+//! 8 producers paced by tokio intervals. Each line ends with the load average, since other
+//! work on the machine moves every number.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -17,6 +26,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 const PRODUCERS: usize = 8;
+/// Events per second, all producers together, in the latency measurement.
+const LATENCY_RATE: usize = 2_000;
 
 /// Counts published events (the memory broker's cost is not what is measured here).
 #[derive(Default)]
@@ -69,7 +80,110 @@ async fn drain<S: RelaySource>(source: S, n: usize) -> Duration {
     took
 }
 
-async fn sqlite(n: usize, durability: Durability) -> Result<(), Box<dyn std::error::Error>> {
+/// Produces one event through a unit of work (business row + outbox row) and returns its id
+/// once committed.
+type Produce = Arc<
+    dyn Fn(usize) -> Pin<Box<dyn Future<Output = saga_core::Result<uuid::Uuid>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// Records when each event reached the publisher.
+#[derive(Default)]
+struct Stamps {
+    at: Mutex<HashMap<uuid::Uuid, Instant>>,
+    n: AtomicUsize,
+    changed: Notify,
+}
+
+#[async_trait]
+impl Publisher for Stamps {
+    async fn publish(&self, batch: &[Envelope]) -> saga_core::Result<()> {
+        let now = Instant::now();
+        {
+            let mut at = self.at.lock().unwrap_or_else(|e| e.into_inner());
+            for e in batch {
+                at.insert(e.event_id, now);
+            }
+        }
+        self.n.fetch_add(batch.len(), Ordering::Relaxed);
+        self.changed.notify_waiters();
+        Ok(())
+    }
+}
+
+/// Commit-to-publish latency at a steady `LATENCY_RATE` events/s from `PRODUCERS` tasks,
+/// each paced by a tokio interval (staggered): publish instant in the relay's publisher
+/// minus the instant the producer's `commit` returned. Returns (p50, p99, max).
+async fn latency<S: RelaySource>(
+    source: S,
+    produce: Produce,
+    total: usize,
+) -> Result<(Duration, Duration, Duration), Box<dyn std::error::Error>> {
+    let stamps = Arc::new(Stamps::default());
+    let config = RelayConfig {
+        delete_published: true,
+        retention: None,
+        ..RelayConfig::default()
+    };
+    let stop = CancellationToken::new();
+    let relay = Relay::new(source, stamps.clone(), config).spawn(stop.clone());
+    let per = total / PRODUCERS;
+    let period = Duration::from_secs_f64(PRODUCERS as f64 / LATENCY_RATE as f64);
+    let start = tokio::time::Instant::now() + Duration::from_millis(20);
+    let mut tasks = tokio::task::JoinSet::new();
+    for p in 0..PRODUCERS {
+        let produce = Arc::clone(&produce);
+        let first = start + period.mul_f64(p as f64 / PRODUCERS as f64);
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval_at(first, period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut committed = Vec::with_capacity(per);
+            for i in 0..per {
+                tick.tick().await;
+                let id = produce(p * per + i).await?;
+                committed.push((id, Instant::now()));
+            }
+            Ok::<_, saga_core::Error>(committed)
+        });
+    }
+    let mut committed = Vec::with_capacity(per * PRODUCERS);
+    while let Some(r) = tasks.join_next().await {
+        committed.extend(r??);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stamps.n.load(Ordering::Relaxed) < committed.len() && Instant::now() < deadline {
+        let notified = stamps.changed.notified();
+        let _ = tokio::time::timeout(Duration::from_millis(100), notified).await;
+    }
+    stop.cancel();
+    let _ = relay.await;
+    let at = stamps.at.lock().unwrap_or_else(|e| e.into_inner());
+    let mut lat: Vec<Duration> = Vec::with_capacity(committed.len());
+    for (id, done) in &committed {
+        let published = at.get(id).ok_or("an event was never published")?;
+        lat.push(published.saturating_duration_since(*done));
+    }
+    lat.sort_unstable();
+    let pick = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
+    Ok((pick(0.50), pick(0.99), lat[lat.len() - 1]))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+async fn sqlite(
+    n: usize,
+    lat_n: usize,
+    durability: Durability,
+) -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let store = SqliteStore::open(
         SqliteOptions::new(dir.path().join("bench.db")).with_durability(durability),
@@ -121,16 +235,39 @@ async fn sqlite(n: usize, durability: Durability) -> Result<(), Box<dyn std::err
         }
     }
     let claim = rate(n, start.elapsed());
+
+    let s = store.clone();
+    let one: Produce = Arc::new(move |i| {
+        let s = s.clone();
+        Box::pin(async move {
+            let ev = event(i);
+            let id = ev.event_id;
+            let mut uow = s.begin().await?;
+            sqlx::query("INSERT INTO business (id) VALUES ($1)")
+                .bind(format!("lat-{i}"))
+                .execute(uow.tx())
+                .await
+                .map_err(saga_core::Error::permanent)?;
+            uow.publish(&[ev]).await?;
+            uow.commit().await?;
+            Ok(id)
+        })
+    });
+    let (p50, p99, max) = latency(SqliteRelaySource::new(store.clone()), one, lat_n).await?;
     println!(
-        "sqlite {durability:?}: plain commit {plain:.0}/s | produce {produce:.0}/s ({:.0}%) | claim loop {claim:.0}/s | relay {relay:.0}/s ({:.0}% of claim loop)",
+        "sqlite {durability:?}: plain commit {plain:.0}/s | produce {produce:.0}/s ({:.0}%) | claim loop {claim:.0}/s | relay {relay:.0}/s ({:.0}% of claim loop) | latency at {LATENCY_RATE}/s p50 {:.2} ms p99 {:.2} ms max {:.2} ms | load {}",
         100.0 * produce / plain,
-        100.0 * relay / claim
+        100.0 * relay / claim,
+        ms(p50),
+        ms(p99),
+        ms(max),
+        load()
     );
     store.close().await;
     Ok(())
 }
 
-async fn postgres(url: &str, n: usize) -> Result<(), Box<dyn std::error::Error>> {
+async fn postgres(url: &str, n: usize, lat_n: usize) -> Result<(), Box<dyn std::error::Error>> {
     let schema = format!("bench_{}", uuid::Uuid::now_v7().simple());
     let store = PgStore::connect(
         PgOptions::new(url)
@@ -223,10 +360,37 @@ async fn postgres(url: &str, n: usize) -> Result<(), Box<dyn std::error::Error>>
         }
     }
     let claim = rate(per * PRODUCERS, start.elapsed());
+
+    let (s, sql) = (
+        store.clone(),
+        format!("INSERT INTO {biz_t} (id) VALUES ($1)"),
+    );
+    let one: Produce = Arc::new(move |i| {
+        let (s, sql) = (s.clone(), sql.clone());
+        Box::pin(async move {
+            let ev = event(i);
+            let id = ev.event_id;
+            let mut uow = s.begin().await?;
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(format!("lat-{i}"))
+                .execute(uow.tx())
+                .await
+                .map_err(saga_core::Error::permanent)?;
+            uow.publish(&[ev]).await?;
+            uow.commit().await?;
+            Ok(id)
+        })
+    });
+    let source = PgRelaySource::new(store.clone(), LeaseConfig::new("bench-latency"));
+    let (p50, p99, max) = latency(source, one, lat_n).await?;
     println!(
-        "postgres: plain commit {plain:.0}/s | produce {produce:.0}/s ({:.0}%) | claim loop {claim:.0}/s | relay {relay:.0}/s ({:.0}% of claim loop)",
+        "postgres: plain commit {plain:.0}/s | produce {produce:.0}/s ({:.0}%) | claim loop {claim:.0}/s | relay {relay:.0}/s ({:.0}% of claim loop) | latency at {LATENCY_RATE}/s p50 {:.2} ms p99 {:.2} ms max {:.2} ms | load {}",
         100.0 * produce / plain,
-        100.0 * relay / claim
+        100.0 * relay / claim,
+        ms(p50),
+        ms(p99),
+        ms(max),
+        load()
     );
     sqlx::raw_sql(AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
         .execute(&w)
@@ -241,11 +405,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(20_000);
-    println!("events per measurement: {n}; producers (Postgres): {PRODUCERS}");
-    sqlite(n, Durability::Normal).await?;
-    sqlite(n, Durability::Full).await?;
+    let lat_n: usize = std::env::args()
+        .nth(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(10_000)
+        .max(PRODUCERS);
+    println!(
+        "events per measurement: {n}; latency: {lat_n} events at {LATENCY_RATE}/s; producers (Postgres; latency: both): {PRODUCERS}; load average at start: {}",
+        load()
+    );
+    sqlite(n, lat_n, Durability::Normal).await?;
+    sqlite(n, lat_n, Durability::Full).await?;
     match std::env::var("DATABASE_URL") {
-        Ok(url) => postgres(&url, n).await?,
+        Ok(url) => postgres(&url, n, lat_n).await?,
         Err(_) => println!("SKIP postgres: DATABASE_URL not set"),
     }
     Ok(())

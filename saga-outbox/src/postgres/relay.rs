@@ -1,6 +1,14 @@
 //! The Postgres relay source: within the partitions this relay leases, claim by `seq` with
 //! `FOR UPDATE`, publish, then mark or delete, all on one transaction; wake on `NOTIFY`.
 //!
+//! Claiming and completing are one statement (`DELETE`/`UPDATE ... WHERE seq =
+//! ANY(ARRAY(SELECT ... FOR UPDATE)) RETURNING ...`; the `ARRAY` form makes the planner look
+//! the claimed rows up by primary key instead of hash-joining a scan of the whole outbox), run before publishing on the same transaction: the rows stay
+//! locked until the commit, and a failed publish rolls the transaction back, so they are
+//! claimed again (the same guarantee as marking after publishing, one round trip less). In
+//! mark mode `published_at` is the claim time. The relay's transaction commits with
+//! `synchronous_commit = off`: a commit lost in a server crash only republishes its rows.
+//!
 //! `FOR UPDATE` (waiting) rather than `SKIP LOCKED`: if a relay whose lease just expired is
 //! still publishing a row, skipping that row would let the new owner publish a later row of
 //! the same aggregate first. Waiting keeps the order; with live leases nobody else touches
@@ -11,6 +19,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use saga_core::{OutboxStore, Publisher, Result};
+
 use sqlx::postgres::PgListener;
 use sqlx::{AssertSqlSafe, SqlSafeStr, SqlStr};
 use tokio::sync::Notify;
@@ -19,13 +28,15 @@ use tokio::task::JoinHandle;
 use super::{LeaseConfig, Leases, PgStore};
 use crate::relay::{Batch, RelaySource};
 use crate::sql::error::db_err;
+use crate::time::to_nanos;
 
 /// Feeds a [`Relay`](crate::relay::Relay) from a [`PgStore`], sharing the outbox with other
 /// relays by partition leases.
 pub struct PgRelaySource {
     store: PgStore,
     leases: Arc<Leases>,
-    claim: SqlStr,
+    claim_delete: SqlStr,
+    claim_mark: SqlStr,
     listener: JoinHandle<()>,
 }
 
@@ -42,16 +53,25 @@ impl PgRelaySource {
     /// wakes the relay on every commit that appended (in any process).
     pub fn new(store: PgStore, lease: LeaseConfig) -> Self {
         let leases = Leases::new(&store, lease);
-        let claim = AssertSqlSafe(Arc::<str>::from(store.tables().render(
-            "SELECT seq, envelope, created_at FROM {outbox} \
-             WHERE published_at IS NULL AND part = ANY($1) ORDER BY seq LIMIT $2 FOR UPDATE",
-        )))
-        .into_sql_str();
+        let render = |template: &str| {
+            AssertSqlSafe(Arc::<str>::from(store.tables().render(template))).into_sql_str()
+        };
+        let pick = "SELECT seq FROM {outbox} WHERE published_at IS NULL AND part = ANY($1) \
+                    ORDER BY seq LIMIT $2 FOR UPDATE";
+        let claim_delete = render(&format!(
+            "DELETE FROM {{outbox}} WHERE seq = ANY(ARRAY({pick})) \
+             RETURNING seq, envelope, created_at"
+        ));
+        let claim_mark = render(&format!(
+            "UPDATE {{outbox}} SET published_at = $3 WHERE seq = ANY(ARRAY({pick})) \
+             RETURNING seq, envelope, created_at"
+        ));
         let listener = tokio::spawn(listen(store.clone()));
         Self {
             store,
             leases,
-            claim,
+            claim_delete,
+            claim_mark,
             listener,
         }
     }
@@ -109,29 +129,43 @@ impl RelaySource for PgRelaySource {
             return Ok(Batch::default());
         }
         let mut tx = self.store.write_pool().begin().await.map_err(db_err)?;
-        let rows = sqlx::query(self.claim.clone())
-            .bind(&parts)
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&mut *tx)
+        // The claim's commit need not wait for its WAL flush: losing it in a server crash
+        // only brings the rows back to be published again (at least once, as after a relay
+        // crash between publish and commit), and an asynchronous commit loses a suffix of the
+        // WAL, never an earlier batch alone, so the order per aggregate holds.
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut *tx)
             .await
             .map_err(db_err)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let query = if delete {
+            sqlx::query(self.claim_delete.clone())
+                .bind(&parts)
+                .bind(limit)
+        } else {
+            sqlx::query(self.claim_mark.clone())
+                .bind(&parts)
+                .bind(limit)
+                .bind(to_nanos(self.store.clock().now()))
+        };
+        let rows = query.fetch_all(&mut *tx).await.map_err(db_err)?;
         if rows.is_empty() {
             return Ok(Batch::default());
         }
-        let records = rows
+        let mut records = rows
             .iter()
             .map(PgStore::record_from)
             .collect::<Result<Vec<_>>>()?;
-        let envelopes: Vec<_> = records.iter().map(|r| r.envelope.clone()).collect();
+        drop(rows);
+        // RETURNING follows no particular order: publish in commit (`seq`) order.
+        records.sort_unstable_by_key(|r| r.seq);
+        let oldest = records.iter().map(|r| r.created_at).min();
+        let envelopes: Vec<_> = records.into_iter().map(|r| r.envelope).collect();
         publisher.publish(&envelopes).await?;
-        let seqs: Vec<i64> = records.iter().map(|r| r.seq).collect();
-        self.store
-            .complete_on(&mut tx, &seqs, self.store.clock().now(), delete)
-            .await?;
         tx.commit().await.map_err(db_err)?;
         Ok(Batch {
-            published: records.len(),
-            oldest: records.iter().map(|r| r.created_at).min(),
+            published: envelopes.len(),
+            oldest,
         })
     }
 

@@ -23,18 +23,20 @@ pub struct PgOptions {
     schema: String,
     max_connections: u32,
     partitions: u16,
+    notify_gap: Duration,
     clock: SharedClock,
 }
 
 impl PgOptions {
     /// The database at `url` (`postgres://user@host/db`), schema `saga`, 16 connections,
-    /// 16 partitions, the system clock.
+    /// 16 partitions, at most one `NOTIFY` per millisecond, the system clock.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
             schema: "saga".into(),
             max_connections: 16,
             partitions: 16,
+            notify_gap: Duration::from_millis(1),
             clock: Arc::new(SystemClock),
         }
     }
@@ -58,6 +60,16 @@ impl PgOptions {
     #[must_use]
     pub fn with_partitions(mut self, n: u16) -> Self {
         self.partitions = n.max(1);
+        self
+    }
+
+    /// The least time between two `NOTIFY`s of this store's notifier (commits in between are
+    /// covered by the next one). Only relays in *other* processes wait on it (those sharing
+    /// the store are woken at once); each `NOTIFY` is a server transaction that takes the
+    /// global notify lock, so a gap of zero costs producing throughput under load.
+    #[must_use]
+    pub fn with_notify_gap(mut self, gap: Duration) -> Self {
+        self.notify_gap = gap;
         self
     }
 
@@ -88,6 +100,14 @@ impl SqlStore<Postgres> {
             let mut conn = pool.acquire().await.map_err(db_err)?;
             super::migrations::migrate(&mut conn, &options.schema, &tables).await?;
         }
+        let channel = format!("{}_outbox", options.schema);
+        let (wake, rx) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(notifier(
+            pool.clone(),
+            channel.clone(),
+            options.notify_gap,
+            rx,
+        ));
         Ok(Self {
             inner: Arc::new(Inner {
                 read: pool.clone(),
@@ -97,7 +117,8 @@ impl SqlStore<Postgres> {
                 clock: options.clock,
                 partitions: options.partitions,
                 signal: Arc::new(Notify::new()),
-                channel: format!("{}_outbox", options.schema),
+                channel,
+                remote_wake: Some(wake),
             }),
         })
     }
@@ -105,6 +126,39 @@ impl SqlStore<Postgres> {
     /// The `LISTEN/NOTIFY` channel units of work notify on commit.
     pub fn channel(&self) -> &str {
         &self.inner.channel
+    }
+}
+
+/// Sends `NOTIFY channel` once per request, outside any unit of work, until the store is
+/// dropped (its sender with it) or the pool closed.
+///
+/// A `NOTIFY` inside a producer's transaction would take Postgres's global notify lock
+/// across that transaction's commit (and its WAL flush), serialising every producing commit
+/// of the database. Sent afterwards from here, one at a time, commits keep flushing in
+/// groups; requests arriving while one is in flight or within `gap` after it coalesce into
+/// the next. The notification is a hint: a relay that misses it (process killed between
+/// commit and notify) still finds the rows at its fallback poll.
+async fn notifier(
+    pool: sqlx::PgPool,
+    channel: String,
+    gap: Duration,
+    mut requests: tokio::sync::mpsc::Receiver<()>,
+) {
+    while requests.recv().await.is_some() {
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(e) = sqlx::query("SELECT pg_notify($1, '')")
+            .bind(channel.as_str())
+            .execute(&pool)
+            .await
+        {
+            tracing::warn!(error = %e, "outbox NOTIFY failed; relays elsewhere wait for their poll");
+        }
+        if !gap.is_zero() {
+            // Commits meanwhile leave one request in the channel: one NOTIFY covers them.
+            tokio::time::sleep(gap).await;
+        }
     }
 }
 

@@ -77,15 +77,6 @@ macro_rules! impl_sql_backend {
                         .map_err(__db_err)?;
                     seqs.push(row.try_get::<i64, _>(0).map_err(__db_err)?);
                 }
-                if let Some(notify) = &self.inner.sql.notify {
-                    if !events.is_empty() {
-                        sqlx::query(notify.clone())
-                            .bind(self.inner.channel.as_str())
-                            .execute(&mut *conn)
-                            .await
-                            .map_err(__db_err)?;
-                    }
-                }
                 Ok(seqs)
             }
 
@@ -333,13 +324,19 @@ macro_rules! impl_sql_backend {
                 store.log_append_on(&mut *self.tx, entries).await
             }
 
-            /// Commits everything at once and wakes the relay if events were appended.
+            /// Commits everything at once and wakes the relay if events were appended:
+            /// relays of this store at once, relays of other processes (Postgres) by a
+            /// `NOTIFY` the store's notifier task sends after the commit.
             pub async fn commit(self) -> saga_core::Result<()> {
                 let published = self.published;
-                let signal = std::sync::Arc::clone(&self.store.inner.signal);
+                let store = self.store.clone();
                 self.tx.commit().await.map_err(__db_err)?;
                 if published > 0 {
-                    signal.notify_one();
+                    store.inner.signal.notify_one();
+                    if let Some(wake) = &store.inner.remote_wake {
+                        // Full: a NOTIFY is already pending and will cover this commit.
+                        let _ = wake.try_send(());
+                    }
                 }
                 Ok(())
             }

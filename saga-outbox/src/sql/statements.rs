@@ -60,8 +60,6 @@ pub(crate) struct Statements {
     pub(crate) idem_get: SqlStr,
     pub(crate) idem_complete: SqlStr,
     pub(crate) idem_abandon: SqlStr,
-    /// Postgres: `pg_notify` on the relay channel; SQLite: none (in-process only).
-    pub(crate) notify: Option<SqlStr>,
 }
 
 fn stmt(tables: &Tables, template: &str) -> SqlStr {
@@ -135,10 +133,6 @@ impl Statements {
                  WHERE scope = $1 AND idem_key = $2"),
             idem_abandon: s("DELETE FROM {idempotency} \
                  WHERE scope = $1 AND idem_key = $2 AND response IS NULL"),
-            notify: match dialect {
-                Dialect::Sqlite => None,
-                Dialect::Postgres => Some(s("SELECT pg_notify($1, '')")),
-            },
         }
     }
 }

@@ -32,6 +32,9 @@ pub(crate) struct Inner<DB: Database> {
     pub(crate) signal: Arc<Notify>,
     /// Postgres `LISTEN/NOTIFY` channel.
     pub(crate) channel: String,
+    /// Postgres: asks the notifier task to `NOTIFY` the channel after a commit (a full
+    /// channel of one means a notification is already pending: commits coalesce).
+    pub(crate) remote_wake: Option<tokio::sync::mpsc::Sender<()>>,
 }
 
 impl<DB: Database> Clone for SqlStore<DB> {

@@ -137,6 +137,7 @@ impl SqlStore<Sqlite> {
                 partitions: options.partitions,
                 signal: Arc::new(Notify::new()),
                 channel: String::new(),
+                remote_wake: None,
             }),
         })
     }
