@@ -31,6 +31,19 @@ macro_rules! impl_sql_backend {
         use $crate::sql::store::SqlStore as __SqlStore;
         use $crate::uow::UnitOfWork as __UnitOfWork;
 
+        /// Decodes the JSON body in column 0 of each row.
+        fn __bodies<T>(
+            rows: &[<$db as sqlx::Database>::Row],
+            decode: fn(&str) -> saga_core::Result<T>,
+        ) -> saga_core::Result<Vec<T>> {
+            rows.iter()
+                .map(|row| {
+                    let body: String = row.try_get(0).map_err(__db_err)?;
+                    decode(&body)
+                })
+                .collect()
+        }
+
         fn __saga_not_found(id: uuid::Uuid) -> __Error {
             __Error::NotFound {
                 entity: "saga",
@@ -457,12 +470,7 @@ macro_rules! impl_sql_backend {
                     .fetch_all(&self.inner.read)
                     .await
                     .map_err(__db_err)?;
-                rows.iter()
-                    .map(|row| {
-                        let body: String = row.try_get(0).map_err(__db_err)?;
-                        __codec::saga_from(&body)
-                    })
-                    .collect()
+                __bodies(&rows, __codec::saga_from)
             }
 
             async fn list(&self, filter: &__SagaFilter) -> saga_core::Result<Vec<__SagaInstance>> {
@@ -473,12 +481,7 @@ macro_rules! impl_sql_backend {
                     .fetch_all(&self.inner.read)
                     .await
                     .map_err(__db_err)?;
-                rows.iter()
-                    .map(|row| {
-                        let body: String = row.try_get(0).map_err(__db_err)?;
-                        __codec::saga_from(&body)
-                    })
-                    .collect()
+                __bodies(&rows, __codec::saga_from)
             }
         }
 
@@ -499,12 +502,7 @@ macro_rules! impl_sql_backend {
                     .fetch_all(&self.inner.read)
                     .await
                     .map_err(__db_err)?;
-                rows.iter()
-                    .map(|row| {
-                        let body: String = row.try_get(0).map_err(__db_err)?;
-                        __codec::log_from(&body)
-                    })
-                    .collect()
+                __bodies(&rows, __codec::log_from)
             }
         }
 
