@@ -6,14 +6,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use futures_util::StreamExt;
 use saga_brokers::sql::{SqlBroker, SqlOptions};
-use saga_core::broker::{DeadLetterReplay, DeliveryStream, Publisher, Subscriber, Subscription};
+use saga_core::Envelope;
+use saga_core::broker::{DeadLetterReplay, Publisher, Subscriber, Subscription};
 use saga_core::memory::MemoryDeadLetterStore;
 use saga_core::testkit::broker::{BrokerFeatures, TestBroker};
 use saga_core::testkit::harness::Harness;
-use saga_core::{Envelope, Result};
 use sqlx::Connection;
 use uuid::Uuid;
 
@@ -66,35 +65,6 @@ impl Drop for TempSchema {
     }
 }
 
-struct Guarded {
-    broker: SqlBroker,
-    _schema: TempSchema,
-}
-
-#[async_trait]
-impl Publisher for Guarded {
-    async fn publish(&self, batch: &[Envelope]) -> Result<()> {
-        self.broker.publish(batch).await
-    }
-}
-
-#[async_trait]
-impl Subscriber for Guarded {
-    async fn subscribe(&self, subscription: &Subscription) -> Result<DeliveryStream> {
-        self.broker.subscribe(subscription).await
-    }
-}
-
-#[async_trait]
-impl DeadLetterReplay for Guarded {
-    async fn replay_dead_letter(&self, id: Uuid) -> Result<bool> {
-        self.broker.replay_dead_letter(id).await
-    }
-    async fn discard_dead_letter(&self, id: Uuid) -> Result<bool> {
-        self.broker.discard_dead_letter(id).await
-    }
-}
-
 async fn open(url: &str, options: SqlOptions) -> (SqlBroker, TempSchema) {
     let schema = format!("sqlq_{}", Uuid::now_v7().simple());
     let guard = TempSchema {
@@ -111,35 +81,34 @@ async fn open(url: &str, options: SqlOptions) -> (SqlBroker, TempSchema) {
     (broker, guard)
 }
 
-async fn broker_at(url: String) -> TestBroker {
-    let (broker, schema) = open(&url, SqlOptions::default()).await;
-    let dead_letters = broker.dead_letters().clone();
-    let guarded = Arc::new(Guarded {
-        broker,
-        _schema: schema,
-    });
+/// The suite's view of a broker.
+fn test_broker(broker: &SqlBroker) -> TestBroker {
     TestBroker {
-        publisher: guarded.clone(),
-        subscriber: guarded.clone(),
-        dead_letters,
-        replay: Some(guarded as Arc<dyn DeadLetterReplay>),
+        publisher: Arc::new(broker.clone()),
+        subscriber: Arc::new(broker.clone()),
+        dead_letters: broker.dead_letters().clone(),
+        replay: Some(Arc::new(broker.clone()) as Arc<dyn DeadLetterReplay>),
         features: BrokerFeatures::full(),
     }
 }
 
 /// Each conformance case in its own schema, skipped (with a message) when `DATABASE_URL` is
-/// unset; the schema goes when the case's broker is dropped, also after a panic.
+/// unset; the schema is dropped after the case, also after a panic.
 struct Postgres;
 
 impl Harness<TestBroker> for Postgres {
-    type Guard = ();
+    type Guard = (SqlBroker, TempSchema);
 
-    async fn setup(&self, case: &'static str) -> Option<(TestBroker, ())> {
+    async fn setup(&self, case: &'static str) -> Option<(TestBroker, Self::Guard)> {
         let url = database_url(case)?;
-        Some((broker_at(url).await, ()))
+        let (broker, schema) = open(&url, SqlOptions::default()).await;
+        Some((test_broker(&broker), (broker, schema)))
     }
 
-    async fn teardown(&self, _guard: ()) {}
+    async fn teardown(&self, (broker, schema): Self::Guard) {
+        broker.close().await;
+        drop(schema);
+    }
 }
 
 saga_core::broker_conformance_tests!(harness: Postgres);

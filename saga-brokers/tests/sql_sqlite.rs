@@ -7,13 +7,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use futures_util::StreamExt;
 use saga_brokers::sql::{SqlBroker, SqlOptions};
-use saga_core::broker::{DeadLetterReplay, DeliveryStream, Publisher, Subscriber, Subscription};
+use saga_core::Envelope;
+use saga_core::broker::{DeadLetterReplay, Publisher, Subscriber, Subscription};
 use saga_core::memory::MemoryDeadLetterStore;
 use saga_core::testkit::broker::{BrokerFeatures, TestBroker};
-use saga_core::{Envelope, Result};
+use saga_core::testkit::harness::Harness;
 use uuid::Uuid;
 
 /// Removes a test's database files when the last handle goes.
@@ -33,36 +33,6 @@ impl Drop for TempDb {
     }
 }
 
-/// The broker plus its file, so the file goes when the suite drops the broker.
-struct Guarded {
-    broker: SqlBroker,
-    _db: TempDb,
-}
-
-#[async_trait]
-impl Publisher for Guarded {
-    async fn publish(&self, batch: &[Envelope]) -> Result<()> {
-        self.broker.publish(batch).await
-    }
-}
-
-#[async_trait]
-impl Subscriber for Guarded {
-    async fn subscribe(&self, subscription: &Subscription) -> Result<DeliveryStream> {
-        self.broker.subscribe(subscription).await
-    }
-}
-
-#[async_trait]
-impl DeadLetterReplay for Guarded {
-    async fn replay_dead_letter(&self, id: Uuid) -> Result<bool> {
-        self.broker.replay_dead_letter(id).await
-    }
-    async fn discard_dead_letter(&self, id: Uuid) -> Result<bool> {
-        self.broker.discard_dead_letter(id).await
-    }
-}
-
 async fn open(path: &std::path::Path, options: SqlOptions) -> SqlBroker {
     match SqlBroker::open_sqlite(path, Arc::new(MemoryDeadLetterStore::default()), options).await {
         Ok(b) => b,
@@ -70,21 +40,36 @@ async fn open(path: &std::path::Path, options: SqlOptions) -> SqlBroker {
     }
 }
 
-async fn broker() -> TestBroker {
-    let db = TempDb::new();
-    let broker = open(&db.0, SqlOptions::default()).await;
-    let dead_letters = broker.dead_letters().clone();
-    let guarded = Arc::new(Guarded { broker, _db: db });
+/// The suite's view of a broker.
+fn test_broker(broker: &SqlBroker) -> TestBroker {
     TestBroker {
-        publisher: guarded.clone(),
-        subscriber: guarded.clone(),
-        dead_letters,
-        replay: Some(guarded as Arc<dyn DeadLetterReplay>),
+        publisher: Arc::new(broker.clone()),
+        subscriber: Arc::new(broker.clone()),
+        dead_letters: broker.dead_letters().clone(),
+        replay: Some(Arc::new(broker.clone()) as Arc<dyn DeadLetterReplay>),
         features: BrokerFeatures::full(),
     }
 }
 
-saga_core::broker_conformance_tests!(broker);
+/// Each conformance case on its own file, removed after the case (also after a panic).
+struct Sqlite;
+
+impl Harness<TestBroker> for Sqlite {
+    type Guard = (SqlBroker, TempDb);
+
+    async fn setup(&self, _case: &'static str) -> Option<(TestBroker, Self::Guard)> {
+        let db = TempDb::new();
+        let broker = open(&db.0, SqlOptions::default()).await;
+        Some((test_broker(&broker), (broker, db)))
+    }
+
+    async fn teardown(&self, (broker, db): Self::Guard) {
+        broker.close().await;
+        drop(db);
+    }
+}
+
+saga_core::broker_conformance_tests!(harness: Sqlite);
 
 const CHILD_ENV: &str = "SAGA_SQLQ_KILL9_FILE";
 const LEASE: Duration = Duration::from_millis(300);
