@@ -12,6 +12,8 @@
 //! ([`inventory`]); and the simulated payment gateway ([`payment_gateway`]).
 
 pub mod api;
+pub mod cli;
 pub mod inventory;
 pub mod order_saga;
 pub mod payment_gateway;
+pub mod topology;

@@ -1,0 +1,272 @@
+//! The command line of the `reference-app` binary.
+//!
+//! ```text
+//! reference-app                         every service in one process (embedded SQLite + sql broker)
+//! reference-app serve <service> ...     one service per process (Postgres + RabbitMQ or NATS)
+//! reference-app loadgen ...             drive the HTTP API and print a JSON summary
+//! reference-app dlq list|replay|discard dead letters, for operators
+//! reference-app replay <read-model>     rebuild a read model from the event log
+//! ```
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::topology::Service;
+
+/// The order system of the seed, built from the saga crates.
+#[derive(Debug, Parser)]
+#[command(name = "reference-app", version, about)]
+pub struct Cli {
+    /// What to run; with none, every service runs in this process on embedded storage.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Options of the embedded mode (used when no subcommand is given).
+    #[command(flatten)]
+    pub embedded: EmbeddedArgs,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Runs one service, on Postgres and RabbitMQ or NATS.
+    Serve(ServeArgs),
+    /// Drives the HTTP API with orders and prints a JSON summary.
+    Loadgen(LoadgenArgs),
+    /// Lists, replays or discards dead letters.
+    Dlq(DlqArgs),
+    /// Rebuilds a read model from the event log.
+    Replay(ReplayArgs),
+}
+
+/// Settings of the business behaviour, shared by both modes.
+#[derive(Debug, Clone, Args)]
+pub struct BusinessArgs {
+    /// Share of charges the simulated payment gateway declines (the seed: 0.2).
+    #[arg(long, env = "PAYMENT_FAILURE_RATE", default_value_t = 0.2)]
+    pub payment_failure_rate: f64,
+    /// Simulated gateway latency per charge or refund, in milliseconds.
+    #[arg(long, env = "PAYMENT_LATENCY_MS", default_value_t = 50)]
+    pub payment_latency_ms: u64,
+    /// Seed of the simulated gateway's decisions (same seed, same decisions per order).
+    #[arg(long, env = "PAYMENT_SEED", default_value_t = 42)]
+    pub payment_seed: u64,
+    /// Fraud score (0-1) above which an order is rejected.
+    #[arg(long, env = "FRAUD_THRESHOLD", default_value_t = 0.8)]
+    pub fraud_threshold: f64,
+    /// How long a saga step may take before it is retried once and then compensated, in
+    /// seconds.
+    #[arg(long, env = "STEP_DEADLINE_SECS", default_value_t = 30)]
+    pub step_deadline_secs: u64,
+    /// Simulated time from shipment scheduled to dispatched, and from dispatched to delivered,
+    /// in milliseconds (the seed's days, time-scaled).
+    #[arg(long, env = "DELIVERY_STEP_MS", default_value_t = 2000)]
+    pub delivery_step_ms: u64,
+}
+
+/// `reference-app` with no subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct EmbeddedArgs {
+    /// Where the SQLite files of the services and the broker live.
+    #[arg(long, env = "DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port of the web front; the other services take the next seven ports (the seed's
+    /// 8000-8007 by default).
+    #[arg(long, env = "BASE_PORT", default_value_t = 8000)]
+    pub base_port: u16,
+    /// `synchronous=FULL` on every SQLite file (survives power loss; slower). The default,
+    /// NORMAL, survives a crash of the process.
+    #[arg(long)]
+    pub sqlite_full_sync: bool,
+    /// Business settings.
+    #[command(flatten)]
+    pub business: BusinessArgs,
+}
+
+/// `reference-app serve <service>`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Which service.
+    pub service: Service,
+    /// Postgres URL; the service keeps its tables in a schema named after it.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// `amqp://...` (RabbitMQ) or `nats://...` (NATS JetStream).
+    #[arg(long, env = "BROKER_URL")]
+    pub broker_url: Option<String>,
+    /// Redis URL: analytics keeps its fast aggregates there too.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (the seed's port of the service by default).
+    #[arg(long, env = "PORT")]
+    pub port: Option<u16>,
+    /// Prefix of the Postgres schema names (`<prefix><service>`), so that several systems can
+    /// share one database.
+    #[arg(long, env = "SCHEMA_PREFIX", default_value = "")]
+    pub schema_prefix: String,
+    /// Prefix of broker names (exchange, queues, streams).
+    #[arg(long, env = "BROKER_PREFIX", default_value = "saga")]
+    pub broker_prefix: String,
+    /// Where the web front finds the other services.
+    #[command(flatten)]
+    pub upstreams: Upstreams,
+    /// Business settings.
+    #[command(flatten)]
+    pub business: BusinessArgs,
+}
+
+/// The base URLs of the services, for the web front's proxy and the load generator.
+#[derive(Debug, Clone, Args)]
+pub struct Upstreams {
+    /// The order service.
+    #[arg(long, env = "ORDER_URL", default_value = "http://127.0.0.1:8001")]
+    pub order_url: String,
+    /// The inventory service.
+    #[arg(long, env = "INVENTORY_URL", default_value = "http://127.0.0.1:8002")]
+    pub inventory_url: String,
+    /// The payment service.
+    #[arg(long, env = "PAYMENT_URL", default_value = "http://127.0.0.1:8003")]
+    pub payment_url: String,
+    /// The shipping service.
+    #[arg(long, env = "SHIPPING_URL", default_value = "http://127.0.0.1:8004")]
+    pub shipping_url: String,
+    /// The notification service.
+    #[arg(
+        long,
+        env = "NOTIFICATION_URL",
+        default_value = "http://127.0.0.1:8005"
+    )]
+    pub notification_url: String,
+    /// The analytics service.
+    #[arg(long, env = "ANALYTICS_URL", default_value = "http://127.0.0.1:8006")]
+    pub analytics_url: String,
+    /// The AI service.
+    #[arg(long, env = "AI_URL", default_value = "http://127.0.0.1:8007")]
+    pub ai_url: String,
+}
+
+/// `reference-app loadgen`.
+#[derive(Debug, Clone, Args)]
+pub struct LoadgenArgs {
+    /// How many orders to place.
+    #[arg(long, default_value_t = 1000)]
+    pub orders: u64,
+    /// How many orders are in flight at once.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// The order service.
+    #[arg(long, env = "ORDER_URL", default_value = "http://127.0.0.1:8001")]
+    pub order_url: String,
+    /// The inventory service (for the product list).
+    #[arg(long, env = "INVENTORY_URL", default_value = "http://127.0.0.1:8002")]
+    pub inventory_url: String,
+    /// Seed of the generated orders.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// How long to wait for one order to reach a terminal status, in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub timeout_secs: u64,
+    /// No progress bar (for scripts); the summary is printed either way.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// `reference-app dlq ...`.
+#[derive(Debug, Clone, Args)]
+pub struct DlqArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: DlqAction,
+    /// Where to find the dead letters.
+    #[command(flatten)]
+    pub target: StorageTarget,
+}
+
+/// A dead-letter operation.
+#[derive(Debug, Clone, Subcommand)]
+pub enum DlqAction {
+    /// Lists pending dead letters as JSON lines.
+    List {
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Delivers a dead letter again to its subscription.
+    Replay {
+        /// The dead letter's id.
+        id: uuid::Uuid,
+    },
+    /// Drops a dead letter for good.
+    Discard {
+        /// The dead letter's id.
+        id: uuid::Uuid,
+    },
+}
+
+/// `reference-app replay <read-model>`.
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    /// Which read model to rebuild: `analytics` or `saga-log`.
+    pub read_model: String,
+    /// Where the event log and the read model live.
+    #[command(flatten)]
+    pub target: StorageTarget,
+}
+
+/// Which system an operator command works on: the embedded one (a data directory) or the
+/// distributed one (Postgres and a broker).
+#[derive(Debug, Clone, Args)]
+pub struct StorageTarget {
+    /// The embedded system's data directory.
+    #[arg(long, env = "DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Postgres URL of the distributed system (instead of the data directory).
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Broker URL of the distributed system.
+    #[arg(long, env = "BROKER_URL")]
+    pub broker_url: Option<String>,
+    /// Prefix of the Postgres schema names.
+    #[arg(long, env = "SCHEMA_PREFIX", default_value = "")]
+    pub schema_prefix: String,
+    /// Prefix of broker names.
+    #[arg(long, env = "BROKER_PREFIX", default_value = "saga")]
+    pub broker_prefix: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_parses_a_service_and_its_urls() {
+        let cli = Cli::try_parse_from([
+            "reference-app",
+            "serve",
+            "order",
+            "--database-url",
+            "postgres://x/y",
+            "--broker-url",
+            "amqp://g:g@h:5672/%2f",
+        ])
+        .unwrap();
+        let Some(Command::Serve(args)) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(args.service, Service::Order);
+        assert_eq!(args.port, None);
+        assert!(Cli::try_parse_from(["reference-app", "serve", "billing"]).is_err());
+    }
+}
