@@ -13,7 +13,15 @@
 
 pub mod api;
 pub mod cli;
+pub mod consumer;
+pub mod context;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod messages;
 pub mod inventory;
 pub mod order_saga;
 pub mod payment_gateway;
+pub mod services;
+pub mod system;
 pub mod topology;

@@ -1,0 +1,243 @@
+//! Running a message handler on a subscription: bounded concurrency, retry and dead letters by
+//! the retry policy, resubscription after a broker fault, and a graceful stop that lets the
+//! deliveries in flight finish.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use saga_core::broker::{Settled, Subscriber, Subscription};
+use saga_core::{Envelope, HandlerError, RetryPolicy};
+use tokio::sync::Semaphore;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+/// Handles one message. Handlers mark the inbox in their own unit of work, so a repeat of a
+/// message they already handled returns `Ok` without effect.
+#[async_trait]
+pub trait Handler: Send + Sync + 'static {
+    /// Handles the message; an error is retried or dead-lettered by the policy.
+    async fn handle(&self, envelope: &Envelope) -> Result<(), HandlerError>;
+}
+
+/// Called after each delivery is settled: subscription, event type, how it was settled.
+pub type SettledHook = Arc<dyn Fn(&str, &str, &Settled) + Send + Sync>;
+
+/// How a consumer runs.
+#[derive(Clone)]
+pub struct Consumer {
+    /// The subscription.
+    pub subscription: Subscription,
+    /// Retry and dead-letter policy.
+    pub policy: RetryPolicy,
+    /// Most deliveries handled at once.
+    pub concurrency: usize,
+    /// Observer of settled deliveries (metrics).
+    pub on_settled: Option<SettledHook>,
+    /// Told once the subscription exists (so that nothing is published before it does).
+    pub ready: Option<Arc<Ready>>,
+}
+
+/// Counts subscriptions that exist; a starter waits for all of them before publishing.
+#[derive(Debug, Default)]
+pub struct Ready {
+    notify: tokio::sync::Notify,
+    count: std::sync::atomic::AtomicUsize,
+    expected: std::sync::atomic::AtomicUsize,
+}
+
+impl Ready {
+    /// A new counter.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    fn signal(&self) {
+        self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    /// Announces one more subscription to wait for.
+    pub fn expect(&self) {
+        self.expected.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Waits until every announced subscription exists, or `timeout` passes; returns whether
+    /// they all do.
+    pub async fn wait_all(&self, timeout: Duration) -> bool {
+        let n = self.expected.load(std::sync::atomic::Ordering::SeqCst);
+        self.wait_for(n, timeout).await
+    }
+
+    /// How many subscriptions exist.
+    pub fn count(&self) -> usize {
+        self.count.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits until `n` subscriptions exist or `timeout` passes; returns whether they do.
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.notify.notified();
+            if self.count() >= n {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.count() >= n;
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("subscription", &self.subscription)
+            .field("policy", &self.policy)
+            .field("concurrency", &self.concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Consumer {
+    /// A consumer of `subscription` with five attempts (0.1 s to 5 s backoff) and 16 messages
+    /// at once.
+    pub fn new(subscription: Subscription) -> Self {
+        let concurrency = usize::from(subscription.prefetch).clamp(1, 16);
+        Self {
+            subscription,
+            policy: RetryPolicy::default()
+                .with_max_attempts(5)
+                .with_initial_delay(Duration::from_millis(100))
+                .with_max_delay(Duration::from_secs(5)),
+            concurrency,
+            on_settled: None,
+            ready: None,
+        }
+    }
+
+    /// Signals `ready` once subscribed.
+    #[must_use]
+    pub fn signals(mut self, ready: &Arc<Ready>) -> Self {
+        self.ready = Some(ready.clone());
+        self
+    }
+
+    /// Sets the observer of settled deliveries.
+    #[must_use]
+    pub fn observed(mut self, hook: Option<SettledHook>) -> Self {
+        self.on_settled = hook;
+        self
+    }
+
+    /// Runs `handler` on the subscription until `shutdown`, then waits for the deliveries in
+    /// flight.
+    pub fn spawn(
+        self,
+        subscriber: Arc<dyn Subscriber>,
+        handler: Arc<dyn Handler>,
+        shutdown: CancellationToken,
+    ) -> JoinHandle<()> {
+        tokio::spawn(self.run(subscriber, handler, shutdown))
+    }
+
+    async fn run(
+        self,
+        subscriber: Arc<dyn Subscriber>,
+        handler: Arc<dyn Handler>,
+        shutdown: CancellationToken,
+    ) {
+        let name = self.subscription.name.clone();
+        let permits = Arc::new(Semaphore::new(self.concurrency.max(1)));
+        let mut in_flight = JoinSet::new();
+        let mut failures = 0u32;
+        let mut first_subscription = true;
+        'outer: while !shutdown.is_cancelled() {
+            let stream = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                s = subscriber.subscribe(&self.subscription) => s,
+            };
+            let mut stream = match stream {
+                Ok(s) => {
+                    failures = 0;
+                    if let Some(ready) = self.ready.as_ref() {
+                        if first_subscription {
+                            ready.signal();
+                        }
+                    }
+                    first_subscription = false;
+                    s
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    let wait = backoff(failures);
+                    tracing::warn!(subscription = %name, error = %e, ?wait, "subscribe failed; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(wait) => continue,
+                    }
+                }
+            };
+            loop {
+                let permit = tokio::select! {
+                    _ = shutdown.cancelled() => break 'outer,
+                    p = permits.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => break 'outer,
+                    },
+                };
+                let next = tokio::select! {
+                    _ = shutdown.cancelled() => break 'outer,
+                    next = stream.next() => next,
+                };
+                // Reap finished tasks so the set stays small.
+                while in_flight.try_join_next().is_some() {}
+                match next {
+                    Some(Ok(delivery)) => {
+                        let handler = handler.clone();
+                        let policy = self.policy.clone();
+                        let hook = self.on_settled.clone();
+                        let name = name.clone();
+                        in_flight.spawn(async move {
+                            let envelope = delivery.envelope.clone();
+                            let outcome = handler.handle(&envelope).await;
+                            if let Err(e) = &outcome {
+                                tracing::warn!(subscription = %name, event_type = %envelope.event_type,
+                                    event_id = %envelope.event_id, attempt = delivery.attempt, error = %e,
+                                    "handler failed");
+                            }
+                            match delivery.settle(outcome, &policy).await {
+                                Ok(settled) => {
+                                    if let Some(hook) = hook {
+                                        hook(&name, &envelope.event_type, &settled);
+                                    }
+                                }
+                                Err(e) => tracing::warn!(subscription = %name, error = %e,
+                                    "settling a delivery failed; it will be delivered again"),
+                            }
+                            drop(permit);
+                        });
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(subscription = %name, error = %e, "delivery stream error");
+                        drop(permit);
+                    }
+                    None => {
+                        tracing::warn!(subscription = %name, "delivery stream ended; resubscribing");
+                        drop(permit);
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break 'outer,
+                            _ = tokio::time::sleep(Duration::from_millis(200)) => continue 'outer,
+                        }
+                    }
+                }
+            }
+        }
+        while in_flight.join_next().await.is_some() {}
+    }
+}
+
+fn backoff(failures: u32) -> Duration {
+    Duration::from_millis(100u64.saturating_mul(1 << failures.min(6)))
+}

@@ -1,0 +1,110 @@
+//! What a service is built from: its database, the broker, its settings, the stop signal.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use saga_core::broker::{Publisher, Subscriber};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use saga_core::broker::Subscription;
+
+use crate::cli::BusinessArgs;
+use crate::consumer::{Consumer, Handler, Ready, SettledHook};
+use crate::db::Db;
+use crate::payment_gateway::GatewayConfig;
+use crate::topology::Service;
+
+/// The business settings every service reads.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The simulated payment gateway.
+    pub gateway: GatewayConfig,
+    /// Fraud score above which an order is rejected.
+    pub fraud_threshold: f64,
+    /// A saga step's deadline.
+    pub step_deadline: Duration,
+    /// Simulated time from scheduled to dispatched and from dispatched to delivered.
+    pub delivery_step: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            gateway: GatewayConfig::default(),
+            fraud_threshold: 0.8,
+            step_deadline: Duration::from_secs(30),
+            delivery_step: Duration::from_secs(2),
+        }
+    }
+}
+
+impl From<&BusinessArgs> for Settings {
+    fn from(a: &BusinessArgs) -> Self {
+        Self {
+            gateway: GatewayConfig {
+                failure_rate: a.payment_failure_rate,
+                latency: Duration::from_millis(a.payment_latency_ms),
+                seed: a.payment_seed,
+            },
+            fraud_threshold: a.fraud_threshold,
+            step_deadline: Duration::from_secs(a.step_deadline_secs.max(1)),
+            delivery_step: Duration::from_millis(a.delivery_step_ms),
+        }
+    }
+}
+
+/// One service's environment; the embedded and the distributed mode differ only in what they
+/// put here.
+#[derive(Clone)]
+pub struct ServiceContext {
+    /// Which service.
+    pub service: Service,
+    /// Its database.
+    pub db: Db,
+    /// Where its relay publishes.
+    pub publisher: Arc<dyn Publisher>,
+    /// Where its consumers subscribe.
+    pub subscriber: Arc<dyn Subscriber>,
+    /// Business settings.
+    pub settings: Arc<Settings>,
+    /// Stops its consumers and background tasks.
+    pub shutdown: CancellationToken,
+    /// Names this replica (relay leases, logs).
+    pub replica: String,
+    /// Counts this process's subscriptions as they come up.
+    pub ready: Arc<Ready>,
+    /// Observes settled deliveries (metrics).
+    pub on_settled: Option<SettledHook>,
+}
+
+impl ServiceContext {
+    /// Runs `handler` on `subscription` with the default consumer settings until shutdown.
+    pub fn consume(&self, subscription: Subscription, handler: Arc<dyn Handler>) -> JoinHandle<()> {
+        self.ready.expect();
+        Consumer::new(subscription)
+            .signals(&self.ready)
+            .observed(self.on_settled.clone())
+            .spawn(self.subscriber.clone(), handler, self.shutdown.clone())
+    }
+}
+
+impl std::fmt::Debug for ServiceContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceContext")
+            .field("service", &self.service)
+            .field("db", &self.db)
+            .field("replica", &self.replica)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A started service: its HTTP routes and its background tasks (consumers, sweepers).
+#[derive(Debug)]
+pub struct Running {
+    /// The HTTP API.
+    pub router: Router,
+    /// Tasks that end after the context's shutdown token is cancelled.
+    pub tasks: Vec<JoinHandle<()>>,
+}

@@ -1,0 +1,312 @@
+//! The analytics service (8006): the event log and the business figures, a read model built
+//! only from events.
+//!
+//! Every event the system publishes is appended to `event_log` (its id the key, so a
+//! redelivery appends nothing) in the same transaction that folds it into the figures, so
+//! each event is counted once, across restarts too. `rebuild` folds the log again from
+//! nothing (`reference-app replay analytics`); the fold is insensitive to the order of events
+//! of different orders, so the rebuilt figures equal the live ones.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::Utc;
+use saga_core::broker::Subscription;
+use saga_core::{Envelope, HandlerError};
+use serde::{Deserialize, Serialize};
+
+use crate::api::money::Money;
+use crate::api::problem::Problem;
+use crate::consumer::Handler;
+use crate::context::{Running, ServiceContext};
+use crate::db::Db;
+use crate::error::AppError;
+use crate::order_saga::events;
+use crate::services::common::{health_routes, parse_ts, ts};
+use crate::with_db;
+
+/// The analytics service's tables.
+pub const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS {t}event_log (
+        event_id TEXT PRIMARY KEY,
+        event_type TEXT NOT NULL,
+        aggregate_id TEXT NOT NULL,
+        correlation_id TEXT NOT NULL,
+        occurred_at TEXT NOT NULL,
+        recorded_at TEXT NOT NULL,
+        body TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS event_log_by_recorded ON {t}event_log (recorded_at)",
+    "CREATE TABLE IF NOT EXISTS {t}event_counts (
+        event_type TEXT PRIMARY KEY,
+        count BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS {t}order_facts (
+        order_id TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        rank BIGINT NOT NULL,
+        total_cents BIGINT NOT NULL,
+        created_at TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS order_facts_by_created ON {t}order_facts (created_at)",
+];
+
+/// The subscription of the service: every event.
+pub const SUBSCRIPTION: &str = "analytics";
+
+/// `GET /metrics`: the seed's business figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricsResponse {
+    /// Orders placed.
+    pub total_orders: i64,
+    /// Orders whose status is confirmed.
+    pub confirmed_orders: i64,
+    /// Orders that failed or were cancelled.
+    pub failed_orders: i64,
+    /// Sum of the confirmed orders' totals.
+    pub total_revenue: Money,
+    /// Charges that went through, of all charges (0 when there were none).
+    pub payment_success_rate: f64,
+    /// Revenue per confirmed order.
+    pub average_order_value: Money,
+}
+
+/// `GET /events/stats`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventStats {
+    /// Events recorded.
+    pub total_events: i64,
+    /// Events per type.
+    pub events_by_type: BTreeMap<String, i64>,
+}
+
+/// `GET /orders/recent`: one order as analytics knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecentOrder {
+    /// The order.
+    pub order_id: String,
+    /// Its latest status.
+    pub status: String,
+    /// Its total.
+    pub total_amount: Money,
+    /// When it was placed.
+    pub created_at: chrono::DateTime<Utc>,
+}
+
+/// An order status and its rank: a status only ever replaces a lower one, so the fold does
+/// not depend on the order in which events of one order arrive.
+fn order_status_of(event_type: &str) -> Option<(&'static str, i64)> {
+    Some(match event_type {
+        events::ORDER_PLACED => ("pending", 0),
+        events::ORDER_CONFIRMED => ("confirmed", 1),
+        events::ORDER_CANCELLED => ("cancelled", 2),
+        events::ORDER_FAILED => ("failed", 2),
+        _ => return None,
+    })
+}
+
+#[derive(Clone)]
+struct Analytics {
+    ctx: ServiceContext,
+}
+
+/// Starts the analytics service.
+pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
+    ctx.db.migrate(MIGRATIONS).await?;
+    let svc = Analytics { ctx: ctx.clone() };
+    let tasks = vec![ctx.consume(Subscription::new(SUBSCRIPTION, ["#"]), Arc::new(svc.clone()))];
+    let router = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/events/stats", get(event_stats))
+        .route("/orders/recent", get(recent_orders))
+        .with_state(svc)
+        .merge(health_routes(ctx.service, ctx.db.clone()));
+    Ok(Running { router, tasks })
+}
+
+/// Folds one event into the figures on `conn`.
+macro_rules! fold_on {
+    ($db:expr, $conn:expr, $envelope:expr) => {{
+        let db: &Db = $db;
+        let envelope: &Envelope = $envelope;
+        let count = db.qualify(
+            "INSERT INTO {t}event_counts AS c (event_type, count) VALUES ($1, 1) \
+             ON CONFLICT (event_type) DO UPDATE SET count = c.count + 1",
+        );
+        sqlx::query(count.clone())
+            .bind(&envelope.event_type)
+            .execute(&mut *$conn)
+            .await?;
+        if let Some((status, rank)) = order_status_of(&envelope.event_type) {
+            let total = envelope
+                .payload
+                .get("total_amount")
+                .and_then(|v| serde_json::from_value::<Money>(v.clone()).ok())
+                .map(Money::cents)
+                .unwrap_or(0);
+            let created = envelope
+                .payload
+                .get("created_at")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+                .unwrap_or_else(|| ts(envelope.timestamp));
+            let upsert = db.qualify(
+                "INSERT INTO {t}order_facts (order_id, status, rank, total_cents, created_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (order_id) DO UPDATE SET \
+                 status = CASE WHEN excluded.rank > {t}order_facts.rank THEN excluded.status \
+                               ELSE {t}order_facts.status END, \
+                 rank = CASE WHEN excluded.rank > {t}order_facts.rank THEN excluded.rank \
+                             ELSE {t}order_facts.rank END, \
+                 total_cents = CASE WHEN excluded.rank = 0 THEN excluded.total_cents \
+                                    ELSE {t}order_facts.total_cents END, \
+                 created_at = CASE WHEN excluded.rank = 0 THEN excluded.created_at \
+                                   ELSE {t}order_facts.created_at END",
+            );
+            sqlx::query(upsert.clone())
+                .bind(&envelope.aggregate_id)
+                .bind(status)
+                .bind(rank)
+                .bind(total)
+                .bind(created)
+                .execute(&mut *$conn)
+                .await?;
+        }
+    }};
+}
+
+impl Analytics {
+    async fn record(&self, envelope: &Envelope) -> Result<(), AppError> {
+        let db = &self.ctx.db;
+        let append = db.qualify(
+            "INSERT INTO {t}event_log (event_id, event_type, aggregate_id, correlation_id, \
+             occurred_at, recorded_at, body) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (event_id) DO NOTHING",
+        );
+        let body = serde_json::to_string(envelope).map_err(|e| AppError::decode("envelope", e))?;
+        with_db!(db, store => {
+            let mut uow = store.begin().await?;
+            let appended = sqlx::query(append.clone())
+                .bind(envelope.event_id.to_string())
+                .bind(&envelope.event_type)
+                .bind(&envelope.aggregate_id)
+                .bind(envelope.correlation_id.to_string())
+                .bind(ts(envelope.timestamp))
+                .bind(ts(Utc::now()))
+                .bind(&body)
+                .execute(uow.tx())
+                .await?
+                .rows_affected();
+            if appended == 1 {
+                let conn = uow.tx();
+                fold_on!(db, conn, envelope);
+                uow.commit().await?;
+            }
+        });
+        Ok(())
+    }
+}
+
+/// Rebuilds the figures from the event log alone; returns how many events were folded.
+pub async fn rebuild(db: &Db) -> Result<u64, AppError> {
+    let clear_counts = db.qualify("DELETE FROM {t}event_counts");
+    let clear_orders = db.qualify("DELETE FROM {t}order_facts");
+    let read = db.qualify("SELECT body FROM {t}event_log ORDER BY recorded_at, event_id");
+    let mut folded = 0u64;
+    with_db!(db, store => {
+        let mut uow = store.begin().await?;
+        sqlx::query(clear_counts.clone()).execute(uow.tx()).await?;
+        sqlx::query(clear_orders.clone()).execute(uow.tx()).await?;
+        let bodies: Vec<(String,)> = sqlx::query_as(read.clone()).fetch_all(uow.tx()).await?;
+        for (body,) in bodies {
+            let envelope: Envelope =
+                serde_json::from_str(&body).map_err(|e| AppError::decode("logged event", e))?;
+            let conn = uow.tx();
+            fold_on!(db, conn, &envelope);
+            folded += 1;
+        }
+        uow.commit().await?;
+    });
+    Ok(folded)
+}
+
+/// The business figures as they stand.
+pub async fn figures(db: &Db) -> Result<MetricsResponse, AppError> {
+    let orders = db.qualify(
+        "SELECT COUNT(*), \
+         COALESCE(SUM(CASE WHEN status = 'confirmed' THEN 1 ELSE 0 END), 0), \
+         COALESCE(SUM(CASE WHEN status IN ('failed', 'cancelled') THEN 1 ELSE 0 END), 0), \
+         COALESCE(SUM(CASE WHEN status = 'confirmed' THEN total_cents ELSE 0 END), 0) \
+         FROM {t}order_facts WHERE rank >= 0",
+    );
+    let stats = event_stats_of(db).await?;
+    let (total, confirmed, failed, revenue): (i64, i64, i64, i64) = with_db!(db, store => {
+        sqlx::query_as(orders.clone()).fetch_one(store.read_pool()).await?
+    });
+    let count = |t: &str| stats.events_by_type.get(t).copied().unwrap_or(0);
+    let processed = count(events::PAYMENT_PROCESSED);
+    let declined = count(events::PAYMENT_FAILED);
+    let placed = count(events::ORDER_PLACED);
+    Ok(MetricsResponse {
+        total_orders: placed.max(total),
+        confirmed_orders: confirmed,
+        failed_orders: failed,
+        total_revenue: Money::from_cents(revenue),
+        payment_success_rate: if processed + declined == 0 {
+            0.0
+        } else {
+            processed as f64 / (processed + declined) as f64
+        },
+        average_order_value: Money::from_cents(if confirmed == 0 { 0 } else { revenue / confirmed }),
+    })
+}
+
+/// Event counts as they stand.
+pub async fn event_stats_of(db: &Db) -> Result<EventStats, AppError> {
+    let sql = db.qualify("SELECT event_type, count FROM {t}event_counts ORDER BY event_type");
+    let rows: Vec<(String, i64)> = with_db!(db, store => {
+        sqlx::query_as(sql.clone()).fetch_all(store.read_pool()).await?
+    });
+    Ok(EventStats {
+        total_events: rows.iter().map(|(_, n)| n).sum(),
+        events_by_type: rows.into_iter().collect(),
+    })
+}
+
+#[async_trait]
+impl Handler for Analytics {
+    async fn handle(&self, envelope: &Envelope) -> Result<(), HandlerError> {
+        self.record(envelope).await.map_err(Into::into)
+    }
+}
+
+async fn metrics(State(svc): State<Analytics>) -> Result<Json<MetricsResponse>, Problem> {
+    Ok(Json(figures(&svc.ctx.db).await?))
+}
+
+async fn event_stats(State(svc): State<Analytics>) -> Result<Json<EventStats>, Problem> {
+    Ok(Json(event_stats_of(&svc.ctx.db).await?))
+}
+
+async fn recent_orders(State(svc): State<Analytics>) -> Result<Json<Vec<RecentOrder>>, Problem> {
+    let sql = svc.ctx.db.qualify(
+        "SELECT order_id, status, total_cents, created_at FROM {t}order_facts \
+         ORDER BY created_at DESC LIMIT 10",
+    );
+    let rows: Vec<(String, String, i64, String)> = with_db!(&svc.ctx.db, store => {
+        sqlx::query_as(sql.clone())
+            .fetch_all(store.read_pool())
+            .await
+            .map_err(AppError::from)?
+    });
+    Ok(Json(
+        rows.into_iter()
+            .map(|(order_id, status, total, created)| RecentOrder {
+                order_id,
+                status,
+                total_amount: Money::from_cents(total),
+                created_at: parse_ts(&created),
+            })
+            .collect(),
+    ))
+}

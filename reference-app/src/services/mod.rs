@@ -1,0 +1,11 @@
+//! The services of the order system, one module each.
+
+pub mod ai;
+pub mod analytics;
+pub mod common;
+pub mod inventory;
+pub mod notification;
+pub mod order;
+pub mod payment;
+pub mod shipping;
+pub mod web;

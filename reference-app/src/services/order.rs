@@ -1,0 +1,896 @@
+//! The order service (8001): takes orders and orchestrates their sagas.
+//!
+//! `POST /orders` writes the order, starts its saga and appends `order.placed` and the first
+//! command to the outbox in one transaction. Replies come back on the `order-saga`
+//! subscription (ordered per order); each is applied by the pure transition function and its
+//! consequences (saga state with the version check, log lines, the order's status, the next
+//! commands, `order.confirmed|cancelled|failed`) commit in one unit of work. Passed deadlines
+//! are swept the same way. The saga log served at `/orders/{id}/saga-logs` is a read model
+//! built only from events (`order-saga-log` subscription), and the known products are a read
+//! model of the inventory's `product.upserted` events.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use saga_core::broker::Subscription;
+use saga_core::saga::transition::{self, Outcome, SagaInput, Transition};
+use saga_core::saga::{SagaDefinition, SagaInstance, SagaStatus};
+use saga_core::{Envelope, HandlerError};
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use crate::api::json::ApiJson;
+use crate::api::money::Money;
+use crate::api::order::{CreateOrderRequest, OrderItem, OrderResponse, OrderStatus, ValidOrder};
+use crate::api::problem::{FieldError, Problem};
+use crate::consumer::Handler;
+use crate::context::{Running, ServiceContext};
+use crate::error::AppError;
+use crate::messages::{OrderPayload, OrderStatusChanged};
+use crate::order_saga::{self, events};
+use crate::services::common::{health_routes, parse_ts, parse_uuid, ts};
+use crate::with_db;
+
+/// The order service's tables.
+pub const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS {t}orders (
+        id TEXT PRIMARY KEY,
+        customer_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        total_cents BIGINT NOT NULL,
+        items TEXT NOT NULL,
+        shipping_address TEXT NOT NULL,
+        payment_method TEXT NOT NULL,
+        correlation_id TEXT NOT NULL,
+        request_body TEXT NOT NULL,
+        failure_reason TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS orders_by_created ON {t}orders (created_at)",
+    "CREATE TABLE IF NOT EXISTS {t}saga_log_view (
+        event_id TEXT PRIMARY KEY,
+        order_id TEXT NOT NULL,
+        correlation_id TEXT NOT NULL,
+        step TEXT NOT NULL,
+        status TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        details TEXT,
+        created_at TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS saga_log_view_by_order ON {t}saga_log_view (order_id, created_at)",
+    "CREATE TABLE IF NOT EXISTS {t}known_products (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        price_cents BIGINT NOT NULL)",
+];
+
+/// Namespace of the ids derived from an `Idempotency-Key`.
+const KEY_NAMESPACE: Uuid = Uuid::from_u128(0x5a6a_0001_0000_4000_8000_6f72_6465_7273);
+
+/// The subscription names of the service.
+pub mod subscriptions {
+    /// Replies to the saga's commands.
+    pub const SAGA: &str = "order-saga";
+    /// Every event, for the saga log read model.
+    pub const SAGA_LOG: &str = "order-saga-log";
+    /// The inventory's catalog.
+    pub const CATALOG: &str = "order-catalog";
+}
+
+/// The replies the saga waits for.
+pub const REPLIES: &[&str] = &[
+    events::FRAUD_CHECK_PASSED,
+    events::FRAUD_CHECK_FAILED,
+    events::INVENTORY_RESERVED,
+    events::INVENTORY_RESERVE_FAILED,
+    events::INVENTORY_RELEASED,
+    events::PAYMENT_PROCESSED,
+    events::PAYMENT_FAILED,
+    events::PAYMENT_REFUNDED,
+    events::SHIPPING_SCHEDULED,
+    events::SHIPPING_FAILED,
+];
+
+/// The order service's shared state.
+#[derive(Clone)]
+pub struct OrderService {
+    ctx: ServiceContext,
+    definition: Arc<SagaDefinition>,
+    waiters: Arc<Waiters>,
+}
+
+impl std::fmt::Debug for OrderService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrderService").finish_non_exhaustive()
+    }
+}
+
+/// Orders whose saga end someone awaits (`GET /orders/{id}/wait`).
+#[derive(Default)]
+struct Waiters(Mutex<HashMap<Uuid, Vec<oneshot::Sender<()>>>>);
+
+impl Waiters {
+    fn register(&self, order: Uuid) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let list = map.entry(order).or_default();
+        list.retain(|s| !s.is_closed());
+        list.push(tx);
+        rx
+    }
+
+    fn wake(&self, order: Uuid) {
+        let list = self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&order);
+        for tx in list.into_iter().flatten() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Starts the order service: migrations, consumers, deadline sweeper, routes.
+pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
+    ctx.db.migrate(MIGRATIONS).await?;
+    let svc = OrderService {
+        definition: Arc::new(order_saga::definition(ctx.settings.step_deadline)),
+        waiters: Arc::new(Waiters::default()),
+        ctx: ctx.clone(),
+    };
+    let tasks = vec![
+        ctx.consume(
+            Subscription::new(subscriptions::SAGA, REPLIES.iter().copied()).ordered(),
+            Arc::new(SagaReplies(svc.clone())),
+        ),
+        ctx.consume(
+            Subscription::new(
+                subscriptions::SAGA_LOG,
+                ["order.#", "fraud.#", "inventory.#", "payment.#", "shipping.#"],
+            ),
+            Arc::new(SagaLogProjection(svc.clone())),
+        ),
+        ctx.consume(
+            Subscription::new(subscriptions::CATALOG, ["product.#"]),
+            Arc::new(Catalog(svc.clone())),
+        ),
+        tokio::spawn(sweep_deadlines(svc.clone())),
+        tokio::spawn(request_catalog(svc.clone())),
+    ];
+    let router = Router::new()
+        .route("/orders", post(create_order).get(list_orders))
+        .route("/orders/{id}", get(get_order))
+        .route("/orders/{id}/saga-logs", get(saga_logs))
+        .route("/orders/{id}/wait", get(wait_order))
+        .with_state(svc)
+        .merge(health_routes(ctx.service, ctx.db.clone()));
+    Ok(Running { router, tasks })
+}
+
+// ---------------------------------------------------------------------------------------
+// Writing orders.
+
+type OrderRow = (
+    String,         // id
+    String,         // customer_id
+    String,         // status
+    i64,            // total_cents
+    String,         // items
+    String,         // shipping_address
+    String,         // correlation_id
+    String,         // created_at
+    String,         // request_body
+    Option<String>, // failure_reason
+);
+
+const ORDER_COLUMNS: &str = "id, customer_id, status, total_cents, items, shipping_address, \
+     correlation_id, created_at, request_body, failure_reason";
+
+fn order_response(row: OrderRow) -> Result<OrderResponse, AppError> {
+    let (id, customer, status, total, items, address, correlation, created, _, _) = row;
+    let uuid = |s: &str| Uuid::parse_str(s).unwrap_or_default();
+    Ok(OrderResponse {
+        id: uuid(&id),
+        customer_id: uuid(&customer),
+        status: serde_json::from_value(serde_json::Value::String(status))
+            .map_err(|e| AppError::decode("order status", e))?,
+        total_amount: Money::from_cents(total),
+        items: serde_json::from_str(&items).map_err(|e| AppError::decode("order items", e))?,
+        shipping_address: serde_json::from_str(&address)
+            .map_err(|e| AppError::decode("shipping address", e))?,
+        correlation_id: uuid(&correlation),
+        created_at: parse_ts(&created),
+    })
+}
+
+fn status_name(status: OrderStatus) -> String {
+    match serde_json::to_value(status) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => "pending".to_owned(),
+    }
+}
+
+/// The answer to a `POST /orders`.
+enum Placed {
+    /// A new order (201).
+    Created(OrderResponse),
+    /// The same key and body as an earlier request: its answer again (201).
+    Repeated(OrderResponse),
+}
+
+impl OrderService {
+    async fn place(&self, order: ValidOrder, key: Option<&str>) -> Result<Placed, Problem> {
+        let now = Utc::now();
+        let order_id = match key {
+            Some(k) => Uuid::new_v5(&KEY_NAMESPACE, format!("order:{k}").as_bytes()),
+            None => Uuid::now_v7(),
+        };
+        let saga_id = Uuid::new_v5(&order_id, b"saga");
+        let payload = OrderPayload {
+            order_id,
+            customer_id: order.customer_id,
+            items: order.items.clone(),
+            total_amount: order.total_amount,
+            shipping_address: order.shipping_address.clone(),
+            payment_method: order.payment_method.clone(),
+            created_at: now,
+        };
+        // What makes two requests "the same": everything but the time.
+        let body = serde_json::json!({
+            "customer_id": order.customer_id,
+            "items": order.items,
+            "shipping_address": order.shipping_address,
+            "payment_method": order.payment_method,
+        })
+        .to_string();
+        let data = serde_json::to_value(&payload).map_err(|_| Problem::internal())?;
+        let t = transition::start(&self.definition, saga_id, order_id.to_string(), data.clone(), now);
+        let placed = Envelope::new(events::ORDER_PLACED, order_id.to_string(), data)
+            .with_id(Uuid::new_v5(&order_id, b"order.placed"))
+            .with_correlation_id(saga_id)
+            .with_timestamp(now)
+            .with_source("order");
+        let mut outgoing = vec![placed];
+        outgoing.extend(t.commands.iter().map(|c| c.to_envelope(now)));
+        let db = &self.ctx.db;
+        let insert = db.qualify(
+            "INSERT INTO {t}orders (id, customer_id, status, total_cents, items, shipping_address, \
+             payment_method, correlation_id, request_body, failure_reason, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10, $10) ON CONFLICT (id) DO NOTHING",
+        );
+        let select = db.qualify(&format!("SELECT {ORDER_COLUMNS} FROM {{t}}orders WHERE id = $1"));
+        let items = serde_json::to_string(&order.items).map_err(|_| Problem::internal())?;
+        let address =
+            serde_json::to_string(&order.shipping_address).map_err(|_| Problem::internal())?;
+        let result: Result<Placed, AppError> = with_db!(db, store => {
+            async {
+                let mut uow = store.begin().await?;
+                let inserted = sqlx::query(insert.clone())
+                    .bind(order_id.to_string())
+                    .bind(order.customer_id.to_string())
+                    .bind(status_name(OrderStatus::Pending))
+                    .bind(order.total_amount.cents())
+                    .bind(&items)
+                    .bind(&address)
+                    .bind(&order.payment_method)
+                    .bind(saga_id.to_string())
+                    .bind(&body)
+                    .bind(ts(now))
+                    .execute(uow.tx())
+                    .await?
+                    .rows_affected();
+                if inserted == 0 {
+                    let row: OrderRow = sqlx::query_as(select.clone())
+                        .bind(order_id.to_string())
+                        .fetch_one(uow.tx())
+                        .await?;
+                    if row.8 != body {
+                        return Err(AppError::Config(IDEMPOTENCY_MISMATCH.into()));
+                    }
+                    return Ok(Placed::Repeated(order_response(row)?));
+                }
+                uow.create_saga(&t.instance).await?;
+                uow.append_saga_log(&t.log).await?;
+                uow.publish(&outgoing).await?;
+                uow.commit().await?;
+                Ok(Placed::Created(OrderResponse {
+                    id: order_id,
+                    customer_id: order.customer_id,
+                    status: OrderStatus::Pending,
+                    total_amount: order.total_amount,
+                    items: order.items.clone(),
+                    shipping_address: order.shipping_address.clone(),
+                    correlation_id: saga_id,
+                    created_at: parse_ts(&ts(now)),
+                }))
+            }
+            .await
+        });
+        match result {
+            Ok(placed) => Ok(placed),
+            Err(AppError::Config(msg)) if msg == IDEMPOTENCY_MISMATCH => Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "Idempotency key reused",
+                "this Idempotency-Key was first used with a different request body; \
+                 use a new key for a different order",
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Checks the lines against the known catalog: every product exists and is offered at
+    /// the price the customer saw.
+    async fn check_catalog(&self, items: &[OrderItem]) -> Result<(), Problem> {
+        let sql = self
+            .ctx
+            .db
+            .qualify("SELECT name, price_cents FROM {t}known_products WHERE id = $1");
+        let mut errors = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let found: Option<(String, i64)> = with_db!(&self.ctx.db, store => {
+                sqlx::query_as(sql.clone())
+                    .bind(&item.product_id)
+                    .fetch_optional(store.read_pool())
+                    .await
+                    .map_err(|e| Problem::from(AppError::from(e)))?
+            });
+            match found {
+                None => errors.push(FieldError::new(
+                    format!("items[{i}].product_id"),
+                    format!("unknown product `{}`", item.product_id),
+                )),
+                Some((name, price)) if price != item.price.cents() => {
+                    errors.push(FieldError::new(
+                        format!("items[{i}].price"),
+                        format!(
+                            "{} costs {}, not {}",
+                            name,
+                            Money::from_cents(price),
+                            item.price
+                        ),
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Problem::validation(errors))
+        }
+    }
+
+    async fn load_order(&self, id: Uuid) -> Result<Option<OrderResponse>, AppError> {
+        let sql = self
+            .ctx
+            .db
+            .qualify(&format!("SELECT {ORDER_COLUMNS} FROM {{t}}orders WHERE id = $1"));
+        let row: Option<OrderRow> = with_db!(&self.ctx.db, store => {
+            sqlx::query_as(sql.clone()).bind(id.to_string()).fetch_optional(store.read_pool()).await?
+        });
+        row.map(order_response).transpose()
+    }
+
+    async fn saga_status(&self, order: &OrderResponse) -> Result<SagaStatus, AppError> {
+        let sagas = self.ctx.db.sagas();
+        Ok(sagas.load(order.correlation_id).await?.status)
+    }
+}
+
+const IDEMPOTENCY_MISMATCH: &str = "idempotency key reused with another body";
+
+async fn create_order(
+    State(svc): State<OrderService>,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<CreateOrderRequest>,
+) -> Result<impl IntoResponse, Problem> {
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => match v.to_str() {
+            Ok(k) if !k.trim().is_empty() && k.len() <= 255 => Some(k.trim().to_owned()),
+            _ => {
+                return Err(Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad-idempotency-key",
+                    "Bad Idempotency-Key",
+                    "the Idempotency-Key header must be 1 to 255 visible ASCII characters",
+                ));
+            }
+        },
+    };
+    let order = request.validate()?;
+    svc.check_catalog(&order.items).await?;
+    match svc.place(order, key.as_deref()).await? {
+        Placed::Created(o) | Placed::Repeated(o) => Ok((StatusCode::CREATED, Json(o))),
+    }
+}
+
+async fn get_order(
+    State(svc): State<OrderService>,
+    Path(id): Path<String>,
+) -> Result<Json<OrderResponse>, Problem> {
+    let id = parse_uuid("order", &id)?;
+    match svc.load_order(id).await? {
+        Some(o) => Ok(Json(o)),
+        None => Err(Problem::not_found("order", id)),
+    }
+}
+
+/// `GET /orders?status=&customer_id=&limit=`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    status: Option<OrderStatus>,
+    customer_id: Option<Uuid>,
+    limit: Option<u32>,
+}
+
+async fn list_orders(
+    State(svc): State<OrderService>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<OrderResponse>>, Problem> {
+    let Query(q) = query.map_err(|e| Problem::new(
+        StatusCode::BAD_REQUEST,
+        "bad-query",
+        "Bad query",
+        e.body_text(),
+    ))?;
+    let limit = i64::from(q.limit.unwrap_or(50).clamp(1, 500));
+    let sql = svc.ctx.db.qualify(&format!(
+        "SELECT {ORDER_COLUMNS} FROM {{t}}orders \
+         WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) \
+         AND (CAST($2 AS TEXT) IS NULL OR customer_id = $2) \
+         ORDER BY created_at DESC LIMIT $3"
+    ));
+    let status = q.status.map(status_name);
+    let customer = q.customer_id.map(|c| c.to_string());
+    let rows: Vec<OrderRow> = with_db!(&svc.ctx.db, store => {
+        sqlx::query_as(sql.clone())
+            .bind(status)
+            .bind(customer)
+            .bind(limit)
+            .fetch_all(store.read_pool())
+            .await
+            .map_err(AppError::from)?
+    });
+    let orders = rows
+        .into_iter()
+        .map(order_response)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(orders))
+}
+
+/// `GET /orders/{id}/wait`: the order once its saga has ended, or when the time is up.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WaitResponse {
+    /// Whether the saga has ended.
+    pub terminal: bool,
+    /// The saga's status (`running`, `compensating`, `completed`, `compensated`, `failed`).
+    pub saga_status: String,
+    /// The order.
+    pub order: OrderResponse,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WaitQuery {
+    timeout_ms: Option<u64>,
+}
+
+async fn wait_order(
+    State(svc): State<OrderService>,
+    Path(id): Path<String>,
+    query: Result<Query<WaitQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<WaitResponse>, Problem> {
+    let id = parse_uuid("order", &id)?;
+    let Query(q) = query.map_err(|e| Problem::new(
+        StatusCode::BAD_REQUEST,
+        "bad-query",
+        "Bad query",
+        e.body_text(),
+    ))?;
+    let timeout = Duration::from_millis(q.timeout_ms.unwrap_or(10_000).min(60_000));
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        // Register before looking, so an end between the look and the wait is not missed.
+        let woken = svc.waiters.register(id);
+        let Some(order) = svc.load_order(id).await? else {
+            return Err(Problem::not_found("order", id));
+        };
+        let status = svc.saga_status(&order).await?;
+        let now = tokio::time::Instant::now();
+        if status.is_terminal() || now >= deadline {
+            return Ok(Json(WaitResponse {
+                terminal: status.is_terminal(),
+                saga_status: status.as_str().to_owned(),
+                order,
+            }));
+        }
+        // Another replica may end the saga: look again at least every 250 ms.
+        let nap = (deadline - now).min(Duration::from_millis(250));
+        let _ = tokio::time::timeout(nap, woken).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The saga's transactional shell.
+
+/// How many times an input is re-applied after losing a version race.
+const MAX_CONFLICTS: usize = 8;
+
+impl OrderService {
+    /// Applies a reply or a passed deadline to a saga, committing its consequences in one
+    /// unit of work; `inbox` marks the reply handled in the same transaction.
+    async fn apply(
+        &self,
+        saga_id: Uuid,
+        input: SagaInput<'_>,
+        inbox: Option<Uuid>,
+    ) -> Result<Option<Transition>, AppError> {
+        let mut last = None;
+        for _ in 0..MAX_CONFLICTS {
+            match self.apply_once(saga_id, input, inbox).await {
+                Err(AppError::Core(e)) if e.kind() == saga_core::ErrorKind::Conflict => {
+                    last = Some(e);
+                }
+                other => return other,
+            }
+        }
+        Err(AppError::Core(last.unwrap_or_else(|| {
+            saga_core::Error::InvalidArgument("version conflicts".into())
+        })))
+    }
+
+    async fn apply_once(
+        &self,
+        saga_id: Uuid,
+        input: SagaInput<'_>,
+        inbox: Option<Uuid>,
+    ) -> Result<Option<Transition>, AppError> {
+        let now = Utc::now();
+        let sagas = self.ctx.db.sagas();
+        let instance = sagas.load(saga_id).await?;
+        let t = transition::handle(&self.definition, &instance, input, now)?;
+        let before = order_saga::order_status(&instance);
+        let after = order_saga::order_status(&t.instance);
+        let order_id = instance.aggregate_id.clone();
+        let mut outgoing: Vec<Envelope> = t.commands.iter().map(|c| c.to_envelope(now)).collect();
+        if t.outcome == Outcome::Applied
+            && let Some(event) = status_event(&instance, &t.instance, before, after, now)?
+        {
+            outgoing.push(event);
+        }
+        let update = self.ctx.db.qualify(
+            "UPDATE {t}orders SET status = $1, failure_reason = $2, updated_at = $3 WHERE id = $4",
+        );
+        let db = &self.ctx.db;
+        let applied = with_db!(db, store => {
+            async {
+                let mut uow = store.begin().await?;
+                if let Some(event_id) = inbox
+                    && !uow.mark_inbox(subscriptions::SAGA, event_id).await?
+                {
+                    return Ok::<_, AppError>(false);
+                }
+                if t.outcome == Outcome::Applied {
+                    uow.save_saga(&t.instance, instance.version).await?;
+                    if before != after || t.instance.is_terminal() {
+                        sqlx::query(update.clone())
+                            .bind(status_name(after))
+                            .bind(t.instance.failure.clone())
+                            .bind(ts(now))
+                            .bind(&order_id)
+                            .execute(uow.tx())
+                            .await?;
+                    }
+                    uow.publish(&outgoing).await?;
+                }
+                uow.append_saga_log(&t.log).await?;
+                uow.commit().await?;
+                Ok(true)
+            }
+            .await
+        })?;
+        if !applied {
+            return Ok(None);
+        }
+        if t.instance.is_terminal()
+            && let Ok(id) = Uuid::parse_str(&order_id)
+        {
+            self.waiters.wake(id);
+        }
+        Ok(Some(t))
+    }
+}
+
+/// The `order.*` event a transition causes, if the order's status changed in a way the other
+/// services hear about: confirmed when paid, cancelled or failed when the saga has ended.
+fn status_event(
+    before_saga: &SagaInstance,
+    saga: &SagaInstance,
+    before: OrderStatus,
+    after: OrderStatus,
+    now: chrono::DateTime<Utc>,
+) -> Result<Option<Envelope>, AppError> {
+    let ended = saga.is_terminal() && !before_saga.is_terminal();
+    let kind = match after {
+        OrderStatus::Confirmed if before != OrderStatus::Confirmed => events::ORDER_CONFIRMED,
+        OrderStatus::Cancelled if ended => events::ORDER_CANCELLED,
+        OrderStatus::Failed if ended => events::ORDER_FAILED,
+        _ => return Ok(None),
+    };
+    let order = OrderPayload::from_value(&saga.data)?;
+    let body = OrderStatusChanged {
+        order_id: order.order_id,
+        customer_id: order.customer_id,
+        status: after,
+        total_amount: order.total_amount,
+        reason: saga.failure.clone(),
+    };
+    let payload = serde_json::to_value(&body).map_err(|e| AppError::decode("status event", e))?;
+    Ok(Some(
+        Envelope::new(kind, saga.aggregate_id.clone(), payload)
+            .with_id(Uuid::new_v5(&saga.id, kind.as_bytes()))
+            .with_correlation_id(saga.id)
+            .with_timestamp(now)
+            .with_source("order"),
+    ))
+}
+
+struct SagaReplies(OrderService);
+
+#[async_trait]
+impl Handler for SagaReplies {
+    async fn handle(&self, envelope: &Envelope) -> Result<(), HandlerError> {
+        match self
+            .0
+            .apply(envelope.correlation_id, SagaInput::Reply(envelope), Some(envelope.event_id))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(AppError::Core(saga_core::Error::NotFound { .. })) => Err(HandlerError::permanent(
+                format!("no saga {} for this reply", envelope.correlation_id),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Applies passed deadlines, every half second.
+async fn sweep_deadlines(svc: OrderService) {
+    let sagas = svc.ctx.db.sagas();
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = svc.ctx.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let due = match sagas.due(Utc::now(), 100).await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::warn!(error = %e, "deadline sweep: listing due sagas failed");
+                continue;
+            }
+        };
+        for instance in due {
+            if let Err(e) = svc.apply(instance.id, SagaInput::DeadlineExpired, None).await {
+                tracing::warn!(saga = %instance.id, error = %e, "deadline sweep failed");
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Read models.
+
+/// One line of an order's saga log, built from the events of its saga.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SagaLogResponse {
+    /// The event's id.
+    pub id: Uuid,
+    /// The order.
+    pub order_id: Uuid,
+    /// The saga.
+    pub correlation_id: Uuid,
+    /// The step (`fraud_screening`, `reserve_inventory`, `process_payment`,
+    /// `schedule_shipping`, or `order`).
+    pub step: String,
+    /// `started`, `completed`, `failed`, `compensating`, `compensated` or the order's status.
+    pub status: String,
+    /// The event.
+    pub event_type: String,
+    /// Why, or what was done, in words.
+    pub details: Option<String>,
+    /// When the event happened.
+    pub created_at: chrono::DateTime<Utc>,
+}
+
+/// The step and status an event stands for in the saga log.
+pub fn log_line(event_type: &str) -> Option<(&'static str, &'static str)> {
+    use crate::order_saga::steps::*;
+    Some(match event_type {
+        events::ORDER_PLACED => ("order", "placed"),
+        events::ORDER_CONFIRMED => ("order", "confirmed"),
+        events::ORDER_CANCELLED => ("order", "cancelled"),
+        events::ORDER_FAILED => ("order", "failed"),
+        events::FRAUD_CHECK_REQUESTED => (FRAUD_SCREENING, "started"),
+        events::FRAUD_CHECK_PASSED => (FRAUD_SCREENING, "completed"),
+        events::FRAUD_CHECK_FAILED => (FRAUD_SCREENING, "failed"),
+        events::INVENTORY_RESERVE_REQUESTED => (RESERVE_INVENTORY, "started"),
+        events::INVENTORY_RESERVED => (RESERVE_INVENTORY, "completed"),
+        events::INVENTORY_RESERVE_FAILED => (RESERVE_INVENTORY, "failed"),
+        events::INVENTORY_RELEASE_REQUESTED => (RESERVE_INVENTORY, "compensating"),
+        events::INVENTORY_RELEASED => (RESERVE_INVENTORY, "compensated"),
+        events::PAYMENT_REQUESTED => (PROCESS_PAYMENT, "started"),
+        events::PAYMENT_PROCESSED => (PROCESS_PAYMENT, "completed"),
+        events::PAYMENT_FAILED => (PROCESS_PAYMENT, "failed"),
+        events::PAYMENT_REFUND_REQUESTED => (PROCESS_PAYMENT, "compensating"),
+        events::PAYMENT_REFUNDED => (PROCESS_PAYMENT, "compensated"),
+        events::SHIPPING_SCHEDULE_REQUESTED => (SCHEDULE_SHIPPING, "started"),
+        events::SHIPPING_SCHEDULED => (SCHEDULE_SHIPPING, "completed"),
+        events::SHIPPING_FAILED => (SCHEDULE_SHIPPING, "failed"),
+        events::SHIPPING_DISPATCHED => ("delivery", "dispatched"),
+        events::SHIPPING_DELIVERED => ("delivery", "delivered"),
+        _ => return None,
+    })
+}
+
+/// The words of an event's payload worth showing in the log (`detail`, `reason`).
+fn details_of(envelope: &Envelope) -> Option<String> {
+    let p = &envelope.payload;
+    for key in ["detail", "reason", "tracking_number", "transaction_id"] {
+        if let Some(s) = p.get(key).and_then(|v| v.as_str()) {
+            return Some(format!("{key}: {s}"));
+        }
+    }
+    None
+}
+
+/// Writes one event into the saga log read model (idempotent by event id).
+pub async fn project_saga_log(db: &crate::db::Db, envelope: &Envelope) -> Result<(), AppError> {
+    let Some((step, status)) = log_line(&envelope.event_type) else {
+        return Ok(());
+    };
+    let sql = db.qualify(
+        "INSERT INTO {t}saga_log_view (event_id, order_id, correlation_id, step, status, \
+         event_type, details, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (event_id) DO NOTHING",
+    );
+    with_db!(db, store => {
+        sqlx::query(sql.clone())
+            .bind(envelope.event_id.to_string())
+            .bind(&envelope.aggregate_id)
+            .bind(envelope.correlation_id.to_string())
+            .bind(step)
+            .bind(status)
+            .bind(&envelope.event_type)
+            .bind(details_of(envelope))
+            .bind(ts(envelope.timestamp))
+            .execute(store.write_pool())
+            .await?;
+    });
+    Ok(())
+}
+
+struct SagaLogProjection(OrderService);
+
+#[async_trait]
+impl Handler for SagaLogProjection {
+    async fn handle(&self, envelope: &Envelope) -> Result<(), HandlerError> {
+        // Idempotent by the event id: no inbox needed.
+        project_saga_log(&self.0.ctx.db, envelope).await.map_err(Into::into)
+    }
+}
+
+async fn saga_logs(
+    State(svc): State<OrderService>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<SagaLogResponse>>, Problem> {
+    let id = parse_uuid("order", &id)?;
+    if svc.load_order(id).await?.is_none() {
+        return Err(Problem::not_found("order", id));
+    }
+    let sql = svc.ctx.db.qualify(
+        "SELECT event_id, order_id, correlation_id, step, status, event_type, details, created_at \
+         FROM {t}saga_log_view WHERE order_id = $1 ORDER BY created_at, event_id",
+    );
+    type Row = (String, String, String, String, String, String, Option<String>, String);
+    let rows: Vec<Row> = with_db!(&svc.ctx.db, store => {
+        sqlx::query_as(sql.clone())
+            .bind(id.to_string())
+            .fetch_all(store.read_pool())
+            .await
+            .map_err(AppError::from)?
+    });
+    let uuid = |s: &str| Uuid::parse_str(s).unwrap_or_default();
+    Ok(Json(
+        rows.into_iter()
+            .map(|(e, o, c, step, status, event_type, details, at)| SagaLogResponse {
+                id: uuid(&e),
+                order_id: uuid(&o),
+                correlation_id: uuid(&c),
+                step,
+                status,
+                event_type,
+                details,
+                created_at: parse_ts(&at),
+            })
+            .collect(),
+    ))
+}
+
+/// `product.upserted`: a product of the inventory's catalog, as the order service keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductUpserted {
+    /// The product.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its price.
+    pub price: Money,
+}
+
+struct Catalog(OrderService);
+
+#[async_trait]
+impl Handler for Catalog {
+    async fn handle(&self, envelope: &Envelope) -> Result<(), HandlerError> {
+        let p: ProductUpserted = serde_json::from_value(envelope.payload.clone())
+            .map_err(|e| HandlerError::permanent(format!("product.upserted payload: {e}")))?;
+        let db = &self.0.ctx.db;
+        let sql = db.qualify(
+            "INSERT INTO {t}known_products (id, name, price_cents) VALUES ($1, $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, price_cents = excluded.price_cents",
+        );
+        with_db!(db, store => {
+            sqlx::query(sql.clone())
+                .bind(&p.id)
+                .bind(&p.name)
+                .bind(p.price.cents())
+                .execute(store.write_pool())
+                .await
+                .map_err(|e| HandlerError::from(AppError::from(e)))?;
+        });
+        Ok(())
+    }
+}
+
+/// Asks the inventory for its catalog once this service's subscriptions exist (the inventory
+/// also publishes it when it starts: whichever comes second completes the exchange).
+async fn request_catalog(svc: OrderService) {
+    let ctx = &svc.ctx;
+    if !ctx.ready.wait_all(Duration::from_secs(30)).await {
+        tracing::warn!("order: subscriptions not ready after 30 s; asking for the catalog anyway");
+    }
+    let request = Envelope::new(CATALOG_SYNC_REQUESTED, "catalog", serde_json::json!({}))
+        .with_source("order");
+    let db = &ctx.db;
+    let sent: Result<(), AppError> = with_db!(db, store => {
+        async {
+            let mut uow = store.begin().await?;
+            uow.publish(&[request]).await?;
+            uow.commit().await?;
+            Ok(())
+        }
+        .await
+    });
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "order: asking for the catalog failed");
+    }
+}
+
+/// The order service asks the inventory to publish its catalog.
+pub const CATALOG_SYNC_REQUESTED: &str = "catalog.sync.requested";
+/// A product of the catalog, as the inventory publishes it.
+pub const PRODUCT_UPSERTED: &str = "product.upserted";

@@ -1,0 +1,323 @@
+//! The payment service (8003): charges and refunds through the simulated gateway.
+//!
+//! One transaction per order at most (the order id is the key): a repeated or retried
+//! `payment.requested` answers with the first charge's outcome and never charges twice; a
+//! refund happens once, and only for a charge that went through. The gateway is simulated and
+//! says so in every transaction (`simulated: true`).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::extract::{Path, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::Utc;
+use saga_core::broker::Subscription;
+use saga_core::{Envelope, HandlerError};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::api::money::Money;
+use crate::api::problem::Problem;
+use crate::consumer::Handler;
+use crate::context::{Running, ServiceContext};
+use crate::error::AppError;
+use crate::messages::{OrderPayload, Outcome};
+use crate::order_saga::events;
+use crate::payment_gateway::{ChargeOutcome, SimulatedGateway};
+use crate::services::common::{health_routes, parse_ts, parse_uuid, reply, ts};
+use crate::with_db;
+
+/// The payment service's tables.
+pub const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS {t}transactions (
+        order_id TEXT PRIMARY KEY,
+        transaction_id TEXT NOT NULL,
+        customer_id TEXT NOT NULL,
+        amount_cents BIGINT NOT NULL,
+        payment_method TEXT NOT NULL,
+        status TEXT NOT NULL,
+        gateway_reference TEXT,
+        failure_reason TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS {t}refunds (
+        order_id TEXT PRIMARY KEY,
+        refund_id TEXT NOT NULL,
+        amount_cents BIGINT NOT NULL,
+        gateway_reference TEXT NOT NULL,
+        created_at TEXT NOT NULL)",
+];
+
+/// The subscription of the service.
+pub const SUBSCRIPTION: &str = "payment";
+
+/// `GET /transactions/{order_id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransactionResponse {
+    /// The transaction.
+    pub id: Uuid,
+    /// The order (the idempotency key of the charge).
+    pub order_id: Uuid,
+    /// The customer.
+    pub customer_id: Uuid,
+    /// Amount charged (or declined).
+    pub amount: Money,
+    /// How the customer paid.
+    pub payment_method: String,
+    /// `processed`, `failed` or `refunded`.
+    pub status: String,
+    /// The gateway's reference of the charge.
+    pub gateway_reference: Option<String>,
+    /// Why it was declined.
+    pub failure_reason: Option<String>,
+    /// The refund, once refunded.
+    pub refund_id: Option<Uuid>,
+    /// Always true: the gateway is a simulation.
+    pub simulated: bool,
+    /// When it was charged.
+    pub created_at: chrono::DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: chrono::DateTime<Utc>,
+}
+
+#[derive(Clone)]
+struct Payments {
+    ctx: ServiceContext,
+    gateway: SimulatedGateway,
+}
+
+/// Starts the payment service.
+pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
+    ctx.db.migrate(MIGRATIONS).await?;
+    let svc = Payments {
+        gateway: SimulatedGateway::new(ctx.settings.gateway),
+        ctx: ctx.clone(),
+    };
+    let tasks = vec![ctx.consume(
+        Subscription::new(
+            SUBSCRIPTION,
+            [events::PAYMENT_REQUESTED, events::PAYMENT_REFUND_REQUESTED],
+        )
+        .ordered(),
+        Arc::new(svc.clone()),
+    )];
+    let router = Router::new()
+        .route("/transactions/{order_id}", get(get_transaction))
+        .with_state(svc)
+        .merge(health_routes(ctx.service, ctx.db.clone()));
+    Ok(Running { router, tasks })
+}
+
+impl Payments {
+    async fn charge(&self, command: &Envelope) -> Result<(), AppError> {
+        let order = OrderPayload::from_value(&command.payload)?;
+        let db = &self.ctx.db;
+        let existing = self.transaction(order.order_id).await?;
+        // The gateway is called outside the transaction (it is slow); it is idempotent per
+        // order, and the row below is written once, so a repeat never charges twice.
+        let outcome = match &existing {
+            Some(_) => None,
+            None => Some(
+                self.gateway
+                    .charge(order.order_id, order.total_amount, &order.payment_method)
+                    .await,
+            ),
+        };
+        let insert = db.qualify(
+            "INSERT INTO {t}transactions (order_id, transaction_id, customer_id, amount_cents, \
+             payment_method, status, gateway_reference, failure_reason, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) ON CONFLICT (order_id) DO NOTHING",
+        );
+        let now = ts(Utc::now());
+        with_db!(db, store => {
+            let mut uow = store.begin().await?;
+            if !uow.mark_inbox(SUBSCRIPTION, command.event_id).await? {
+                return Ok(());
+            }
+            let (status, reference, reason) = match (&existing, outcome) {
+                (Some(t), _) => (t.status.clone(), t.gateway_reference.clone(), t.failure_reason.clone()),
+                (None, Some(ChargeOutcome::Approved { gateway_reference, .. })) => {
+                    ("processed".to_owned(), Some(gateway_reference), None)
+                }
+                (None, Some(ChargeOutcome::Declined { reason, .. })) => {
+                    ("failed".to_owned(), None, Some(reason))
+                }
+                (None, None) => return Err(AppError::Config("no charge outcome".into())),
+            };
+            if existing.is_none() {
+                let inserted = sqlx::query(insert.clone())
+                    .bind(order.order_id.to_string())
+                    .bind(Uuid::new_v5(&order.order_id, b"charge").to_string())
+                    .bind(order.customer_id.to_string())
+                    .bind(order.total_amount.cents())
+                    .bind(&order.payment_method)
+                    .bind(&status)
+                    .bind(&reference)
+                    .bind(&reason)
+                    .bind(&now)
+                    .execute(uow.tx())
+                    .await?
+                    .rows_affected();
+                if inserted == 0 {
+                    // A concurrent attempt wrote it first: answer from its row on retry.
+                    return Err(AppError::Core(saga_core::Error::VersionConflict {
+                        entity: "transaction",
+                        id: order.order_id.to_string(),
+                        expected: 0,
+                        actual: 1,
+                    }));
+                }
+            }
+            let (kind, payload) = if status == "failed" {
+                (
+                    events::PAYMENT_FAILED,
+                    serde_json::to_value(Outcome {
+                        order_id: order.order_id,
+                        detail: reason.unwrap_or_else(|| "declined".to_owned()),
+                    })
+                    .map_err(|e| AppError::decode("outcome", e))?,
+                )
+            } else {
+                (
+                    events::PAYMENT_PROCESSED,
+                    serde_json::json!({
+                        "order_id": order.order_id,
+                        "transaction_id": Uuid::new_v5(&order.order_id, b"charge"),
+                        "amount": order.total_amount,
+                        "simulated": true,
+                    }),
+                )
+            };
+            uow.publish(&[reply(command, kind, payload)]).await?;
+            uow.commit().await?;
+        });
+        Ok(())
+    }
+
+    async fn refund(&self, command: &Envelope) -> Result<(), AppError> {
+        let order = OrderPayload::from_value(&command.payload)?;
+        let db = &self.ctx.db;
+        let existing = self.transaction(order.order_id).await?;
+        let reference = match &existing {
+            Some(t) if t.status == "processed" => Some(self.gateway.refund(order.order_id).await),
+            _ => None,
+        };
+        let mark = db.qualify(
+            "UPDATE {t}transactions SET status = 'refunded', updated_at = $1 \
+             WHERE order_id = $2 AND status = 'processed'",
+        );
+        let insert = db.qualify(
+            "INSERT INTO {t}refunds (order_id, refund_id, amount_cents, gateway_reference, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (order_id) DO NOTHING",
+        );
+        let now = ts(Utc::now());
+        with_db!(db, store => {
+            let mut uow = store.begin().await?;
+            if !uow.mark_inbox(SUBSCRIPTION, command.event_id).await? {
+                return Ok(());
+            }
+            let detail = match (&existing, reference) {
+                (Some(t), Some(reference)) => {
+                    let changed = sqlx::query(mark.clone())
+                        .bind(&now)
+                        .bind(order.order_id.to_string())
+                        .execute(uow.tx())
+                        .await?
+                        .rows_affected();
+                    if changed == 1 {
+                        sqlx::query(insert.clone())
+                            .bind(order.order_id.to_string())
+                            .bind(Uuid::new_v5(&order.order_id, b"refund").to_string())
+                            .bind(t.amount.cents())
+                            .bind(&reference)
+                            .bind(&now)
+                            .execute(uow.tx())
+                            .await?;
+                        format!("refunded {}", t.amount)
+                    } else {
+                        "already refunded".to_owned()
+                    }
+                }
+                (Some(t), None) if t.status == "refunded" => "already refunded".to_owned(),
+                (Some(t), None) => format!("nothing to refund (charge {})", t.status),
+                (None, _) => "nothing to refund (no charge)".to_owned(),
+            };
+            let payload = serde_json::to_value(Outcome { order_id: order.order_id, detail })
+                .map_err(|e| AppError::decode("outcome", e))?;
+            uow.publish(&[reply(command, events::PAYMENT_REFUNDED, payload)]).await?;
+            uow.commit().await?;
+        });
+        Ok(())
+    }
+
+    async fn transaction(&self, order_id: Uuid) -> Result<Option<TransactionResponse>, AppError> {
+        let sql = self.ctx.db.qualify(
+            "SELECT t.transaction_id, t.order_id, t.customer_id, t.amount_cents, t.payment_method, \
+             t.status, t.gateway_reference, t.failure_reason, r.refund_id, t.created_at, t.updated_at \
+             FROM {t}transactions t LEFT JOIN {t}refunds r ON r.order_id = t.order_id \
+             WHERE t.order_id = $1",
+        );
+        type Row = (
+            String,
+            String,
+            String,
+            i64,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            String,
+            String,
+        );
+        let row: Option<Row> = with_db!(&self.ctx.db, store => {
+            sqlx::query_as(sql.clone())
+                .bind(order_id.to_string())
+                .fetch_optional(store.write_pool())
+                .await?
+        });
+        let uuid = |s: &str| Uuid::parse_str(s).unwrap_or_default();
+        Ok(row.map(
+            |(id, order, customer, amount, method, status, reference, reason, refund, created, updated)| {
+                TransactionResponse {
+                    id: uuid(&id),
+                    order_id: uuid(&order),
+                    customer_id: uuid(&customer),
+                    amount: Money::from_cents(amount),
+                    payment_method: method,
+                    status,
+                    gateway_reference: reference,
+                    failure_reason: reason,
+                    refund_id: refund.as_deref().map(uuid),
+                    simulated: true,
+                    created_at: parse_ts(&created),
+                    updated_at: parse_ts(&updated),
+                }
+            },
+        ))
+    }
+}
+
+#[async_trait]
+impl Handler for Payments {
+    async fn handle(&self, envelope: &Envelope) -> Result<(), HandlerError> {
+        let done = match envelope.event_type.as_str() {
+            events::PAYMENT_REQUESTED => self.charge(envelope).await,
+            events::PAYMENT_REFUND_REQUESTED => self.refund(envelope).await,
+            other => Err(AppError::Config(format!("payment: unexpected event {other}"))),
+        };
+        done.map_err(Into::into)
+    }
+}
+
+async fn get_transaction(
+    State(svc): State<Payments>,
+    Path(order_id): Path<String>,
+) -> Result<Json<TransactionResponse>, Problem> {
+    let id = parse_uuid("order", &order_id)?;
+    svc.transaction(id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| Problem::not_found("transaction for order", id))
+}

@@ -1,0 +1,409 @@
+//! Starting services: all of them in one process on embedded storage, or one of them on
+//! Postgres and RabbitMQ or NATS.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use saga_brokers::amqp::{AmqpBroker, AmqpConfig};
+use saga_brokers::nats::{NatsBroker, NatsConfig};
+use saga_brokers::sql::{SqlBroker, SqlOptions};
+use saga_core::broker::{DeadLetterReplay, Publisher, Subscriber};
+use saga_core::dead_letter::DeadLetterStore;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::Upstreams;
+use crate::consumer::Ready;
+use crate::context::{Running, ServiceContext, Settings};
+use crate::db::Db;
+use crate::error::AppError;
+use crate::services;
+use crate::topology::Service;
+
+/// A broker, as the services use it.
+#[derive(Clone)]
+pub struct Broker {
+    /// Publishes.
+    pub publisher: Arc<dyn Publisher>,
+    /// Subscribes.
+    pub subscriber: Arc<dyn Subscriber>,
+    /// Hands dead letters back.
+    pub replay: Arc<dyn DeadLetterReplay>,
+    /// Where dead letters are kept.
+    pub dead_letters: Arc<dyn DeadLetterStore>,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker").finish_non_exhaustive()
+    }
+}
+
+impl Broker {
+    fn of<B>(broker: B, dead_letters: Arc<dyn DeadLetterStore>) -> Self
+    where
+        B: Publisher + Subscriber + DeadLetterReplay + 'static,
+    {
+        let b = Arc::new(broker);
+        Self {
+            publisher: b.clone(),
+            subscriber: b.clone(),
+            replay: b,
+            dead_letters,
+        }
+    }
+
+    /// The embedded broker: the durable `sql` queue in `dir/broker.db`, dead letters in
+    /// `dir/dead_letters.db`.
+    pub async fn open_embedded(dir: &std::path::Path, full_sync: bool) -> Result<Self, AppError> {
+        let dlq = Db::open_sqlite(&dir.join("dead_letters.db"), full_sync).await?;
+        let dead_letters = dlq.dead_letters();
+        let broker = SqlBroker::open_sqlite(
+            dir.join("broker.db"),
+            dead_letters.clone(),
+            SqlOptions::default().with_sqlite_full_sync(full_sync),
+        )
+        .await?;
+        Ok(Self::of(broker, dead_letters))
+    }
+
+    /// RabbitMQ (`amqp://`) or NATS (`nats://`) by URL, names prefixed by `prefix`, dead
+    /// letters into `dead_letters`.
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        connection_name: &str,
+        dead_letters: Arc<dyn DeadLetterStore>,
+    ) -> Result<Self, AppError> {
+        if url.starts_with("amqp://") || url.starts_with("amqps://") {
+            let config = AmqpConfig::new(url)
+                .with_exchange(format!("{prefix}.events"))
+                .with_connection_name(connection_name);
+            Ok(Self::of(
+                AmqpBroker::connect(config, dead_letters.clone()).await?,
+                dead_letters,
+            ))
+        } else if url.starts_with("nats://") {
+            let stream = format!("{}_EVENTS", prefix.to_uppercase().replace(['.', '-'], "_"));
+            let config = NatsConfig::new(url).with_stream(stream, format!("{prefix}.events"));
+            Ok(Self::of(
+                NatsBroker::connect(config, dead_letters.clone()).await?,
+                dead_letters,
+            ))
+        } else {
+            Err(AppError::Config(format!(
+                "broker URL `{url}` must start with amqp:// (RabbitMQ) or nats:// (NATS)"
+            )))
+        }
+    }
+}
+
+/// Starts one service's consumers and routes on `ctx`.
+pub async fn start_service(
+    ctx: ServiceContext,
+    upstreams: &Upstreams,
+) -> Result<Running, AppError> {
+    match ctx.service {
+        Service::Web => Ok(Running {
+            router: services::web::router(services::web::Web::new(upstreams)),
+            tasks: Vec::new(),
+        }),
+        Service::Order => services::order::start(ctx).await,
+        Service::Inventory => services::inventory::start(ctx).await,
+        Service::Payment => services::payment::start(ctx).await,
+        Service::Shipping => services::shipping::start(ctx).await,
+        Service::Notification => services::notification::start(ctx).await,
+        Service::Analytics => services::analytics::start(ctx).await,
+        Service::Ai => services::ai::start(ctx).await,
+    }
+}
+
+/// How to run the embedded system.
+#[derive(Debug, Clone)]
+pub struct EmbeddedConfig {
+    /// Where the SQLite files go.
+    pub data_dir: PathBuf,
+    /// Address to listen on.
+    pub host: String,
+    /// Port of the web front; the others follow. 0: every service on a free port (tests).
+    pub base_port: u16,
+    /// `synchronous=FULL`.
+    pub full_sync: bool,
+    /// Business settings.
+    pub settings: Settings,
+}
+
+/// A running system (embedded, or one distributed service).
+#[derive(Debug)]
+pub struct System {
+    addrs: BTreeMap<Service, SocketAddr>,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+    relays: Vec<JoinHandle<saga_core::Result<()>>>,
+    dbs: BTreeMap<Service, Db>,
+    broker: Option<Broker>,
+}
+
+impl System {
+    /// Where a service listens.
+    pub fn addr(&self, service: Service) -> Option<SocketAddr> {
+        self.addrs.get(&service).copied()
+    }
+
+    /// A service's base URL.
+    pub fn url(&self, service: Service) -> String {
+        self.addr(service)
+            .map(|a| format!("http://{a}"))
+            .unwrap_or_default()
+    }
+
+    /// A service's database.
+    pub fn db(&self, service: Service) -> Option<&Db> {
+        self.dbs.get(&service)
+    }
+
+    /// The broker (none for a lone web front).
+    pub fn broker(&self) -> Option<&Broker> {
+        self.broker.as_ref()
+    }
+
+    /// The token that stops everything.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops: HTTP servers stop accepting, consumers finish the deliveries in flight, relays
+    /// finish their batch; then the databases close.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        for relay in self.relays {
+            let _ = relay.await;
+        }
+        for db in self.dbs.values() {
+            db.close().await;
+        }
+    }
+
+    /// What runs where, for the console.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        for (svc, addr) in &self.addrs {
+            let storage = match self.dbs.get(svc) {
+                Some(Db::Sqlite(_)) => "sqlite",
+                Some(Db::Postgres { .. }) => "postgres",
+                None => "-",
+            };
+            out.push_str(&format!("  {:<13} http://{addr}  ({storage})\n", svc.name()));
+        }
+        out
+    }
+}
+
+/// Starts every service in this process on SQLite files and the `sql` broker under
+/// `config.data_dir`.
+pub async fn start_embedded(config: EmbeddedConfig) -> Result<System, AppError> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let shutdown = CancellationToken::new();
+    let broker = Broker::open_embedded(&config.data_dir, config.full_sync).await?;
+    let settings = Arc::new(config.settings.clone());
+    let ready = Ready::new();
+    // Bind first, so that the web front knows where everything is (port 0 picks free ports).
+    let mut listeners = BTreeMap::new();
+    for (i, svc) in Service::ALL.into_iter().enumerate() {
+        let port = if config.base_port == 0 {
+            0
+        } else {
+            config.base_port + i as u16
+        };
+        let listener = tokio::net::TcpListener::bind((config.host.as_str(), port))
+            .await
+            .map_err(|e| {
+                AppError::Config(format!("cannot listen on {}:{port} for {svc}: {e}", config.host))
+            })?;
+        listeners.insert(svc, listener);
+    }
+    let url = |svc: Service| -> String {
+        listeners
+            .get(&svc)
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| format!("http://{a}"))
+            .unwrap_or_default()
+    };
+    let upstreams = Upstreams {
+        order_url: url(Service::Order),
+        inventory_url: url(Service::Inventory),
+        payment_url: url(Service::Payment),
+        shipping_url: url(Service::Shipping),
+        notification_url: url(Service::Notification),
+        analytics_url: url(Service::Analytics),
+        ai_url: url(Service::Ai),
+    };
+    let mut dbs = BTreeMap::new();
+    let mut routers = BTreeMap::new();
+    let mut tasks = Vec::new();
+    for svc in Service::ALL {
+        let db = if svc.has_database() {
+            let db = Db::open_sqlite(
+                &config.data_dir.join(format!("{}.db", svc.name())),
+                config.full_sync,
+            )
+            .await?;
+            dbs.insert(svc, db.clone());
+            Some(db)
+        } else {
+            None
+        };
+        let running = match db {
+            Some(db) => {
+                let ctx = ServiceContext {
+                    service: svc,
+                    db,
+                    publisher: broker.publisher.clone(),
+                    subscriber: broker.subscriber.clone(),
+                    settings: settings.clone(),
+                    shutdown: shutdown.clone(),
+                    replica: format!("{svc}-embedded"),
+                    ready: ready.clone(),
+                    on_settled: None,
+                };
+                start_service(ctx, &upstreams).await?
+            }
+            None => Running {
+                router: services::web::router(services::web::Web::new(&upstreams)),
+                tasks: Vec::new(),
+            },
+        };
+        tasks.extend(running.tasks);
+        routers.insert(svc, running.router);
+    }
+    if !ready.wait_all(Duration::from_secs(30)).await {
+        tracing::warn!("not every subscription came up within 30 s; starting the relays anyway");
+    }
+    let relays = dbs
+        .iter()
+        .map(|(svc, db)| {
+            db.spawn_relay(broker.publisher.clone(), &format!("{svc}-embedded"), shutdown.clone())
+                .1
+        })
+        .collect();
+    let mut addrs = BTreeMap::new();
+    for (svc, listener) in listeners {
+        addrs.insert(svc, listener.local_addr()?);
+        let router = routers.remove(&svc).unwrap_or_default();
+        tasks.push(serve_http(listener, router, shutdown.clone()));
+    }
+    Ok(System {
+        addrs,
+        shutdown,
+        tasks,
+        relays,
+        dbs,
+        broker: Some(broker),
+    })
+}
+
+/// Serves `router` on `listener` until `shutdown`, letting requests in flight finish.
+pub fn serve_http(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    let router = crate::http::finish(router);
+    tokio::spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "http server failed");
+        }
+    })
+}
+
+/// How to run one service of the distributed system.
+#[derive(Debug, Clone)]
+pub struct DistributedConfig {
+    /// Which service.
+    pub service: Service,
+    /// Postgres URL (not needed by the web front).
+    pub database_url: Option<String>,
+    /// Broker URL (not needed by the web front).
+    pub broker_url: Option<String>,
+    /// Address to listen on.
+    pub host: String,
+    /// Port (0: a free one).
+    pub port: u16,
+    /// Prefix of the schema name.
+    pub schema_prefix: String,
+    /// Prefix of broker names.
+    pub broker_prefix: String,
+    /// Where the web front finds the others.
+    pub upstreams: Upstreams,
+    /// Business settings.
+    pub settings: Settings,
+}
+
+/// Starts one service on Postgres and RabbitMQ or NATS.
+pub async fn start_distributed(config: DistributedConfig) -> Result<System, AppError> {
+    let svc = config.service;
+    let shutdown = CancellationToken::new();
+    let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port))
+        .await
+        .map_err(|e| {
+            AppError::Config(format!("cannot listen on {}:{} for {svc}: {e}", config.host, config.port))
+        })?;
+    let replica = format!("{svc}-{}", uuid::Uuid::now_v7().simple());
+    let mut dbs = BTreeMap::new();
+    let (running, broker, relays) = if svc.has_database() {
+        let url = config.database_url.as_deref().ok_or_else(|| {
+            AppError::Config(format!("the {svc} service needs --database-url (Postgres)"))
+        })?;
+        let broker_url = config.broker_url.as_deref().ok_or_else(|| {
+            AppError::Config(format!("the {svc} service needs --broker-url (amqp:// or nats://)"))
+        })?;
+        let db = Db::connect_postgres(url, &format!("{}{}", config.schema_prefix, svc.name())).await?;
+        dbs.insert(svc, db.clone());
+        let broker = Broker::connect(broker_url, &config.broker_prefix, &replica, db.dead_letters()).await?;
+        let ready = Ready::new();
+        let ctx = ServiceContext {
+            service: svc,
+            db: db.clone(),
+            publisher: broker.publisher.clone(),
+            subscriber: broker.subscriber.clone(),
+            settings: Arc::new(config.settings.clone()),
+            shutdown: shutdown.clone(),
+            replica: replica.clone(),
+            ready: ready.clone(),
+            on_settled: None,
+        };
+        let running = start_service(ctx, &config.upstreams).await?;
+        if !ready.wait_all(Duration::from_secs(30)).await {
+            tracing::warn!("not every subscription came up within 30 s; starting the relay anyway");
+        }
+        let relay = db.spawn_relay(broker.publisher.clone(), &replica, shutdown.clone()).1;
+        (running, Some(broker), vec![relay])
+    } else {
+        let running = Running {
+            router: services::web::router(services::web::Web::new(&config.upstreams)),
+            tasks: Vec::new(),
+        };
+        (running, None, Vec::new())
+    };
+    let mut tasks = running.tasks;
+    let addr = listener.local_addr()?;
+    tasks.push(serve_http(listener, running.router, shutdown.clone()));
+    Ok(System {
+        addrs: BTreeMap::from([(svc, addr)]),
+        shutdown,
+        tasks,
+        relays,
+        dbs,
+        broker,
+    })
+}
