@@ -20,6 +20,7 @@ pub mod error;
 pub mod http;
 pub mod messages;
 pub mod inventory;
+pub mod loadgen;
 pub mod order_saga;
 pub mod payment_gateway;
 pub mod services;
