@@ -28,6 +28,8 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once at start; boxing buys nothing
+
 pub enum Command {
     /// Runs one service, on Postgres and RabbitMQ or NATS.
     Serve(ServeArgs),
@@ -62,6 +64,10 @@ pub struct BusinessArgs {
     /// in milliseconds (the seed's days, time-scaled).
     #[arg(long, env = "DELIVERY_STEP_MS", default_value_t = 2000)]
     pub delivery_step_ms: u64,
+    /// Where the AI service keeps its model files (trained there on first start when absent);
+    /// `<data-dir>/models` in the embedded mode, `models` otherwise.
+    #[arg(long, env = "MODEL_DIR")]
+    pub model_dir: Option<std::path::PathBuf>,
 }
 
 /// `reference-app` with no subcommand.

@@ -27,6 +27,8 @@ pub struct Settings {
     pub step_deadline: Duration,
     /// Simulated time from scheduled to dispatched and from dispatched to delivered.
     pub delivery_step: Duration,
+    /// Where the AI models live.
+    pub model_dir: std::path::PathBuf,
 }
 
 impl Default for Settings {
@@ -36,6 +38,7 @@ impl Default for Settings {
             fraud_threshold: 0.8,
             step_deadline: Duration::from_secs(30),
             delivery_step: Duration::from_secs(2),
+            model_dir: "models".into(),
         }
     }
 }
@@ -51,6 +54,7 @@ impl From<&BusinessArgs> for Settings {
             fraud_threshold: a.fraud_threshold,
             step_deadline: Duration::from_secs(a.step_deadline_secs.max(1)),
             delivery_step: Duration::from_millis(a.delivery_step_ms),
+            model_dir: a.model_dir.clone().unwrap_or_else(|| "models".into()),
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod db;
 pub mod error;
 pub mod http;
 pub mod messages;
+pub mod operator;
 pub mod inventory;
 pub mod loadgen;
 pub mod order_saga;

@@ -1,27 +1,118 @@
-//! The reference e-commerce order system, built from the saga crates.
+//! `reference-app`: the order system of the seed, built from the saga crates.
 //!
-//! When it is complete (see `DESIGN.md`, section 6), `reference-app` with no arguments runs every
-//! service of the seed's order system in one process (ports 8000-8007, SQLite files and the
-//! durable `sql` broker under `./data`), and `reference-app serve <service>` runs one service
-//! per process on Postgres and RabbitMQ or NATS.
-//!
-//! Today none of that exists: the services arrive with issue 7. This binary says so and exits
-//! successfully, so that the command a newcomer is told to run already works and tells the
-//! truth.
-//!
-//! Run with: `cargo run --release -p reference-app`
+//! ```text
+//! reference-app                          every service in one process (SQLite + sql broker in ./data)
+//! reference-app serve <service> ...      one service on Postgres and RabbitMQ or NATS
+//! reference-app loadgen --orders N ...   drive the HTTP API, print a JSON summary
+//! reference-app dlq list|replay|discard  dead letters
+//! reference-app replay <read-model>      rebuild a read model from the event log
+//! ```
 
-/// What the binary prints until the services exist.
-const NOT_BUILT_YET: &str = "\
-reference-app: the order system's services are not built yet (they arrive with issue 7).
-Nothing is listening on any port.
+use anyhow::Context;
+use clap::Parser;
+use reference_app::cli::{Cli, Command};
+use reference_app::context::Settings;
+use reference_app::operator;
+use reference_app::system::{self, DistributedConfig, EmbeddedConfig};
 
-What works today:
-  cargo run -p examples --example quickstart   a three-step saga on in-memory stores:
-                                               one run completes, one compensates
-  ./scripts/test.sh                            every test of the workspace
-  cargo doc --open -p saga-core                the API docs and the concepts guide";
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn,lapin=warn,async_nats=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(run(cli))
+}
 
-fn main() {
-    println!("{NOT_BUILT_YET}");
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        None => {
+            let args = cli.embedded;
+            let config = EmbeddedConfig {
+                data_dir: args.data_dir.clone(),
+                host: args.host.clone(),
+                base_port: args.base_port,
+                full_sync: args.sqlite_full_sync,
+                settings: Settings {
+                    model_dir: args
+                        .business
+                        .model_dir
+                        .clone()
+                        .unwrap_or_else(|| args.data_dir.join("models")),
+                    ..Settings::from(&args.business)
+                },
+            };
+            let system = system::start_embedded(config)
+                .await
+                .context("starting the embedded system")?;
+            println!(
+                "reference-app: every service in one process, data in {} (SQLite, sql broker)\n{}\
+                 open {} for the dashboard; Ctrl-C stops (in-flight work drains first)",
+                args.data_dir.display(),
+                system.describe(),
+                system.url(reference_app::topology::Service::Web),
+            );
+            wait_for_signal().await;
+            eprintln!("reference-app: stopping");
+            system.stop().await;
+            Ok(())
+        }
+        Some(Command::Serve(args)) => {
+            let config = DistributedConfig {
+                service: args.service,
+                database_url: args.database_url.clone(),
+                broker_url: args.broker_url.clone(),
+                host: args.host.clone(),
+                port: args.port.unwrap_or(args.service.default_port()),
+                schema_prefix: args.schema_prefix.clone(),
+                broker_prefix: args.broker_prefix.clone(),
+                upstreams: args.upstreams.clone(),
+                settings: Settings::from(&args.business),
+            };
+            let system = system::start_distributed(config)
+                .await
+                .with_context(|| format!("starting the {} service", args.service))?;
+            println!("reference-app: serving\n{}", system.describe());
+            wait_for_signal().await;
+            eprintln!("reference-app: stopping {}", args.service);
+            system.stop().await;
+            Ok(())
+        }
+        Some(Command::Loadgen(args)) => {
+            let summary = reference_app::loadgen::run(&args).await?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+            Ok(())
+        }
+        Some(Command::Dlq(args)) => operator::dlq(&args).await,
+        Some(Command::Replay(args)) => operator::replay(&args).await,
+    }
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
 }

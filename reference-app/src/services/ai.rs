@@ -1,9 +1,316 @@
-//! The AI service (8007): fraud screening on the saga's critical path.
+//! The AI service (8007): fraud screening on the saga's critical path and the seed's
+//! "real-time analysis" of every order (fraud score with its reasons, payment-success
+//! probability), from the models of `saga-ai` (see [`crate::ai`]).
+//!
+//! It keeps its own table of past orders per customer (the history the models score against)
+//! and the analysis of every order it screened.
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use saga_core::broker::Subscription;
+use saga_core::{Envelope, HandlerError};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::ai::{
+    AiEngine, Assessment, CustomerHistory, FraudDecision, OrderFacts, OrderOutcome, PastOrder,
+    address_key, decide,
+};
+use crate::api::json::ApiJson;
+use crate::api::money::Money;
+use crate::api::order::CreateOrderRequest;
+use crate::api::problem::Problem;
+use crate::consumer::Handler;
 use crate::context::{Running, ServiceContext};
 use crate::error::AppError;
+use crate::messages::{OrderPayload, Outcome};
+use crate::order_saga::events;
+use crate::services::common::{health_routes, parse_ts, parse_uuid, reply, ts};
+use crate::with_db;
 
-/// Starts the AI service.
-pub async fn start(_ctx: ServiceContext) -> Result<Running, AppError> {
-    Err(AppError::Config("the AI service is being wired".into()))
+/// The AI service's tables.
+pub const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS {t}customer_orders (
+        order_id TEXT PRIMARY KEY,
+        customer_id TEXT NOT NULL,
+        total_cents BIGINT NOT NULL,
+        address_key TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        created_at TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS customer_orders_by_customer ON {t}customer_orders (customer_id, created_at)",
+    "CREATE TABLE IF NOT EXISTS {t}analyses (
+        order_id TEXT PRIMARY KEY,
+        body TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        created_at TEXT NOT NULL)",
+];
+
+/// The subscription of the service.
+pub const SUBSCRIPTION: &str = "ai";
+
+/// How many of a customer's latest orders make their history.
+const HISTORY_LIMIT: i64 = 500;
+
+/// `GET /analysis/{order_id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnalysisResponse {
+    /// The order.
+    pub order_id: Uuid,
+    /// The models' assessment.
+    #[serde(flatten)]
+    pub assessment: Assessment,
+    /// `pass` or `reject`.
+    pub decision: String,
+    /// When it was screened.
+    pub analyzed_at: chrono::DateTime<Utc>,
+}
+
+#[derive(Clone)]
+struct Ai {
+    ctx: ServiceContext,
+    engine: Arc<AiEngine>,
+}
+
+/// Starts the AI service: loads (or, the first time, trains) the models, then screens.
+pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
+    ctx.db.migrate(MIGRATIONS).await?;
+    let dir = ctx.settings.model_dir.clone();
+    let engine = AiEngine::load_or_train(&dir, |m| tracing::info!("ai: {m}"))
+        .await
+        .map_err(|e| AppError::Config(format!("AI models in {}: {e}", dir.display())))?;
+    let svc = Ai {
+        ctx: ctx.clone(),
+        engine: Arc::new(engine),
+    };
+    let tasks = vec![ctx.consume(
+        Subscription::new(
+            SUBSCRIPTION,
+            [
+                events::FRAUD_CHECK_REQUESTED,
+                events::PAYMENT_PROCESSED,
+                events::PAYMENT_FAILED,
+            ],
+        )
+        .ordered(),
+        Arc::new(svc.clone()),
+    )];
+    let router = Router::new()
+        .route("/fraud/check", post(fraud_check))
+        .route("/analysis/{order_id}", get(analysis))
+        .with_state(svc)
+        .merge(health_routes(ctx.service, ctx.db.clone()));
+    Ok(Running { router, tasks })
+}
+
+fn outcome_name(o: OrderOutcome) -> &'static str {
+    match o {
+        OrderOutcome::Pending => "pending",
+        OrderOutcome::Paid => "paid",
+        OrderOutcome::PaymentFailed => "payment_failed",
+        OrderOutcome::Rejected => "rejected",
+    }
+}
+
+fn outcome_of(s: &str) -> OrderOutcome {
+    match s {
+        "paid" => OrderOutcome::Paid,
+        "payment_failed" => OrderOutcome::PaymentFailed,
+        "rejected" => OrderOutcome::Rejected,
+        _ => OrderOutcome::Pending,
+    }
+}
+
+fn facts_of(order: &OrderPayload) -> OrderFacts {
+    OrderFacts {
+        order_id: order.order_id,
+        customer_id: order.customer_id,
+        items: order.items.clone(),
+        total: order.total_amount,
+        shipping_address: order.shipping_address.clone(),
+        payment_method: order.payment_method.clone(),
+        created_at: order.created_at,
+    }
+}
+
+impl Ai {
+    async fn history(&self, facts: &OrderFacts) -> Result<CustomerHistory, AppError> {
+        let sql = self.ctx.db.qualify(
+            "SELECT order_id, total_cents, address_key, outcome, created_at FROM {t}customer_orders \
+             WHERE customer_id = $1 ORDER BY created_at DESC LIMIT $2",
+        );
+        let rows: Vec<(String, i64, String, String, String)> = with_db!(&self.ctx.db, store => {
+            sqlx::query_as(sql.clone())
+                .bind(facts.customer_id.to_string())
+                .bind(HISTORY_LIMIT)
+                .fetch_all(store.read_pool())
+                .await?
+        });
+        let past: Vec<PastOrder> = rows
+            .into_iter()
+            .map(|(id, total, key, outcome, at)| PastOrder {
+                order_id: Uuid::parse_str(&id).unwrap_or_default(),
+                total: Money::from_cents(total),
+                address_key: key,
+                created_at: parse_ts(&at),
+                outcome: outcome_of(&outcome),
+            })
+            .collect();
+        Ok(CustomerHistory::before(facts, &past))
+    }
+
+    async fn screen(&self, command: &Envelope) -> Result<(), AppError> {
+        let order = OrderPayload::from_value(&command.payload)?;
+        let facts = facts_of(&order);
+        let history = self.history(&facts).await?;
+        let assessment = self.engine.assess(&facts, &history);
+        let decision = decide(&assessment, self.ctx.settings.fraud_threshold);
+        let db = &self.ctx.db;
+        let remember = db.qualify(
+            "INSERT INTO {t}customer_orders (order_id, customer_id, total_cents, address_key, \
+             outcome, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (order_id) DO NOTHING",
+        );
+        let store_analysis = db.qualify(
+            "INSERT INTO {t}analyses (order_id, body, decision, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (order_id) DO NOTHING",
+        );
+        let body =
+            serde_json::to_string(&assessment).map_err(|e| AppError::decode("assessment", e))?;
+        let (decision_name, outcome, event) = match &decision {
+            FraudDecision::Pass => (
+                "pass",
+                OrderOutcome::Pending,
+                reply(
+                    command,
+                    events::FRAUD_CHECK_PASSED,
+                    serde_json::json!({
+                        "order_id": order.order_id,
+                        "fraud_score": assessment.fraud_score,
+                        "risk_level": assessment.risk_level,
+                        "reasons": assessment.reasons,
+                        "payment_success_probability": assessment.payment_success_probability,
+                    }),
+                ),
+            ),
+            FraudDecision::Reject { reason } => (
+                "reject",
+                OrderOutcome::Rejected,
+                reply(
+                    command,
+                    events::FRAUD_CHECK_FAILED,
+                    serde_json::to_value(Outcome {
+                        order_id: order.order_id,
+                        detail: reason.clone(),
+                    })
+                    .map_err(|e| AppError::decode("outcome", e))?,
+                ),
+            ),
+        };
+        with_db!(db, store => {
+            let mut uow = store.begin().await?;
+            if !uow.mark_inbox(SUBSCRIPTION, command.event_id).await? {
+                return Ok(());
+            }
+            sqlx::query(remember.clone())
+                .bind(order.order_id.to_string())
+                .bind(order.customer_id.to_string())
+                .bind(order.total_amount.cents())
+                .bind(address_key(&order.shipping_address))
+                .bind(outcome_name(outcome))
+                .bind(ts(order.created_at))
+                .execute(uow.tx())
+                .await?;
+            sqlx::query(store_analysis.clone())
+                .bind(order.order_id.to_string())
+                .bind(&body)
+                .bind(decision_name)
+                .bind(ts(Utc::now()))
+                .execute(uow.tx())
+                .await?;
+            uow.publish(&[event]).await?;
+            uow.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Keeps the payment outcome of a past order (the models' history).
+    async fn payment_outcome(&self, event: &Envelope, outcome: OrderOutcome) -> Result<(), AppError> {
+        let sql = self
+            .ctx
+            .db
+            .qualify("UPDATE {t}customer_orders SET outcome = $1 WHERE order_id = $2");
+        with_db!(&self.ctx.db, store => {
+            sqlx::query(sql.clone())
+                .bind(outcome_name(outcome))
+                .bind(&event.aggregate_id)
+                .execute(store.write_pool())
+                .await?;
+        });
+        Ok(())
+    }
+
+    async fn stored_analysis(&self, order_id: Uuid) -> Result<Option<AnalysisResponse>, AppError> {
+        let sql = self
+            .ctx
+            .db
+            .qualify("SELECT body, decision, created_at FROM {t}analyses WHERE order_id = $1");
+        let row: Option<(String, String, String)> = with_db!(&self.ctx.db, store => {
+            sqlx::query_as(sql.clone())
+                .bind(order_id.to_string())
+                .fetch_optional(store.read_pool())
+                .await?
+        });
+        row.map(|(body, decision, at)| {
+            Ok(AnalysisResponse {
+                order_id,
+                assessment: serde_json::from_str(&body)
+                    .map_err(|e| AppError::decode("assessment", e))?,
+                decision,
+                analyzed_at: parse_ts(&at),
+            })
+        })
+        .transpose()
+    }
+}
+
+#[async_trait]
+impl Handler for Ai {
+    async fn handle(&self, envelope: &Envelope) -> Result<(), HandlerError> {
+        let done = match envelope.event_type.as_str() {
+            events::FRAUD_CHECK_REQUESTED => self.screen(envelope).await,
+            events::PAYMENT_PROCESSED => self.payment_outcome(envelope, OrderOutcome::Paid).await,
+            events::PAYMENT_FAILED => {
+                self.payment_outcome(envelope, OrderOutcome::PaymentFailed)
+                    .await
+            }
+            other => Err(AppError::Config(format!("ai: unexpected event {other}"))),
+        };
+        done.map_err(Into::into)
+    }
+}
+
+/// `POST /fraud/check`: scores an order body (as `POST /orders` takes it) without placing it.
+async fn fraud_check(
+    State(svc): State<Ai>,
+    ApiJson(request): ApiJson<CreateOrderRequest>,
+) -> Result<Json<Assessment>, Problem> {
+    let order = request.validate()?;
+    let facts = OrderFacts::from_valid_order(Uuid::now_v7(), &order, Utc::now());
+    let history = svc.history(&facts).await?;
+    Ok(Json(svc.engine.assess(&facts, &history)))
+}
+
+async fn analysis(
+    State(svc): State<Ai>,
+    Path(order_id): Path<String>,
+) -> Result<Json<AnalysisResponse>, Problem> {
+    let id = parse_uuid("order", &order_id)?;
+    svc.stored_analysis(id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| Problem::not_found("analysis for order", id))
 }

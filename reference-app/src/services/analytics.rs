@@ -310,3 +310,15 @@ async fn recent_orders(State(svc): State<Analytics>) -> Result<Json<Vec<RecentOr
             .collect(),
     ))
 }
+
+/// Every event of the log, in the order it was recorded.
+pub async fn logged_events(db: &Db) -> Result<Vec<Envelope>, AppError> {
+    let read = db.qualify("SELECT body FROM {t}event_log ORDER BY recorded_at, event_id");
+    let bodies: Vec<(String,)> = with_db!(db, store => {
+        sqlx::query_as(read.clone()).fetch_all(store.read_pool()).await?
+    });
+    bodies
+        .into_iter()
+        .map(|(b,)| serde_json::from_str(&b).map_err(|e| AppError::decode("logged event", e)))
+        .collect()
+}

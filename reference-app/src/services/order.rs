@@ -894,3 +894,22 @@ async fn request_catalog(svc: OrderService) {
 pub const CATALOG_SYNC_REQUESTED: &str = "catalog.sync.requested";
 /// A product of the catalog, as the inventory publishes it.
 pub const PRODUCT_UPSERTED: &str = "product.upserted";
+
+/// Rebuilds the saga log read model of `order_db` from the event log in `analytics_db`;
+/// returns how many events were replayed.
+pub async fn rebuild_saga_log(
+    order_db: &crate::db::Db,
+    analytics_db: &crate::db::Db,
+) -> Result<u64, AppError> {
+    let events = crate::services::analytics::logged_events(analytics_db).await?;
+    let clear = order_db.qualify("DELETE FROM {t}saga_log_view");
+    with_db!(order_db, store => {
+        sqlx::query(clear.clone()).execute(store.write_pool()).await?;
+    });
+    let mut n = 0;
+    for envelope in &events {
+        project_saga_log(order_db, envelope).await?;
+        n += 1;
+    }
+    Ok(n)
+}
