@@ -14,6 +14,7 @@
 pub mod api;
 pub mod cli;
 pub mod inventory;
+pub mod metrics;
 pub mod order_saga;
 pub mod payment_gateway;
 pub mod topology;
