@@ -22,6 +22,7 @@ pub mod messages;
 pub mod operator;
 pub mod inventory;
 pub mod loadgen;
+pub mod metrics;
 pub mod order_saga;
 pub mod payment_gateway;
 pub mod services;
