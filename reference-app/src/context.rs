@@ -12,6 +12,7 @@ use saga_core::broker::Subscription;
 
 use crate::cli::BusinessArgs;
 use crate::consumer::{Consumer, Handler, Ready, SettledHook};
+use crate::metrics::AppMetrics;
 use crate::db::Db;
 use crate::payment_gateway::GatewayConfig;
 use crate::topology::Service;
@@ -79,8 +80,8 @@ pub struct ServiceContext {
     pub replica: String,
     /// Counts this process's subscriptions as they come up.
     pub ready: Arc<Ready>,
-    /// Observes settled deliveries (metrics).
-    pub on_settled: Option<SettledHook>,
+    /// The service's Prometheus metrics.
+    pub metrics: AppMetrics,
 }
 
 impl ServiceContext {
@@ -89,7 +90,7 @@ impl ServiceContext {
         self.ready.expect();
         Consumer::new(subscription)
             .signals(&self.ready)
-            .observed(self.on_settled.clone())
+            .observed(Some(settled_hook(self.metrics.clone())))
             .spawn(self.subscriber.clone(), handler, self.shutdown.clone())
     }
 }
@@ -111,4 +112,16 @@ pub struct Running {
     pub router: Router,
     /// Tasks that end after the context's shutdown token is cancelled.
     pub tasks: Vec<JoinHandle<()>>,
+}
+
+/// Counts settled deliveries by outcome.
+fn settled_hook(metrics: AppMetrics) -> SettledHook {
+    Arc::new(move |subscription, event_type, settled| {
+        let outcome = match settled {
+            saga_core::broker::Settled::Acked => "acked",
+            saga_core::broker::Settled::Retried(_) => "retried",
+            saga_core::broker::Settled::DeadLettered(_) => "dead_lettered",
+        };
+        metrics.event_consumed(subscription, event_type, outcome);
+    })
 }

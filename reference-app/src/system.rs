@@ -21,6 +21,7 @@ use crate::consumer::Ready;
 use crate::context::{Running, ServiceContext, Settings};
 use crate::db::Db;
 use crate::error::AppError;
+use crate::metrics::AppMetrics;
 use crate::services;
 use crate::topology::Service;
 
@@ -248,7 +249,10 @@ pub async fn start_embedded(config: EmbeddedConfig) -> Result<System, AppError> 
     let mut dbs = BTreeMap::new();
     let mut routers = BTreeMap::new();
     let mut tasks = Vec::new();
+    let mut all_metrics = BTreeMap::new();
     for svc in Service::ALL {
+        let metrics = AppMetrics::new(svc);
+        all_metrics.insert(svc, metrics.clone());
         let db = if svc.has_database() {
             let db = Db::open_sqlite(
                 &config.data_dir.join(format!("{}.db", svc.name())),
@@ -271,7 +275,7 @@ pub async fn start_embedded(config: EmbeddedConfig) -> Result<System, AppError> 
                     shutdown: shutdown.clone(),
                     replica: format!("{svc}-embedded"),
                     ready: ready.clone(),
-                    on_settled: None,
+                    metrics: metrics.clone(),
                 };
                 start_service(ctx, &upstreams).await?
             }
@@ -286,18 +290,26 @@ pub async fn start_embedded(config: EmbeddedConfig) -> Result<System, AppError> 
     if !ready.wait_all(Duration::from_secs(30)).await {
         tracing::warn!("not every subscription came up within 30 s; starting the relays anyway");
     }
-    let relays = dbs
-        .iter()
-        .map(|(svc, db)| {
-            db.spawn_relay(broker.publisher.clone(), &format!("{svc}-embedded"), shutdown.clone())
-                .1
-        })
-        .collect();
+    let mut relays = Vec::new();
+    for (svc, db) in &dbs {
+        let (relay_metrics, relay) =
+            db.spawn_relay(broker.publisher.clone(), &format!("{svc}-embedded"), shutdown.clone());
+        relays.push(relay);
+        if let Some(m) = all_metrics.get(svc) {
+            tasks.push(tokio::spawn(export_gauges(
+                m.clone(),
+                relay_metrics,
+                (*svc == Service::Order).then(|| broker.dead_letters.clone()),
+                shutdown.clone(),
+            )));
+        }
+    }
     let mut addrs = BTreeMap::new();
     for (svc, listener) in listeners {
         addrs.insert(svc, listener.local_addr()?);
         let router = routers.remove(&svc).unwrap_or_default();
-        tasks.push(serve_http(listener, router, shutdown.clone()));
+        let metrics = all_metrics.get(&svc).cloned().unwrap_or_else(|| AppMetrics::new(svc));
+        tasks.push(serve_http(listener, router, metrics, shutdown.clone()));
     }
     Ok(System {
         addrs,
@@ -313,9 +325,11 @@ pub async fn start_embedded(config: EmbeddedConfig) -> Result<System, AppError> 
 pub fn serve_http(
     listener: tokio::net::TcpListener,
     router: Router,
+    metrics: AppMetrics,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    let router = crate::http::finish(router);
+    let router = crate::http::finish(router.merge(crate::metrics::router(metrics.clone())))
+        .layer(axum::middleware::from_fn_with_state(metrics, crate::metrics::track));
     tokio::spawn(async move {
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -359,7 +373,9 @@ pub async fn start_distributed(config: DistributedConfig) -> Result<System, AppE
             AppError::Config(format!("cannot listen on {}:{} for {svc}: {e}", config.host, config.port))
         })?;
     let replica = format!("{svc}-{}", uuid::Uuid::now_v7().simple());
+    let metrics = AppMetrics::new(svc);
     let mut dbs = BTreeMap::new();
+    let mut extra = Vec::new();
     let (running, broker, relays) = if svc.has_database() {
         let url = config.database_url.as_deref().ok_or_else(|| {
             AppError::Config(format!("the {svc} service needs --database-url (Postgres)"))
@@ -380,13 +396,20 @@ pub async fn start_distributed(config: DistributedConfig) -> Result<System, AppE
             shutdown: shutdown.clone(),
             replica: replica.clone(),
             ready: ready.clone(),
-            on_settled: None,
+            metrics: metrics.clone(),
         };
         let running = start_service(ctx, &config.upstreams).await?;
         if !ready.wait_all(Duration::from_secs(30)).await {
             tracing::warn!("not every subscription came up within 30 s; starting the relay anyway");
         }
-        let relay = db.spawn_relay(broker.publisher.clone(), &replica, shutdown.clone()).1;
+        let (relay_metrics, relay) =
+            db.spawn_relay(broker.publisher.clone(), &replica, shutdown.clone());
+        extra.push(tokio::spawn(export_gauges(
+            metrics.clone(),
+            relay_metrics,
+            Some(broker.dead_letters.clone()),
+            shutdown.clone(),
+        )));
         (running, Some(broker), vec![relay])
     } else {
         let running = Running {
@@ -396,8 +419,9 @@ pub async fn start_distributed(config: DistributedConfig) -> Result<System, AppE
         (running, None, Vec::new())
     };
     let mut tasks = running.tasks;
+    tasks.extend(extra);
     let addr = listener.local_addr()?;
-    tasks.push(serve_http(listener, running.router, shutdown.clone()));
+    tasks.push(serve_http(listener, running.router, metrics, shutdown.clone()));
     Ok(System {
         addrs: BTreeMap::from([(svc, addr)]),
         shutdown,
@@ -406,4 +430,31 @@ pub async fn start_distributed(config: DistributedConfig) -> Result<System, AppE
         dbs,
         broker,
     })
+}
+
+/// Copies the relay's counters and the dead-letter count into the Prometheus gauges, every
+/// second.
+async fn export_gauges(
+    metrics: AppMetrics,
+    relay: Arc<saga_outbox::RelayMetrics>,
+    dead_letters: Option<Arc<dyn DeadLetterStore>>,
+    shutdown: CancellationToken,
+) {
+    let mut published = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let snap = relay.snapshot();
+        metrics.event_published(snap.published.saturating_sub(published));
+        published = snap.published;
+        metrics.set_outbox_lag(snap.lag_micros as f64 / 1e6);
+        if let Some(store) = &dead_letters
+            && let Ok(n) = store.pending_count().await
+        {
+            metrics.set_dead_letters_pending(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
 }
