@@ -11,6 +11,7 @@
 //! statuses; stock reservation as an all-or-nothing decision that conserves stock
 //! ([`inventory`]); and the simulated payment gateway ([`payment_gateway`]).
 
+pub mod ai;
 pub mod api;
 pub mod cli;
 pub mod consumer;
