@@ -60,7 +60,8 @@ impl Ready {
 
     /// Announces one more subscription to wait for.
     pub fn expect(&self) {
-        self.expected.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.expected
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Waits until every announced subscription exists, or `timeout` passes; returns whether

@@ -12,8 +12,8 @@ use saga_core::broker::Subscription;
 
 use crate::cli::BusinessArgs;
 use crate::consumer::{Consumer, Handler, Ready, SettledHook};
-use crate::metrics::AppMetrics;
 use crate::db::Db;
+use crate::metrics::AppMetrics;
 use crate::payment_gateway::GatewayConfig;
 use crate::topology::Service;
 

@@ -9,12 +9,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use saga_core::broker::Publisher;
 use saga_core::dead_letter::DeadLetterStore;
 use saga_core::saga::{SagaLogStore, SagaStore};
 use saga_outbox::postgres::{LeaseConfig, PgOptions, PgRelaySource, PgStore};
 use saga_outbox::sqlite::{Durability, SqliteOptions, SqliteRelaySource, SqliteStore};
 use saga_outbox::{Relay, RelayConfig, RelayMetrics};
-use saga_core::broker::Publisher;
 use sqlx::{AssertSqlSafe, SqlSafeStr, SqlStr};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -62,9 +62,11 @@ impl Db {
     pub async fn connect_postgres(url: &str, schema: &str) -> Result<Self, AppError> {
         saga_outbox::names::validate_ident(schema, false)?;
         let store = PgStore::connect(PgOptions::new(url).with_schema(schema)).await?;
-        sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {schema}")))
-            .execute(store.write_pool())
-            .await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema}"
+        )))
+        .execute(store.write_pool())
+        .await?;
         Ok(Db::Postgres {
             store,
             schema: schema.to_owned(),

@@ -201,7 +201,10 @@ impl System {
                 Some(Db::Postgres { .. }) => "postgres",
                 None => "-",
             };
-            out.push_str(&format!("  {:<13} http://{addr}  ({storage})\n", svc.name()));
+            out.push_str(&format!(
+                "  {:<13} http://{addr}  ({storage})\n",
+                svc.name()
+            ));
         }
         out
     }
@@ -226,7 +229,10 @@ pub async fn start_embedded(config: EmbeddedConfig) -> Result<System, AppError> 
         let listener = tokio::net::TcpListener::bind((config.host.as_str(), port))
             .await
             .map_err(|e| {
-                AppError::Config(format!("cannot listen on {}:{port} for {svc}: {e}", config.host))
+                AppError::Config(format!(
+                    "cannot listen on {}:{port} for {svc}: {e}",
+                    config.host
+                ))
             })?;
         listeners.insert(svc, listener);
     }
@@ -292,8 +298,11 @@ pub async fn start_embedded(config: EmbeddedConfig) -> Result<System, AppError> 
     }
     let mut relays = Vec::new();
     for (svc, db) in &dbs {
-        let (relay_metrics, relay) =
-            db.spawn_relay(broker.publisher.clone(), &format!("{svc}-embedded"), shutdown.clone());
+        let (relay_metrics, relay) = db.spawn_relay(
+            broker.publisher.clone(),
+            &format!("{svc}-embedded"),
+            shutdown.clone(),
+        );
         relays.push(relay);
         if let Some(m) = all_metrics.get(svc) {
             tasks.push(tokio::spawn(export_gauges(
@@ -308,7 +317,10 @@ pub async fn start_embedded(config: EmbeddedConfig) -> Result<System, AppError> 
     for (svc, listener) in listeners {
         addrs.insert(svc, listener.local_addr()?);
         let router = routers.remove(&svc).unwrap_or_default();
-        let metrics = all_metrics.get(&svc).cloned().unwrap_or_else(|| AppMetrics::new(svc));
+        let metrics = all_metrics
+            .get(&svc)
+            .cloned()
+            .unwrap_or_else(|| AppMetrics::new(svc));
         tasks.push(serve_http(listener, router, metrics, shutdown.clone()));
     }
     Ok(System {
@@ -328,8 +340,9 @@ pub fn serve_http(
     metrics: AppMetrics,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    let router = crate::http::finish(router.merge(crate::metrics::router(metrics.clone())))
-        .layer(axum::middleware::from_fn_with_state(metrics, crate::metrics::track));
+    let router = crate::http::finish(router.merge(crate::metrics::router(metrics.clone()))).layer(
+        axum::middleware::from_fn_with_state(metrics, crate::metrics::track),
+    );
     tokio::spawn(async move {
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -370,7 +383,10 @@ pub async fn start_distributed(config: DistributedConfig) -> Result<System, AppE
     let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port))
         .await
         .map_err(|e| {
-            AppError::Config(format!("cannot listen on {}:{} for {svc}: {e}", config.host, config.port))
+            AppError::Config(format!(
+                "cannot listen on {}:{} for {svc}: {e}",
+                config.host, config.port
+            ))
         })?;
     let replica = format!("{svc}-{}", uuid::Uuid::now_v7().simple());
     let metrics = AppMetrics::new(svc);
@@ -381,11 +397,20 @@ pub async fn start_distributed(config: DistributedConfig) -> Result<System, AppE
             AppError::Config(format!("the {svc} service needs --database-url (Postgres)"))
         })?;
         let broker_url = config.broker_url.as_deref().ok_or_else(|| {
-            AppError::Config(format!("the {svc} service needs --broker-url (amqp:// or nats://)"))
+            AppError::Config(format!(
+                "the {svc} service needs --broker-url (amqp:// or nats://)"
+            ))
         })?;
-        let db = Db::connect_postgres(url, &format!("{}{}", config.schema_prefix, svc.name())).await?;
+        let db =
+            Db::connect_postgres(url, &format!("{}{}", config.schema_prefix, svc.name())).await?;
         dbs.insert(svc, db.clone());
-        let broker = Broker::connect(broker_url, &config.broker_prefix, &replica, db.dead_letters()).await?;
+        let broker = Broker::connect(
+            broker_url,
+            &config.broker_prefix,
+            &replica,
+            db.dead_letters(),
+        )
+        .await?;
         let ready = Ready::new();
         let ctx = ServiceContext {
             service: svc,
@@ -421,7 +446,12 @@ pub async fn start_distributed(config: DistributedConfig) -> Result<System, AppE
     let mut tasks = running.tasks;
     tasks.extend(extra);
     let addr = listener.local_addr()?;
-    tasks.push(serve_http(listener, running.router, metrics, shutdown.clone()));
+    tasks.push(serve_http(
+        listener,
+        running.router,
+        metrics,
+        shutdown.clone(),
+    ));
     Ok(System {
         addrs: BTreeMap::from([(svc, addr)]),
         shutdown,

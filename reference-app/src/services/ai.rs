@@ -87,18 +87,20 @@ pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
         ctx: ctx.clone(),
         engine: Arc::new(engine),
     };
-    let tasks = vec![ctx.consume(
-        Subscription::new(
-            SUBSCRIPTION,
-            [
-                events::FRAUD_CHECK_REQUESTED,
-                events::PAYMENT_PROCESSED,
-                events::PAYMENT_FAILED,
-            ],
-        )
-        .ordered(),
-        Arc::new(svc.clone()),
-    )];
+    let tasks = vec![
+        ctx.consume(
+            Subscription::new(
+                SUBSCRIPTION,
+                [
+                    events::FRAUD_CHECK_REQUESTED,
+                    events::PAYMENT_PROCESSED,
+                    events::PAYMENT_FAILED,
+                ],
+            )
+            .ordered(),
+            Arc::new(svc.clone()),
+        ),
+    ];
     let router = Router::new()
         .route("/fraud/check", post(fraud_check))
         .route("/analysis/{order_id}", get(analysis))
@@ -238,7 +240,11 @@ impl Ai {
     }
 
     /// Keeps the payment outcome of a past order (the models' history).
-    async fn payment_outcome(&self, event: &Envelope, outcome: OrderOutcome) -> Result<(), AppError> {
+    async fn payment_outcome(
+        &self,
+        event: &Envelope,
+        outcome: OrderOutcome,
+    ) -> Result<(), AppError> {
         let sql = self
             .ctx
             .db

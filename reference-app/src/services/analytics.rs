@@ -115,7 +115,10 @@ struct Analytics {
 pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
     ctx.db.migrate(MIGRATIONS).await?;
     let svc = Analytics { ctx: ctx.clone() };
-    let tasks = vec![ctx.consume(Subscription::new(SUBSCRIPTION, ["#"]), Arc::new(svc.clone()))];
+    let tasks = vec![ctx.consume(
+        Subscription::new(SUBSCRIPTION, ["#"]),
+        Arc::new(svc.clone()),
+    )];
     let router = Router::new()
         .route("/metrics", get(metrics))
         .route("/events/stats", get(event_stats))
@@ -257,7 +260,11 @@ pub async fn figures(db: &Db) -> Result<MetricsResponse, AppError> {
         } else {
             processed as f64 / (processed + declined) as f64
         },
-        average_order_value: Money::from_cents(if confirmed == 0 { 0 } else { revenue / confirmed }),
+        average_order_value: Money::from_cents(if confirmed == 0 {
+            0
+        } else {
+            revenue / confirmed
+        }),
     })
 }
 

@@ -57,15 +57,40 @@ const PRODUCT_NAMESPACE: Uuid = Uuid::from_u128(0x5a6a_0002_0000_4000_8000_7072_
 /// The demo catalog seeded on first start: name, description, price in cents, stock. The
 /// last one is scarce on purpose (the seed's "insufficient inventory" scenario).
 pub const DEMO_PRODUCTS: &[(&str, &str, i64, i64)] = &[
-    ("Laptop Pro 14", "14-inch laptop, 16 GB RAM, 512 GB SSD", 129_999, 100_000),
+    (
+        "Laptop Pro 14",
+        "14-inch laptop, 16 GB RAM, 512 GB SSD",
+        129_999,
+        100_000,
+    ),
     ("Wireless Mouse", "Ergonomic wireless mouse", 2_500, 100_000),
-    ("Mechanical Keyboard", "Tenkeyless, brown switches", 8_999, 100_000),
-    ("USB-C Hub", "7-in-1 hub with HDMI and card reader", 3_999, 100_000),
-    ("Noise-Cancelling Headphones", "Over-ear, 30 h battery", 19_950, 100_000),
+    (
+        "Mechanical Keyboard",
+        "Tenkeyless, brown switches",
+        8_999,
+        100_000,
+    ),
+    (
+        "USB-C Hub",
+        "7-in-1 hub with HDMI and card reader",
+        3_999,
+        100_000,
+    ),
+    (
+        "Noise-Cancelling Headphones",
+        "Over-ear, 30 h battery",
+        19_950,
+        100_000,
+    ),
     ("27\" Monitor", "27-inch 4K IPS monitor", 32_900, 100_000),
     ("Webcam HD", "1080p webcam with microphone", 5_999, 100_000),
     ("Desk Lamp", "LED desk lamp with dimmer", 2_999, 100_000),
-    ("Limited Edition Vinyl", "Numbered pressing: only five exist", 4_999, 5),
+    (
+        "Limited Edition Vinyl",
+        "Numbered pressing: only five exist",
+        4_999,
+        5,
+    ),
 ];
 
 /// The id of a demo product, derived from its name.
@@ -187,7 +212,9 @@ async fn publish_catalog_when_ready(inv: Inventory) {
         .wait_all(std::time::Duration::from_secs(30))
         .await
     {
-        tracing::warn!("inventory: subscriptions not ready after 30 s; publishing the catalog anyway");
+        tracing::warn!(
+            "inventory: subscriptions not ready after 30 s; publishing the catalog anyway"
+        );
     }
     if let Err(e) = inv.publish_catalog(None).await {
         tracing::warn!(error = %e, "inventory: publishing the catalog failed");
@@ -361,7 +388,11 @@ impl Inventory {
     }
 
     /// Answers a repeated reservation command with the state of the first.
-    async fn reply_existing(&self, command: &Envelope, order: &OrderPayload) -> Result<(), AppError> {
+    async fn reply_existing(
+        &self,
+        command: &Envelope,
+        order: &OrderPayload,
+    ) -> Result<(), AppError> {
         let existing = self.reservation(order.order_id).await?;
         let (kind, payload) = match existing {
             Some(r) if r.status == "failed" => (
@@ -520,13 +551,17 @@ impl Handler for Inventory {
             events::INVENTORY_RELEASE_REQUESTED => self.release(envelope).await,
             events::ORDER_CONFIRMED => self.commit_sale(envelope).await,
             CATALOG_SYNC_REQUESTED => self.publish_catalog(Some(envelope.event_id)).await,
-            other => Err(AppError::Config(format!("inventory: unexpected event {other}"))),
+            other => Err(AppError::Config(format!(
+                "inventory: unexpected event {other}"
+            ))),
         };
         done.map_err(Into::into)
     }
 }
 
-async fn list_products(State(inv): State<Inventory>) -> Result<Json<Vec<ProductResponse>>, Problem> {
+async fn list_products(
+    State(inv): State<Inventory>,
+) -> Result<Json<Vec<ProductResponse>>, Problem> {
     Ok(Json(inv.products().await?))
 }
 

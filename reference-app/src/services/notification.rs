@@ -93,11 +93,19 @@ pub fn compose(envelope: &Envelope) -> (&'static str, String) {
         events::ORDER_CONFIRMED => ("email", format!("Your order {order} is confirmed.")),
         events::ORDER_CANCELLED => (
             "email",
-            format!("Your order {order} was cancelled{detail}; nothing was charged or it was refunded."),
+            format!(
+                "Your order {order} was cancelled{detail}; nothing was charged or it was refunded."
+            ),
         ),
-        events::ORDER_FAILED => ("email", format!("We could not accept your order {order}{detail}.")),
+        events::ORDER_FAILED => (
+            "email",
+            format!("We could not accept your order {order}{detail}."),
+        ),
         events::PAYMENT_PROCESSED => ("email", format!("Payment received for order {order}.")),
-        events::PAYMENT_FAILED => ("email", format!("Payment for order {order} was declined{detail}.")),
+        events::PAYMENT_FAILED => (
+            "email",
+            format!("Payment for order {order} was declined{detail}."),
+        ),
         events::PAYMENT_REFUNDED => ("email", format!("Order {order}: refund processed{detail}.")),
         events::SHIPPING_SCHEDULED => ("sms", format!("Order {order} will ship soon.")),
         events::SHIPPING_DISPATCHED => ("sms", format!("Order {order} is on its way.")),
@@ -173,7 +181,16 @@ async fn list_notifications(
         "SELECT id, event_id, order_id, event_type, channel, recipient, message, created_at \
          FROM {t}notifications WHERE order_id = $1 ORDER BY created_at, id",
     );
-    type Row = (String, String, String, String, String, String, String, String);
+    type Row = (
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+    );
     let rows: Vec<Row> = with_db!(&svc.ctx.db, store => {
         sqlx::query_as(sql.clone())
             .bind(id.to_string())
@@ -184,19 +201,21 @@ async fn list_notifications(
     let uuid = |s: &str| Uuid::parse_str(s).unwrap_or_default();
     Ok(Json(
         rows.into_iter()
-            .map(|(id, event, order, event_type, channel, recipient, message, at)| {
-                NotificationResponse {
-                    id: uuid(&id),
-                    event_id: uuid(&event),
-                    order_id: uuid(&order),
-                    event_type,
-                    channel,
-                    recipient,
-                    message,
-                    simulated: true,
-                    created_at: parse_ts(&at),
-                }
-            })
+            .map(
+                |(id, event, order, event_type, channel, recipient, message, at)| {
+                    NotificationResponse {
+                        id: uuid(&id),
+                        event_id: uuid(&event),
+                        order_id: uuid(&order),
+                        event_type,
+                        channel,
+                        recipient,
+                        message,
+                        simulated: true,
+                        created_at: parse_ts(&at),
+                    }
+                },
+            )
             .collect(),
     ))
 }

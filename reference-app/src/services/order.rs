@@ -155,7 +155,13 @@ pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
         ctx.consume(
             Subscription::new(
                 subscriptions::SAGA_LOG,
-                ["order.#", "fraud.#", "inventory.#", "payment.#", "shipping.#"],
+                [
+                    "order.#",
+                    "fraud.#",
+                    "inventory.#",
+                    "payment.#",
+                    "shipping.#",
+                ],
             ),
             Arc::new(SagaLogProjection(svc.clone())),
         ),
@@ -253,7 +259,13 @@ impl OrderService {
         })
         .to_string();
         let data = serde_json::to_value(&payload).map_err(|_| Problem::internal())?;
-        let t = transition::start(&self.definition, saga_id, order_id.to_string(), data.clone(), now);
+        let t = transition::start(
+            &self.definition,
+            saga_id,
+            order_id.to_string(),
+            data.clone(),
+            now,
+        );
         let placed = Envelope::new(events::ORDER_PLACED, order_id.to_string(), data)
             .with_id(Uuid::new_v5(&order_id, b"order.placed"))
             .with_correlation_id(saga_id)
@@ -267,7 +279,9 @@ impl OrderService {
              payment_method, correlation_id, request_body, failure_reason, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10, $10) ON CONFLICT (id) DO NOTHING",
         );
-        let select = db.qualify(&format!("SELECT {ORDER_COLUMNS} FROM {{t}}orders WHERE id = $1"));
+        let select = db.qualify(&format!(
+            "SELECT {ORDER_COLUMNS} FROM {{t}}orders WHERE id = $1"
+        ));
         let items = serde_json::to_string(&order.items).map_err(|_| Problem::internal())?;
         let address =
             serde_json::to_string(&order.shipping_address).map_err(|_| Problem::internal())?;
@@ -349,17 +363,15 @@ impl OrderService {
                     format!("items[{i}].product_id"),
                     format!("unknown product `{}`", item.product_id),
                 )),
-                Some((name, price)) if price != item.price.cents() => {
-                    errors.push(FieldError::new(
-                        format!("items[{i}].price"),
-                        format!(
-                            "{} costs {}, not {}",
-                            name,
-                            Money::from_cents(price),
-                            item.price
-                        ),
-                    ))
-                }
+                Some((name, price)) if price != item.price.cents() => errors.push(FieldError::new(
+                    format!("items[{i}].price"),
+                    format!(
+                        "{} costs {}, not {}",
+                        name,
+                        Money::from_cents(price),
+                        item.price
+                    ),
+                )),
                 Some(_) => {}
             }
         }
@@ -371,10 +383,9 @@ impl OrderService {
     }
 
     async fn load_order(&self, id: Uuid) -> Result<Option<OrderResponse>, AppError> {
-        let sql = self
-            .ctx
-            .db
-            .qualify(&format!("SELECT {ORDER_COLUMNS} FROM {{t}}orders WHERE id = $1"));
+        let sql = self.ctx.db.qualify(&format!(
+            "SELECT {ORDER_COLUMNS} FROM {{t}}orders WHERE id = $1"
+        ));
         let row: Option<OrderRow> = with_db!(&self.ctx.db, store => {
             sqlx::query_as(sql.clone()).bind(id.to_string()).fetch_optional(store.read_pool()).await?
         });
@@ -439,12 +450,14 @@ async fn list_orders(
     State(svc): State<OrderService>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<OrderResponse>>, Problem> {
-    let Query(q) = query.map_err(|e| Problem::new(
-        StatusCode::BAD_REQUEST,
-        "bad-query",
-        "Bad query",
-        e.body_text(),
-    ))?;
+    let Query(q) = query.map_err(|e| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "bad-query",
+            "Bad query",
+            e.body_text(),
+        )
+    })?;
     let limit = i64::from(q.limit.unwrap_or(50).clamp(1, 500));
     let sql = svc.ctx.db.qualify(&format!(
         "SELECT {ORDER_COLUMNS} FROM {{t}}orders \
@@ -493,12 +506,14 @@ async fn wait_order(
     query: Result<Query<WaitQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<WaitResponse>, Problem> {
     let id = parse_uuid("order", &id)?;
-    let Query(q) = query.map_err(|e| Problem::new(
-        StatusCode::BAD_REQUEST,
-        "bad-query",
-        "Bad query",
-        e.body_text(),
-    ))?;
+    let Query(q) = query.map_err(|e| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "bad-query",
+            "Bad query",
+            e.body_text(),
+        )
+    })?;
     let timeout = Duration::from_millis(q.timeout_ms.unwrap_or(10_000).min(60_000));
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
@@ -654,7 +669,11 @@ impl Handler for SagaReplies {
     async fn handle(&self, envelope: &Envelope) -> Result<(), HandlerError> {
         match self
             .0
-            .apply(envelope.correlation_id, SagaInput::Reply(envelope), Some(envelope.event_id))
+            .apply(
+                envelope.correlation_id,
+                SagaInput::Reply(envelope),
+                Some(envelope.event_id),
+            )
             .await
         {
             Ok(_) => Ok(()),
@@ -684,7 +703,10 @@ async fn sweep_deadlines(svc: OrderService) {
             }
         };
         for instance in due {
-            if let Err(e) = svc.apply(instance.id, SagaInput::DeadlineExpired, None).await {
+            if let Err(e) = svc
+                .apply(instance.id, SagaInput::DeadlineExpired, None)
+                .await
+            {
                 tracing::warn!(saga = %instance.id, error = %e, "deadline sweep failed");
             }
         }
@@ -789,7 +811,9 @@ struct SagaLogProjection(OrderService);
 impl Handler for SagaLogProjection {
     async fn handle(&self, envelope: &Envelope) -> Result<(), HandlerError> {
         // Idempotent by the event id: no inbox needed.
-        project_saga_log(&self.0.ctx.db, envelope).await.map_err(Into::into)
+        project_saga_log(&self.0.ctx.db, envelope)
+            .await
+            .map_err(Into::into)
     }
 }
 
@@ -805,7 +829,16 @@ async fn saga_logs(
         "SELECT event_id, order_id, correlation_id, step, status, event_type, details, created_at \
          FROM {t}saga_log_view WHERE order_id = $1 ORDER BY created_at, event_id",
     );
-    type Row = (String, String, String, String, String, String, Option<String>, String);
+    type Row = (
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        Option<String>,
+        String,
+    );
     let rows: Vec<Row> = with_db!(&svc.ctx.db, store => {
         sqlx::query_as(sql.clone())
             .bind(id.to_string())
@@ -816,16 +849,18 @@ async fn saga_logs(
     let uuid = |s: &str| Uuid::parse_str(s).unwrap_or_default();
     Ok(Json(
         rows.into_iter()
-            .map(|(e, o, c, step, status, event_type, details, at)| SagaLogResponse {
-                id: uuid(&e),
-                order_id: uuid(&o),
-                correlation_id: uuid(&c),
-                step,
-                status,
-                event_type,
-                details,
-                created_at: parse_ts(&at),
-            })
+            .map(
+                |(e, o, c, step, status, event_type, details, at)| SagaLogResponse {
+                    id: uuid(&e),
+                    order_id: uuid(&o),
+                    correlation_id: uuid(&c),
+                    step,
+                    status,
+                    event_type,
+                    details,
+                    created_at: parse_ts(&at),
+                },
+            )
             .collect(),
     ))
 }

@@ -94,14 +94,16 @@ pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
         gateway: SimulatedGateway::new(ctx.settings.gateway),
         ctx: ctx.clone(),
     };
-    let tasks = vec![ctx.consume(
-        Subscription::new(
-            SUBSCRIPTION,
-            [events::PAYMENT_REQUESTED, events::PAYMENT_REFUND_REQUESTED],
-        )
-        .ordered(),
-        Arc::new(svc.clone()),
-    )];
+    let tasks = vec![
+        ctx.consume(
+            Subscription::new(
+                SUBSCRIPTION,
+                [events::PAYMENT_REQUESTED, events::PAYMENT_REFUND_REQUESTED],
+            )
+            .ordered(),
+            Arc::new(svc.clone()),
+        ),
+    ];
     let router = Router::new()
         .route("/transactions/{order_id}", get(get_transaction))
         .with_state(svc)
@@ -279,7 +281,19 @@ impl Payments {
         });
         let uuid = |s: &str| Uuid::parse_str(s).unwrap_or_default();
         Ok(row.map(
-            |(id, order, customer, amount, method, status, reference, reason, refund, created, updated)| {
+            |(
+                id,
+                order,
+                customer,
+                amount,
+                method,
+                status,
+                reference,
+                reason,
+                refund,
+                created,
+                updated,
+            )| {
                 TransactionResponse {
                     id: uuid(&id),
                     order_id: uuid(&order),
@@ -305,7 +319,9 @@ impl Handler for Payments {
         let done = match envelope.event_type.as_str() {
             events::PAYMENT_REQUESTED => self.charge(envelope).await,
             events::PAYMENT_REFUND_REQUESTED => self.refund(envelope).await,
-            other => Err(AppError::Config(format!("payment: unexpected event {other}"))),
+            other => Err(AppError::Config(format!(
+                "payment: unexpected event {other}"
+            ))),
         };
         done.map_err(Into::into)
     }

@@ -102,7 +102,10 @@ impl Shipping {
              VALUES ($1, $2, $3, $4, 'scheduled', $5, $6, $7, $7) ON CONFLICT (order_id) DO NOTHING",
         );
         let shipment_id = Uuid::new_v5(&order.order_id, b"shipment");
-        let tracking = format!("SIM{}", &shipment_id.simple().to_string()[..12].to_uppercase());
+        let tracking = format!(
+            "SIM{}",
+            &shipment_id.simple().to_string()[..12].to_uppercase()
+        );
         let address = serde_json::to_string(&order.shipping_address)
             .map_err(|e| AppError::decode("address", e))?;
         with_db!(db, store => {
@@ -202,7 +205,16 @@ impl Shipping {
             "SELECT shipment_id, order_id, tracking_number, carrier, status, address, created_at, \
              updated_at FROM {t}shipments WHERE order_id = $1",
         );
-        type Row = (String, String, String, String, String, String, String, String);
+        type Row = (
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+        );
         let row: Option<Row> = with_db!(&self.ctx.db, store => {
             sqlx::query_as(sql.clone())
                 .bind(order_id.to_string())
@@ -210,26 +222,29 @@ impl Shipping {
                 .await?
         });
         let uuid = |s: &str| Uuid::parse_str(s).unwrap_or_default();
-        row.map(|(id, order, tracking, carrier, status, address, created, updated)| {
-            Ok(ShipmentResponse {
-                id: uuid(&id),
-                order_id: uuid(&order),
-                tracking_number: tracking,
-                carrier,
-                status,
-                shipping_address: serde_json::from_str(&address)
-                    .map_err(|e| AppError::decode("address", e))?,
-                created_at: parse_ts(&created),
-                updated_at: parse_ts(&updated),
-            })
-        })
+        row.map(
+            |(id, order, tracking, carrier, status, address, created, updated)| {
+                Ok(ShipmentResponse {
+                    id: uuid(&id),
+                    order_id: uuid(&order),
+                    tracking_number: tracking,
+                    carrier,
+                    status,
+                    shipping_address: serde_json::from_str(&address)
+                        .map_err(|e| AppError::decode("address", e))?,
+                    created_at: parse_ts(&created),
+                    updated_at: parse_ts(&updated),
+                })
+            },
+        )
         .transpose()
     }
 }
 
 async fn advance_shipments(svc: Shipping) {
     let mut tick = tokio::time::interval(
-        (svc.ctx.settings.delivery_step / 4).clamp(Duration::from_millis(50), Duration::from_secs(1)),
+        (svc.ctx.settings.delivery_step / 4)
+            .clamp(Duration::from_millis(50), Duration::from_secs(1)),
     );
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -252,8 +267,12 @@ async fn advance_shipments(svc: Shipping) {
 impl Handler for Shipping {
     async fn handle(&self, envelope: &Envelope) -> Result<(), HandlerError> {
         match envelope.event_type.as_str() {
-            events::SHIPPING_SCHEDULE_REQUESTED => self.schedule(envelope).await.map_err(Into::into),
-            other => Err(HandlerError::permanent(format!("shipping: unexpected event {other}"))),
+            events::SHIPPING_SCHEDULE_REQUESTED => {
+                self.schedule(envelope).await.map_err(Into::into)
+            }
+            other => Err(HandlerError::permanent(format!(
+                "shipping: unexpected event {other}"
+            ))),
         }
     }
 }

@@ -85,7 +85,10 @@ pub fn owner_of(path: &str) -> Option<Service> {
 pub fn router(web: Web) -> Router {
     Router::new()
         .route("/", get(index))
-        .route("/health", get(|| async { Json(serde_json::json!({"service": "web", "status": "healthy"})) }))
+        .route(
+            "/health",
+            get(|| async { Json(serde_json::json!({"service": "web", "status": "healthy"})) }),
+        )
         .route("/api/health", get(all_health))
         .route("/api/{*rest}", any(proxy))
         .with_state(web)
@@ -109,7 +112,12 @@ async fn all_health(State(web): State<Web>) -> Json<AllHealth> {
         let client = web.client.clone();
         let url = format!("{url}/health");
         async move {
-            let status = match client.get(&url).timeout(Duration::from_secs(2)).send().await {
+            let status = match client
+                .get(&url)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+            {
                 Ok(r) if r.status().is_success() => "healthy".to_owned(),
                 Ok(r) => format!("unhealthy ({})", r.status()),
                 Err(e) if e.is_timeout() => "unreachable (timeout)".to_owned(),

@@ -1,0 +1,174 @@
+//! Starting the embedded system for a test, and talking to it.
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use reference_app::context::Settings;
+use reference_app::payment_gateway::GatewayConfig;
+use reference_app::system::{EmbeddedConfig, System, start_embedded};
+use reference_app::topology::Service;
+use serde_json::{Value, json};
+
+/// The AI models, trained once and shared by the tests of this machine.
+pub fn model_dir() -> PathBuf {
+    std::env::temp_dir().join("reference-app-test-models")
+}
+
+pub struct App {
+    pub system: System,
+    pub client: reqwest::Client,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl App {
+    /// A fresh system in a temporary directory, the gateway declining `failure_rate`.
+    pub async fn start(failure_rate: f64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut app = Self::start_in(dir.path(), failure_rate, Duration::from_millis(1)).await;
+        app._dir = Some(dir);
+        app
+    }
+
+    /// A system on the files in `dir`.
+    pub async fn start_in(dir: &Path, failure_rate: f64, gateway_latency: Duration) -> Self {
+        let config = EmbeddedConfig {
+            data_dir: dir.to_path_buf(),
+            host: "127.0.0.1".into(),
+            base_port: 0,
+            full_sync: false,
+            settings: Settings {
+                gateway: GatewayConfig {
+                    failure_rate,
+                    latency: gateway_latency,
+                    seed: 7,
+                },
+                delivery_step: Duration::from_millis(200),
+                model_dir: model_dir(),
+                ..Settings::default()
+            },
+        };
+        let system = start_embedded(config)
+            .await
+            .expect("the embedded system starts");
+        Self {
+            system,
+            client: reqwest::Client::new(),
+            _dir: None,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.system.stop().await;
+    }
+
+    pub async fn get(&self, service: Service, path: &str) -> Value {
+        let url = format!("{}{path}", self.system.url(service));
+        let r = self.client.get(&url).send().await.unwrap();
+        assert!(r.status().is_success(), "GET {url}: {}", r.status());
+        r.json().await.unwrap()
+    }
+
+    /// GETs `path` until `ok` holds (10 s at most).
+    pub async fn eventually(
+        &self,
+        service: Service,
+        path: &str,
+        ok: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let url = format!("{}{path}", self.system.url(service));
+            if let Ok(r) = self.client.get(&url).send().await
+                && r.status().is_success()
+            {
+                let v: Value = r.json().await.unwrap();
+                if ok(&v) {
+                    return v;
+                }
+                if tokio::time::Instant::now() > deadline {
+                    panic!("GET {url} never satisfied the condition; last: {v}");
+                }
+            } else if tokio::time::Instant::now() > deadline {
+                panic!("GET {url} never answered");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The catalog by product name (waits until the order service knows it too).
+    pub async fn products(&self) -> HashMap<String, Value> {
+        let list = self
+            .eventually(Service::Inventory, "/products", |v| {
+                v.as_array().is_some_and(|a| !a.is_empty())
+            })
+            .await;
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["name"].as_str().unwrap().to_owned(), p.clone()))
+            .collect()
+    }
+
+    /// POSTs an order; returns the status and the body. Retries 422 "unknown product" for a
+    /// moment after start-up, while the order service learns the catalog.
+    pub async fn place(&self, body: &Value, key: Option<&str>) -> (u16, Value) {
+        let url = format!("{}/orders", self.system.url(Service::Order));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut req = self.client.post(&url).json(body);
+            if let Some(k) = key {
+                req = req.header("Idempotency-Key", k);
+            }
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            let v: Value = r.json().await.unwrap();
+            let catalog_pending = status == 422
+                && v.to_string().contains("unknown product")
+                && tokio::time::Instant::now() < deadline
+                && !body.to_string().contains("no-such-product");
+            if !catalog_pending {
+                return (status, v);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits for the order's saga to end (30 s at most).
+    pub async fn wait(&self, id: &str) -> Value {
+        let url = format!(
+            "{}/orders/{id}/wait?timeout_ms=30000",
+            self.system.url(Service::Order)
+        );
+        let v: Value = self
+            .client
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["terminal"], true, "order {id} did not finish: {v}");
+        v
+    }
+}
+
+/// An order for `quantity` of `product` shipped to `zip`.
+pub fn order_body(product: &Value, quantity: i64, zip: &str) -> Value {
+    json!({
+        "customer_id": "123e4567-e89b-12d3-a456-426614174000",
+        "items": [{"product_id": product["id"], "quantity": quantity, "price": product["price"]}],
+        "shipping_address": {"street": "123 Main St", "city": "San Francisco", "state": "CA", "zip": zip},
+        "payment_method": {"type": "credit_card"}
+    })
+}
+
+/// (available, reserved) of a product.
+pub fn stock_of(product: &Value) -> (i64, i64) {
+    (
+        product["available_quantity"].as_i64().unwrap(),
+        product["reserved_quantity"].as_i64().unwrap(),
+    )
+}
