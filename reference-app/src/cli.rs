@@ -29,7 +29,6 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 #[allow(clippy::large_enum_variant)] // parsed once at start; boxing buys nothing
-
 pub enum Command {
     /// Runs one service, on Postgres and RabbitMQ or NATS.
     Serve(ServeArgs),
@@ -112,13 +111,17 @@ pub struct ServeArgs {
     /// Port to listen on (the seed's port of the service by default).
     #[arg(long, env = "PORT")]
     pub port: Option<u16>,
-    /// Prefix of the Postgres schema names (`<prefix><service>`), so that several systems can
-    /// share one database.
+    /// Prefix of the Postgres schema names (`<prefix><service>_service`), so that several
+    /// systems can share one database.
     #[arg(long, env = "SCHEMA_PREFIX", default_value = "")]
     pub schema_prefix: String,
     /// Prefix of broker names (exchange, queues, streams).
     #[arg(long, env = "BROKER_PREFIX", default_value = "saga")]
     pub broker_prefix: String,
+    /// RabbitMQ deletes this system's queues after a minute unused and its exchange with the
+    /// last queue (tests and demos; never in production).
+    #[arg(long)]
+    pub broker_ephemeral: bool,
     /// Where the web front finds the other services.
     #[command(flatten)]
     pub upstreams: Upstreams,

@@ -73,6 +73,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 port: args.port.unwrap_or(args.service.default_port()),
                 schema_prefix: args.schema_prefix.clone(),
                 broker_prefix: args.broker_prefix.clone(),
+                broker_ephemeral: args.broker_ephemeral,
                 upstreams: args.upstreams.clone(),
                 settings: Settings::from(&args.business),
             };

@@ -38,12 +38,13 @@ async fn targets(target: &StorageTarget) -> Result<Vec<Target>, AppError> {
             let mut out = Vec::new();
             for svc in Service::ALL.into_iter().filter(|s| s.has_database()) {
                 let db =
-                    Db::connect_postgres(url, &format!("{}{}", target.schema_prefix, svc.name()))
+                    Db::connect_postgres(url, &svc.schema(&target.schema_prefix))
                         .await?;
                 let broker = Broker::connect(
                     broker_url,
                     &target.broker_prefix,
                     "reference-app-dlq",
+                    false,
                     db.dead_letters(),
                 )
                 .await?;
@@ -122,7 +123,7 @@ pub async fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
             Db::open_sqlite(&path, false).await?
         }
         Some(url) => {
-            Db::connect_postgres(url, &format!("{}analytics", args.target.schema_prefix)).await?
+            Db::connect_postgres(url, &Service::Analytics.schema(&args.target.schema_prefix)).await?
         }
     };
     match args.read_model.as_str() {
@@ -136,7 +137,7 @@ pub async fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
             let order = match &args.target.database_url {
                 None => Db::open_sqlite(&args.target.data_dir.join("order.db"), false).await?,
                 Some(url) => {
-                    Db::connect_postgres(url, &format!("{}order", args.target.schema_prefix))
+                    Db::connect_postgres(url, &Service::Order.schema(&args.target.schema_prefix))
                         .await?
                 }
             };

@@ -78,12 +78,16 @@ impl Broker {
         url: &str,
         prefix: &str,
         connection_name: &str,
+        ephemeral: bool,
         dead_letters: Arc<dyn DeadLetterStore>,
     ) -> Result<Self, AppError> {
         if url.starts_with("amqp://") || url.starts_with("amqps://") {
-            let config = AmqpConfig::new(url)
+            let mut config = AmqpConfig::new(url)
                 .with_exchange(format!("{prefix}.events"))
                 .with_connection_name(connection_name);
+            if ephemeral {
+                config = config.expire_unused_after(Duration::from_secs(60));
+            }
             Ok(Self::of(
                 AmqpBroker::connect(config, dead_letters.clone()).await?,
                 dead_letters,
@@ -370,6 +374,8 @@ pub struct DistributedConfig {
     pub schema_prefix: String,
     /// Prefix of broker names.
     pub broker_prefix: String,
+    /// RabbitMQ removes unused queues after a minute (tests).
+    pub broker_ephemeral: bool,
     /// Where the web front finds the others.
     pub upstreams: Upstreams,
     /// Business settings.
@@ -402,12 +408,13 @@ pub async fn start_distributed(config: DistributedConfig) -> Result<System, AppE
             ))
         })?;
         let db =
-            Db::connect_postgres(url, &format!("{}{}", config.schema_prefix, svc.name())).await?;
+            Db::connect_postgres(url, &svc.schema(&config.schema_prefix)).await?;
         dbs.insert(svc, db.clone());
         let broker = Broker::connect(
             broker_url,
             &config.broker_prefix,
             &replica,
+            config.broker_ephemeral,
             db.dead_letters(),
         )
         .await?;

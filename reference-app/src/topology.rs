@@ -65,6 +65,12 @@ impl Service {
         }
     }
 
+    /// The Postgres schema of the service in the distributed mode: `<prefix><name>_service`
+    /// (`order` alone is an SQL keyword).
+    pub fn schema(self, prefix: &str) -> String {
+        format!("{prefix}{}_service", self.name())
+    }
+
     /// Whether the service keeps a database (the web front does not).
     pub fn has_database(self) -> bool {
         !matches!(self, Service::Web)
