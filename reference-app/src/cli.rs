@@ -118,6 +118,9 @@ pub struct ServeArgs {
     /// Prefix of broker names (exchange, queues, streams).
     #[arg(long, env = "BROKER_PREFIX", default_value = "saga")]
     pub broker_prefix: String,
+    /// Most Postgres connections this process holds.
+    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 8)]
+    pub db_max_connections: u32,
     /// RabbitMQ deletes this system's queues after a minute unused and its exchange with the
     /// last queue (tests and demos; never in production).
     #[arg(long)]

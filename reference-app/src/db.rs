@@ -59,9 +59,18 @@ impl Db {
     }
 
     /// Connects to Postgres with the service's tables in `schema` (created if missing).
-    pub async fn connect_postgres(url: &str, schema: &str) -> Result<Self, AppError> {
+    pub async fn connect_postgres(
+        url: &str,
+        schema: &str,
+        max_connections: u32,
+    ) -> Result<Self, AppError> {
         saga_outbox::names::validate_ident(schema, false)?;
-        let store = PgStore::connect(PgOptions::new(url).with_schema(schema)).await?;
+        let store = PgStore::connect(
+            PgOptions::new(url)
+                .with_schema(schema)
+                .with_max_connections(max_connections.max(2)),
+        )
+        .await?;
         sqlx::query(AssertSqlSafe(format!(
             "CREATE SCHEMA IF NOT EXISTS {schema}"
         )))

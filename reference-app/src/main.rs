@@ -74,6 +74,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 schema_prefix: args.schema_prefix.clone(),
                 broker_prefix: args.broker_prefix.clone(),
                 broker_ephemeral: args.broker_ephemeral,
+                db_max_connections: args.db_max_connections,
                 upstreams: args.upstreams.clone(),
                 settings: Settings::from(&args.business),
             };

@@ -38,7 +38,7 @@ async fn targets(target: &StorageTarget) -> Result<Vec<Target>, AppError> {
             let mut out = Vec::new();
             for svc in Service::ALL.into_iter().filter(|s| s.has_database()) {
                 let db =
-                    Db::connect_postgres(url, &svc.schema(&target.schema_prefix))
+                    Db::connect_postgres(url, &svc.schema(&target.schema_prefix), 2)
                         .await?;
                 let broker = Broker::connect(
                     broker_url,
@@ -123,7 +123,7 @@ pub async fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
             Db::open_sqlite(&path, false).await?
         }
         Some(url) => {
-            Db::connect_postgres(url, &Service::Analytics.schema(&args.target.schema_prefix)).await?
+            Db::connect_postgres(url, &Service::Analytics.schema(&args.target.schema_prefix), 2).await?
         }
     };
     match args.read_model.as_str() {
@@ -137,7 +137,7 @@ pub async fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
             let order = match &args.target.database_url {
                 None => Db::open_sqlite(&args.target.data_dir.join("order.db"), false).await?,
                 Some(url) => {
-                    Db::connect_postgres(url, &Service::Order.schema(&args.target.schema_prefix))
+                    Db::connect_postgres(url, &Service::Order.schema(&args.target.schema_prefix), 2)
                         .await?
                 }
             };

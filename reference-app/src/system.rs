@@ -376,6 +376,8 @@ pub struct DistributedConfig {
     pub broker_prefix: String,
     /// RabbitMQ removes unused queues after a minute (tests).
     pub broker_ephemeral: bool,
+    /// Most Postgres connections.
+    pub db_max_connections: u32,
     /// Where the web front finds the others.
     pub upstreams: Upstreams,
     /// Business settings.
@@ -408,7 +410,8 @@ pub async fn start_distributed(config: DistributedConfig) -> Result<System, AppE
             ))
         })?;
         let db =
-            Db::connect_postgres(url, &svc.schema(&config.schema_prefix)).await?;
+            Db::connect_postgres(url, &svc.schema(&config.schema_prefix), config.db_max_connections)
+                .await?;
         dbs.insert(svc, db.clone());
         let broker = Broker::connect(
             broker_url,

@@ -237,9 +237,9 @@ pub async fn rebuild(db: &Db) -> Result<u64, AppError> {
 pub async fn figures(db: &Db) -> Result<MetricsResponse, AppError> {
     let orders = db.qualify(
         "SELECT COUNT(*), \
-         COALESCE(SUM(CASE WHEN status = 'confirmed' THEN 1 ELSE 0 END), 0), \
-         COALESCE(SUM(CASE WHEN status IN ('failed', 'cancelled') THEN 1 ELSE 0 END), 0), \
-         COALESCE(SUM(CASE WHEN status = 'confirmed' THEN total_cents ELSE 0 END), 0) \
+         CAST(COALESCE(SUM(CASE WHEN status = 'confirmed' THEN 1 ELSE 0 END), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(CASE WHEN status IN ('failed', 'cancelled') THEN 1 ELSE 0 END), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(CASE WHEN status = 'confirmed' THEN total_cents ELSE 0 END), 0) AS BIGINT) \
          FROM {t}order_facts WHERE rank >= 0",
     );
     let stats = event_stats_of(db).await?;
