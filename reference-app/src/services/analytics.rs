@@ -26,6 +26,7 @@ use crate::context::{Running, ServiceContext};
 use crate::db::Db;
 use crate::error::AppError;
 use crate::order_saga::events;
+use crate::services::analytics_cache::FiguresCache;
 use crate::services::common::{health_routes, parse_ts, ts};
 use crate::with_db;
 
@@ -109,6 +110,7 @@ fn order_status_of(event_type: &str) -> Option<(&'static str, i64)> {
 #[derive(Clone)]
 struct Analytics {
     ctx: ServiceContext,
+    cache: Option<FiguresCache>,
 }
 
 /// Starts the analytics service.
@@ -128,7 +130,8 @@ pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
     Ok(Running { router, tasks })
 }
 
-/// Folds one event into the figures on `conn`.
+/// Folds one event into the figures on `conn`; evaluates to the change of the order's row
+/// (status and total before and after), for order events.
 macro_rules! fold_on {
     ($db:expr, $conn:expr, $envelope:expr) => {{
         let db: &Db = $db;
@@ -141,6 +144,7 @@ macro_rules! fold_on {
             .bind(&envelope.event_type)
             .execute(&mut *$conn)
             .await?;
+        let mut change: Option<OrderChange> = None;
         if let Some((status, rank)) = order_status_of(&envelope.event_type) {
             let total = envelope
                 .payload
@@ -154,17 +158,20 @@ macro_rules! fold_on {
                 .and_then(|v| v.as_str())
                 .map(str::to_owned)
                 .unwrap_or_else(|| ts(envelope.timestamp));
+            let read = db.qualify("SELECT status, total_cents FROM {t}order_facts WHERE order_id = $1");
+            let before: Option<(String, i64)> = sqlx::query_as(read.clone())
+                .bind(&envelope.aggregate_id)
+                .fetch_optional(&mut *$conn)
+                .await?;
             let upsert = db.qualify(
-                "INSERT INTO {t}order_facts (order_id, status, rank, total_cents, created_at) \
+                "INSERT INTO {t}order_facts AS f (order_id, status, rank, total_cents, created_at) \
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT (order_id) DO UPDATE SET \
-                 status = CASE WHEN excluded.rank > {t}order_facts.rank THEN excluded.status \
-                               ELSE {t}order_facts.status END, \
-                 rank = CASE WHEN excluded.rank > {t}order_facts.rank THEN excluded.rank \
-                             ELSE {t}order_facts.rank END, \
+                 status = CASE WHEN excluded.rank > f.rank THEN excluded.status ELSE f.status END, \
+                 rank = CASE WHEN excluded.rank > f.rank THEN excluded.rank ELSE f.rank END, \
                  total_cents = CASE WHEN excluded.rank = 0 THEN excluded.total_cents \
-                                    ELSE {t}order_facts.total_cents END, \
+                                    ELSE f.total_cents END, \
                  created_at = CASE WHEN excluded.rank = 0 THEN excluded.created_at \
-                                   ELSE {t}order_facts.created_at END",
+                                   ELSE f.created_at END",
             );
             sqlx::query(upsert.clone())
                 .bind(&envelope.aggregate_id)
@@ -174,8 +181,23 @@ macro_rules! fold_on {
                 .bind(created)
                 .execute(&mut *$conn)
                 .await?;
+            let after: (String, i64) = sqlx::query_as(read.clone())
+                .bind(&envelope.aggregate_id)
+                .fetch_one(&mut *$conn)
+                .await?;
+            change = Some(OrderChange { before, after });
         }
+        change
     }};
+}
+
+/// How one event changed an order's row of the figures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderChange {
+    /// Status and total before (none: first event of the order).
+    pub before: Option<(String, i64)>,
+    /// Status and total after.
+    pub after: (String, i64),
 }
 
 impl Analytics {
@@ -202,8 +224,11 @@ impl Analytics {
                 .rows_affected();
             if appended == 1 {
                 let conn = uow.tx();
-                fold_on!(db, conn, envelope);
+                let change = fold_on!(db, conn, envelope);
                 uow.commit().await?;
+                if let Some(cache) = &self.cache {
+                    cache.apply(&envelope.event_type, change.as_ref()).await;
+                }
             }
         });
         Ok(())
@@ -225,7 +250,7 @@ pub async fn rebuild(db: &Db) -> Result<u64, AppError> {
             let envelope: Envelope =
                 serde_json::from_str(&body).map_err(|e| AppError::decode("logged event", e))?;
             let conn = uow.tx();
-            fold_on!(db, conn, &envelope);
+            let _ = fold_on!(db, conn, &envelope);
             folded += 1;
         }
         uow.commit().await?;
@@ -235,26 +260,28 @@ pub async fn rebuild(db: &Db) -> Result<u64, AppError> {
 
 /// The business figures as they stand.
 pub async fn figures(db: &Db) -> Result<MetricsResponse, AppError> {
-    let orders = db.qualify(
-        "SELECT COUNT(*), \
-         CAST(COALESCE(SUM(CASE WHEN status = 'confirmed' THEN 1 ELSE 0 END), 0) AS BIGINT), \
-         CAST(COALESCE(SUM(CASE WHEN status IN ('failed', 'cancelled') THEN 1 ELSE 0 END), 0) AS BIGINT), \
-         CAST(COALESCE(SUM(CASE WHEN status = 'confirmed' THEN total_cents ELSE 0 END), 0) AS BIGINT) \
-         FROM {t}order_facts WHERE rank >= 0",
-    );
     let stats = event_stats_of(db).await?;
-    let (total, confirmed, failed, revenue): (i64, i64, i64, i64) = with_db!(db, store => {
-        sqlx::query_as(orders.clone()).fetch_one(store.read_pool()).await?
-    });
+    let (orders, confirmed, failed, revenue) = order_figures(db).await?;
+    Ok(compose_figures(&stats, orders, confirmed, failed, revenue))
+}
+
+/// The seed's figures from the event counts and the orders' statuses.
+pub fn compose_figures(
+    stats: &EventStats,
+    orders: i64,
+    confirmed: i64,
+    failed: i64,
+    revenue_cents: i64,
+) -> MetricsResponse {
     let count = |t: &str| stats.events_by_type.get(t).copied().unwrap_or(0);
     let processed = count(events::PAYMENT_PROCESSED);
     let declined = count(events::PAYMENT_FAILED);
     let placed = count(events::ORDER_PLACED);
-    Ok(MetricsResponse {
-        total_orders: placed.max(total),
+    MetricsResponse {
+        total_orders: placed.max(orders),
         confirmed_orders: confirmed,
         failed_orders: failed,
-        total_revenue: Money::from_cents(revenue),
+        total_revenue: Money::from_cents(revenue_cents),
         payment_success_rate: if processed + declined == 0 {
             0.0
         } else {
@@ -263,9 +290,23 @@ pub async fn figures(db: &Db) -> Result<MetricsResponse, AppError> {
         average_order_value: Money::from_cents(if confirmed == 0 {
             0
         } else {
-            revenue / confirmed
+            revenue_cents / confirmed
         }),
-    })
+    }
+}
+
+/// The orders' figures as stored: (orders, confirmed, failed or cancelled, revenue in cents).
+pub async fn order_figures(db: &Db) -> Result<(i64, i64, i64, i64), AppError> {
+    let orders = db.qualify(
+        "SELECT COUNT(*), \
+         CAST(COALESCE(SUM(CASE WHEN status = 'confirmed' THEN 1 ELSE 0 END), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(CASE WHEN status IN ('failed', 'cancelled') THEN 1 ELSE 0 END), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(CASE WHEN status = 'confirmed' THEN total_cents ELSE 0 END), 0) AS BIGINT) \
+         FROM {t}order_facts",
+    );
+    Ok(with_db!(db, store => {
+        sqlx::query_as(orders.clone()).fetch_one(store.read_pool()).await?
+    }))
 }
 
 /// Event counts as they stand.
@@ -288,10 +329,20 @@ impl Handler for Analytics {
 }
 
 async fn metrics(State(svc): State<Analytics>) -> Result<Json<MetricsResponse>, Problem> {
+    if let Some(cache) = &svc.cache
+        && let Some(figures) = cache.figures().await
+    {
+        return Ok(Json(figures));
+    }
     Ok(Json(figures(&svc.ctx.db).await?))
 }
 
 async fn event_stats(State(svc): State<Analytics>) -> Result<Json<EventStats>, Problem> {
+    if let Some(cache) = &svc.cache
+        && let Some(stats) = cache.event_stats().await
+    {
+        return Ok(Json(stats));
+    }
     Ok(Json(event_stats_of(&svc.ctx.db).await?))
 }
 
