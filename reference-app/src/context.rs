@@ -30,6 +30,10 @@ pub struct Settings {
     pub delivery_step: Duration,
     /// Where the AI models live.
     pub model_dir: std::path::PathBuf,
+    /// Redis, the analytics service's fast aggregate store, if any.
+    pub redis_url: Option<String>,
+    /// Prefix of the Redis keys.
+    pub redis_prefix: String,
 }
 
 impl Default for Settings {
@@ -40,6 +44,8 @@ impl Default for Settings {
             step_deadline: Duration::from_secs(30),
             delivery_step: Duration::from_secs(2),
             model_dir: "models".into(),
+            redis_url: None,
+            redis_prefix: "saga".into(),
         }
     }
 }
@@ -56,6 +62,8 @@ impl From<&BusinessArgs> for Settings {
             step_deadline: Duration::from_secs(a.step_deadline_secs.max(1)),
             delivery_step: Duration::from_millis(a.delivery_step_ms),
             model_dir: a.model_dir.clone().unwrap_or_else(|| "models".into()),
+            redis_url: None,
+            redis_prefix: "saga".into(),
         }
     }
 }

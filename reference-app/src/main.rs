@@ -76,7 +76,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 broker_ephemeral: args.broker_ephemeral,
                 db_max_connections: args.db_max_connections,
                 upstreams: args.upstreams.clone(),
-                settings: Settings::from(&args.business),
+                settings: Settings {
+                    redis_url: args.redis_url.clone(),
+                    redis_prefix: args.broker_prefix.clone(),
+                    ..Settings::from(&args.business)
+                },
             };
             let system = system::start_distributed(config)
                 .await

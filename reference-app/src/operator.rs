@@ -37,9 +37,7 @@ async fn targets(target: &StorageTarget) -> Result<Vec<Target>, AppError> {
             })?;
             let mut out = Vec::new();
             for svc in Service::ALL.into_iter().filter(|s| s.has_database()) {
-                let db =
-                    Db::connect_postgres(url, &svc.schema(&target.schema_prefix), 2)
-                        .await?;
+                let db = Db::connect_postgres(url, &svc.schema(&target.schema_prefix), 2).await?;
                 let broker = Broker::connect(
                     broker_url,
                     &target.broker_prefix,
@@ -123,7 +121,12 @@ pub async fn replay(args: &ReplayArgs) -> anyhow::Result<()> {
             Db::open_sqlite(&path, false).await?
         }
         Some(url) => {
-            Db::connect_postgres(url, &Service::Analytics.schema(&args.target.schema_prefix), 2).await?
+            Db::connect_postgres(
+                url,
+                &Service::Analytics.schema(&args.target.schema_prefix),
+                2,
+            )
+            .await?
         }
     };
     match args.read_model.as_str() {

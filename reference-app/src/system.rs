@@ -409,9 +409,12 @@ pub async fn start_distributed(config: DistributedConfig) -> Result<System, AppE
                 "the {svc} service needs --broker-url (amqp:// or nats://)"
             ))
         })?;
-        let db =
-            Db::connect_postgres(url, &svc.schema(&config.schema_prefix), config.db_max_connections)
-                .await?;
+        let db = Db::connect_postgres(
+            url,
+            &svc.schema(&config.schema_prefix),
+            config.db_max_connections,
+        )
+        .await?;
         dbs.insert(svc, db.clone());
         let broker = Broker::connect(
             broker_url,

@@ -46,6 +46,7 @@ struct Stack {
     procs: Vec<(Service, Proc)>,
     database_url: String,
     broker_url: String,
+    redis_url: Option<String>,
     prefix: String,
 }
 
@@ -89,7 +90,13 @@ impl Stack {
         for line in lines.by_ref() {
             let line = line.expect("read stdout");
             if let Some(at) = line.find("http://") {
-                url = Some(line[at..].split_whitespace().next().unwrap_or("").to_owned());
+                url = Some(
+                    line[at..]
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or("")
+                        .to_owned(),
+                );
                 break;
             }
         }
@@ -107,6 +114,7 @@ impl Stack {
             .collect();
         let url = self.database_url.clone();
         let broker = self.broker_url.clone();
+        let redis_url = self.redis_url.clone();
         let prefix = self.prefix.clone();
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -123,8 +131,19 @@ impl Stack {
                         .await;
                     }
                 }
+                if let Some(redis_url) = redis_url
+                    && let Ok(client) = redis::Client::open(redis_url.as_str())
+                    && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+                {
+                    let keys = [
+                        format!("{prefix}:analytics:events"),
+                        format!("{prefix}:analytics:orders"),
+                    ];
+                    let _: Result<(), _> = redis::AsyncCommands::del(&mut conn, &keys[..]).await;
+                }
                 if broker.starts_with("nats://") {
-                    let dlq = std::sync::Arc::new(saga_core::memory::MemoryDeadLetterStore::default());
+                    let dlq =
+                        std::sync::Arc::new(saga_core::memory::MemoryDeadLetterStore::default());
                     let stream = format!("{}_EVENTS", prefix.to_uppercase());
                     let config = saga_brokers::nats::NatsConfig::new(&broker)
                         .with_stream(stream, format!("{prefix}.events"));
@@ -147,12 +166,13 @@ impl Drop for Stack {
     }
 }
 
-fn start_stack(database_url: String, broker_url: String) -> Stack {
+fn start_stack(database_url: String, broker_url: String, redis_url: Option<String>) -> Stack {
     let prefix = format!("t{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
     let mut stack = Stack {
         procs: Vec::new(),
         database_url,
         broker_url,
+        redis_url,
         prefix,
     };
     for svc in [
@@ -166,7 +186,11 @@ fn start_stack(database_url: String, broker_url: String) -> Stack {
         Service::Analytics,
         Service::Ai,
     ] {
-        let p = stack.spawn(svc, &[]);
+        let extra = match (&stack.redis_url, svc) {
+            (Some(url), Service::Analytics) => vec!["--redis-url".to_owned(), url.clone()],
+            _ => Vec::new(),
+        };
+        let p = stack.spawn(svc, &extra);
         stack.procs.push((svc, p));
     }
     let upstreams = vec![
@@ -206,7 +230,10 @@ async fn eventually(client: &reqwest::Client, url: &str, ok: impl Fn(&Value) -> 
         {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "GET {url} never satisfied the condition");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "GET {url} never satisfied the condition"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -225,7 +252,10 @@ async fn place(client: &reqwest::Client, order_url: &str, body: &Value, key: &st
             .unwrap();
         let status = r.status().as_u16();
         let v: Value = r.json().await.unwrap();
-        if status == 422 && v.to_string().contains("unknown product") && tokio::time::Instant::now() < deadline {
+        if status == 422
+            && v.to_string().contains("unknown product")
+            && tokio::time::Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         }
@@ -257,14 +287,23 @@ async fn scenarios(stack: &Stack) {
     // Eight orders through both order replicas; the gateway declines about half.
     let mut ids = Vec::new();
     for i in 0..8 {
-        let (status, order) = place(&client, &orders[i % 2], &order_body(&laptop, 1, "94102"), &format!("d-{i}")).await;
+        let (status, order) = place(
+            &client,
+            &orders[i % 2],
+            &order_body(&laptop, 1, "94102"),
+            &format!("d-{i}"),
+        )
+        .await;
         assert_eq!(status, 201, "{order}");
         ids.push(order["id"].as_str().unwrap().to_owned());
     }
     let (mut confirmed, mut cancelled) = (0, 0);
     for (i, id) in ids.iter().enumerate() {
         let done: Value = client
-            .get(format!("{}/orders/{id}/wait?timeout_ms=30000", orders[(i + 1) % 2]))
+            .get(format!(
+                "{}/orders/{id}/wait?timeout_ms=30000",
+                orders[(i + 1) % 2]
+            ))
             .send()
             .await
             .unwrap()
@@ -272,7 +311,11 @@ async fn scenarios(stack: &Stack) {
             .await
             .unwrap();
         assert_eq!(done["terminal"], true, "{done}");
-        let tx = get(&client, &format!("{}/transactions/{id}", stack.url(Service::Payment))).await;
+        let tx = get(
+            &client,
+            &format!("{}/transactions/{id}", stack.url(Service::Payment)),
+        )
+        .await;
         let reservation = get(&client, &format!("{inventory}/reservations/{id}")).await;
         match done["order"]["status"].as_str().unwrap() {
             "confirmed" => {
@@ -288,7 +331,10 @@ async fn scenarios(stack: &Stack) {
             other => panic!("order {id} ended {other}: {done}"),
         }
     }
-    assert!(confirmed > 0 && cancelled > 0, "confirmed {confirmed}, cancelled {cancelled}");
+    assert!(
+        confirmed > 0 && cancelled > 0,
+        "confirmed {confirmed}, cancelled {cancelled}"
+    );
 
     // The same key again, through the other replica: the same order.
     let (status, again) = place(&client, &orders[1], &order_body(&laptop, 1, "94102"), "d-0").await;
@@ -296,14 +342,22 @@ async fn scenarios(stack: &Stack) {
     assert_eq!(again["id"], ids[0]);
 
     // Stock is conserved: exactly the confirmed orders' units are gone.
-    let laptop_now = eventually(&client, &format!("{inventory}/products/{}", laptop["id"].as_str().unwrap()), |p| {
-        p["reserved_quantity"] == 0
-    })
+    let laptop_now = eventually(
+        &client,
+        &format!("{inventory}/products/{}", laptop["id"].as_str().unwrap()),
+        |p| p["reserved_quantity"] == 0,
+    )
     .await;
     assert_eq!(stock_of(&laptop_now).0, stock_of(&laptop).0 - confirmed);
 
     // No stock, and bad input.
-    let (_, order) = place(&client, &orders[0], &order_body(&vinyl, 6, "94102"), "d-vinyl").await;
+    let (_, order) = place(
+        &client,
+        &orders[0],
+        &order_body(&vinyl, 6, "94102"),
+        "d-vinyl",
+    )
+    .await;
     let id = order["id"].as_str().unwrap();
     let done: Value = client
         .get(format!("{}/orders/{id}/wait?timeout_ms=30000", orders[0]))
@@ -314,13 +368,25 @@ async fn scenarios(stack: &Stack) {
         .await
         .unwrap();
     assert_eq!(done["order"]["status"], "failed", "{done}");
-    let (status, problem) = place(&client, &orders[0], &order_body(&laptop, 0, "94102"), "d-bad").await;
+    let (status, problem) = place(
+        &client,
+        &orders[0],
+        &order_body(&laptop, 0, "94102"),
+        "d-bad",
+    )
+    .await;
     assert_eq!(status, 422, "{problem}");
 
     // Analytics counted each order once; the web front sees every service and proxies.
-    let metrics = eventually(&client, &format!("{}/metrics", stack.url(Service::Analytics)), |m| {
-        m["total_orders"] == 9
-    })
+    let metrics = eventually(
+        &client,
+        &format!("{}/metrics", stack.url(Service::Analytics)),
+        |m| {
+            m["total_orders"] == 9
+                && m["confirmed_orders"] == confirmed
+                && m["failed_orders"] == cancelled + 1
+        },
+    )
     .await;
     assert_eq!(metrics["confirmed_orders"], confirmed, "{metrics}");
     assert_eq!(metrics["failed_orders"], cancelled + 1, "{metrics}");
@@ -328,6 +394,22 @@ async fn scenarios(stack: &Stack) {
     assert_eq!(health["status"], "healthy", "{health}");
     let via_web = get(&client, &format!("{web}/api/orders/{}", ids[0])).await;
     assert_eq!(via_web["id"], ids[0]);
+
+    // With Redis, the figures above came from it; it holds what the database holds.
+    if let Some(url) = &stack.redis_url {
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let orders: std::collections::BTreeMap<String, i64> =
+            redis::AsyncCommands::hgetall(&mut conn, format!("{}:analytics:orders", stack.prefix))
+                .await
+                .unwrap();
+        assert_eq!(orders.get("orders"), Some(&9), "{orders:?}");
+        assert_eq!(
+            orders.get("confirmed").copied(),
+            Some(confirmed),
+            "{orders:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -338,7 +420,11 @@ async fn distributed_on_postgres_and_rabbitmq() {
     ) else {
         return;
     };
-    let stack = start_stack(db, amqp);
+    let redis = env_url(
+        "REDIS_URL",
+        "distributed_on_postgres_and_rabbitmq (analytics on redis)",
+    );
+    let stack = start_stack(db, amqp, redis);
     scenarios(&stack).await;
 }
 
@@ -350,6 +436,6 @@ async fn distributed_on_postgres_and_nats() {
     ) else {
         return;
     };
-    let stack = start_stack(db, nats);
+    let stack = start_stack(db, nats, None);
     scenarios(&stack).await;
 }

@@ -116,11 +116,25 @@ struct Analytics {
 /// Starts the analytics service.
 pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
     ctx.db.migrate(MIGRATIONS).await?;
-    let svc = Analytics { ctx: ctx.clone() };
-    let tasks = vec![ctx.consume(
+    let cache = match &ctx.settings.redis_url {
+        Some(url) => Some(FiguresCache::connect(url, &ctx.settings.redis_prefix).await?),
+        None => None,
+    };
+    let svc = Analytics {
+        ctx: ctx.clone(),
+        cache: cache.clone(),
+    };
+    let mut tasks = vec![ctx.consume(
         Subscription::new(SUBSCRIPTION, ["#"]),
         Arc::new(svc.clone()),
     )];
+    if let Some(cache) = cache {
+        tasks.push(tokio::spawn(cache.reconcile_every(
+            ctx.db.clone(),
+            std::time::Duration::from_secs(10),
+            ctx.shutdown.clone(),
+        )));
+    }
     let router = Router::new()
         .route("/metrics", get(metrics))
         .route("/events/stats", get(event_stats))
@@ -158,7 +172,8 @@ macro_rules! fold_on {
                 .and_then(|v| v.as_str())
                 .map(str::to_owned)
                 .unwrap_or_else(|| ts(envelope.timestamp));
-            let read = db.qualify("SELECT status, total_cents FROM {t}order_facts WHERE order_id = $1");
+            let read =
+                db.qualify("SELECT status, total_cents FROM {t}order_facts WHERE order_id = $1");
             let before: Option<(String, i64)> = sqlx::query_as(read.clone())
                 .bind(&envelope.aggregate_id)
                 .fetch_optional(&mut *$conn)

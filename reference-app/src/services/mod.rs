@@ -2,6 +2,7 @@
 
 pub mod ai;
 pub mod analytics;
+pub mod analytics_cache;
 pub mod common;
 pub mod inventory;
 pub mod notification;
