@@ -67,6 +67,10 @@ pub struct BusinessArgs {
     /// `<data-dir>/models` in the embedded mode, `models` otherwise.
     #[arg(long, env = "MODEL_DIR")]
     pub model_dir: Option<std::path::PathBuf>,
+    /// How many days the event log keeps events (0: forever); older ones are folded into the
+    /// analytics baseline and removed.
+    #[arg(long, env = "EVENT_LOG_RETENTION_DAYS", default_value_t = 30)]
+    pub event_log_retention_days: u64,
 }
 
 /// `reference-app` with no subcommand.

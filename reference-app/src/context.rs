@@ -34,6 +34,8 @@ pub struct Settings {
     pub redis_url: Option<String>,
     /// Prefix of the Redis keys.
     pub redis_prefix: String,
+    /// How long the event log keeps events (`None`: forever).
+    pub event_log_retention: Option<Duration>,
 }
 
 impl Default for Settings {
@@ -46,6 +48,7 @@ impl Default for Settings {
             model_dir: "models".into(),
             redis_url: None,
             redis_prefix: "saga".into(),
+            event_log_retention: Some(Duration::from_secs(30 * 86_400)),
         }
     }
 }
@@ -64,6 +67,7 @@ impl From<&BusinessArgs> for Settings {
             model_dir: a.model_dir.clone().unwrap_or_else(|| "models".into()),
             redis_url: None,
             redis_prefix: "saga".into(),
+            event_log_retention: Some(Duration::from_secs(30 * 86_400)),
         }
     }
 }

@@ -5,7 +5,9 @@
 //! redelivery appends nothing) in the same transaction that folds it into the figures, so
 //! each event is counted once, across restarts too. `rebuild` folds the log again from
 //! nothing (`reference-app replay analytics`); the fold is insensitive to the order of events
-//! of different orders, so the rebuilt figures equal the live ones.
+//! of different orders, so the rebuilt figures equal the live ones. The log is kept for a
+//! retention period (`--event-log-retention-days`, 30 by default); pruned events are folded
+//! into a baseline first, and a rebuild starts from it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -51,6 +53,17 @@ pub const MIGRATIONS: &[&str] = &[
         total_cents BIGINT NOT NULL,
         created_at TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS order_facts_by_created ON {t}order_facts (created_at)",
+    // What the pruned part of the event log added up to, so that a rebuild from the log
+    // still gives the live figures after retention removed old events.
+    "CREATE TABLE IF NOT EXISTS {t}event_counts_base (
+        event_type TEXT PRIMARY KEY,
+        count BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS {t}order_facts_base (
+        order_id TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        rank BIGINT NOT NULL,
+        total_cents BIGINT NOT NULL,
+        created_at TEXT NOT NULL)",
 ];
 
 /// The subscription of the service: every event.
@@ -128,6 +141,13 @@ pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
         Subscription::new(SUBSCRIPTION, ["#"]),
         Arc::new(svc.clone()),
     )];
+    if let Some(retention) = ctx.settings.event_log_retention {
+        tasks.push(tokio::spawn(prune_every(
+            ctx.db.clone(),
+            retention,
+            ctx.shutdown.clone(),
+        )));
+    }
     if let Some(cache) = cache {
         tasks.push(tokio::spawn(cache.reconcile_every(
             ctx.db.clone(),
@@ -147,11 +167,16 @@ pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
 /// Folds one event into the figures on `conn`; evaluates to the change of the order's row
 /// (status and total before and after), for order events.
 macro_rules! fold_on {
-    ($db:expr, $conn:expr, $envelope:expr) => {{
+    ($db:expr, $conn:expr, $envelope:expr) => {
+        fold_on!($db, $conn, $envelope, "")
+    };
+    ($db:expr, $conn:expr, $envelope:expr, $suffix:expr) => {{
         let db: &Db = $db;
         let envelope: &Envelope = $envelope;
-        let count = db.qualify(
-            "INSERT INTO {t}event_counts AS c (event_type, count) VALUES ($1, 1) \
+        let suffix: &str = $suffix;
+        let q = |sql: &str| db.qualify(&sql.replace("{s}", suffix));
+        let count = q(
+            "INSERT INTO {t}event_counts{s} AS c (event_type, count) VALUES ($1, 1) \
              ON CONFLICT (event_type) DO UPDATE SET count = c.count + 1",
         );
         sqlx::query(count.clone())
@@ -173,13 +198,13 @@ macro_rules! fold_on {
                 .map(str::to_owned)
                 .unwrap_or_else(|| ts(envelope.timestamp));
             let read =
-                db.qualify("SELECT status, total_cents FROM {t}order_facts WHERE order_id = $1");
+                q("SELECT status, total_cents FROM {t}order_facts{s} WHERE order_id = $1");
             let before: Option<(String, i64)> = sqlx::query_as(read.clone())
                 .bind(&envelope.aggregate_id)
                 .fetch_optional(&mut *$conn)
                 .await?;
-            let upsert = db.qualify(
-                "INSERT INTO {t}order_facts AS f (order_id, status, rank, total_cents, created_at) \
+            let upsert = q(
+                "INSERT INTO {t}order_facts{s} AS f (order_id, status, rank, total_cents, created_at) \
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT (order_id) DO UPDATE SET \
                  status = CASE WHEN excluded.rank > f.rank THEN excluded.status ELSE f.status END, \
                  rank = CASE WHEN excluded.rank > f.rank THEN excluded.rank ELSE f.rank END, \
@@ -250,16 +275,80 @@ impl Analytics {
     }
 }
 
-/// Rebuilds the figures from the event log alone; returns how many events were folded.
+/// Removes the events recorded before `before` from the log, folding them into the baseline
+/// first (so that [`rebuild`] still gives the live figures); returns how many were pruned.
+pub async fn prune(db: &Db, before: chrono::DateTime<Utc>) -> Result<u64, AppError> {
+    let read = db.qualify(
+        "SELECT event_id, body FROM {t}event_log WHERE recorded_at < $1 \
+         ORDER BY recorded_at, event_id LIMIT 5000",
+    );
+    let delete = db.qualify("DELETE FROM {t}event_log WHERE event_id = $1");
+    let mut pruned = 0u64;
+    loop {
+        let n = with_db!(db, store => {
+            let mut uow = store.begin().await?;
+            let rows: Vec<(String, String)> =
+                sqlx::query_as(read.clone()).bind(ts(before)).fetch_all(uow.tx()).await?;
+            for (id, body) in &rows {
+                let envelope: Envelope =
+                    serde_json::from_str(body).map_err(|e| AppError::decode("logged event", e))?;
+                let conn = uow.tx();
+                let _ = fold_on!(db, conn, &envelope, "_base");
+                sqlx::query(delete.clone()).bind(id).execute(uow.tx()).await?;
+            }
+            uow.commit().await?;
+            rows.len()
+        });
+        pruned += n as u64;
+        if n < 5000 {
+            return Ok(pruned);
+        }
+    }
+}
+
+/// Prunes the event log every hour, keeping `retention`.
+async fn prune_every(
+    db: Db,
+    retention: std::time::Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let keep = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+        let Some(before) = Utc::now().checked_sub_signed(keep) else {
+            continue;
+        };
+        match prune(&db, before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(events = n, "analytics: pruned the event log"),
+            Err(e) => tracing::warn!(error = %e, "analytics: pruning the event log failed"),
+        }
+    }
+}
+
+/// Rebuilds the figures from the event log alone (on top of the baseline of what retention
+/// pruned); returns how many logged events were folded.
 pub async fn rebuild(db: &Db) -> Result<u64, AppError> {
     let clear_counts = db.qualify("DELETE FROM {t}event_counts");
     let clear_orders = db.qualify("DELETE FROM {t}order_facts");
+    let copy_counts = db
+        .qualify("INSERT INTO {t}event_counts SELECT event_type, count FROM {t}event_counts_base");
+    let copy_orders = db.qualify(
+        "INSERT INTO {t}order_facts SELECT order_id, status, rank, total_cents, created_at \
+         FROM {t}order_facts_base",
+    );
     let read = db.qualify("SELECT body FROM {t}event_log ORDER BY recorded_at, event_id");
     let mut folded = 0u64;
     with_db!(db, store => {
         let mut uow = store.begin().await?;
         sqlx::query(clear_counts.clone()).execute(uow.tx()).await?;
         sqlx::query(clear_orders.clone()).execute(uow.tx()).await?;
+        sqlx::query(copy_counts.clone()).execute(uow.tx()).await?;
+        sqlx::query(copy_orders.clone()).execute(uow.tx()).await?;
         let bodies: Vec<(String,)> = sqlx::query_as(read.clone()).fetch_all(uow.tx()).await?;
         for (body,) in bodies {
             let envelope: Envelope =

@@ -930,16 +930,21 @@ pub const CATALOG_SYNC_REQUESTED: &str = "catalog.sync.requested";
 /// A product of the catalog, as the inventory publishes it.
 pub const PRODUCT_UPSERTED: &str = "product.upserted";
 
-/// Rebuilds the saga log read model of `order_db` from the event log in `analytics_db`;
-/// returns how many events were replayed.
+/// Rebuilds the saga log read model of `order_db` from the event log in `analytics_db` (the
+/// lines of events the log still holds; older lines are kept as they are); returns how many
+/// events were replayed.
 pub async fn rebuild_saga_log(
     order_db: &crate::db::Db,
     analytics_db: &crate::db::Db,
 ) -> Result<u64, AppError> {
     let events = crate::services::analytics::logged_events(analytics_db).await?;
-    let clear = order_db.qualify("DELETE FROM {t}saga_log_view");
+    // Lines older than the log (pruned by retention) stay; the rest is rebuilt.
+    let Some(oldest) = events.iter().map(|e| e.timestamp).min() else {
+        return Ok(0);
+    };
+    let clear = order_db.qualify("DELETE FROM {t}saga_log_view WHERE created_at >= $1");
     with_db!(order_db, store => {
-        sqlx::query(clear.clone()).execute(store.write_pool()).await?;
+        sqlx::query(clear.clone()).bind(ts(oldest)).execute(store.write_pool()).await?;
     });
     let mut n = 0;
     for envelope in &events {
