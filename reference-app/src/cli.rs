@@ -240,19 +240,19 @@ pub struct ReplayArgs {
 #[derive(Debug, Clone, Args)]
 pub struct StorageTarget {
     /// The embedded system's data directory.
-    #[arg(long, env = "DATA_DIR", default_value = "data")]
+    #[arg(long, env = "DATA_DIR", default_value = "data", global = true)]
     pub data_dir: PathBuf,
     /// Postgres URL of the distributed system (instead of the data directory).
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL", global = true)]
     pub database_url: Option<String>,
     /// Broker URL of the distributed system.
-    #[arg(long, env = "BROKER_URL")]
+    #[arg(long, env = "BROKER_URL", global = true)]
     pub broker_url: Option<String>,
     /// Prefix of the Postgres schema names.
-    #[arg(long, env = "SCHEMA_PREFIX", default_value = "")]
+    #[arg(long, env = "SCHEMA_PREFIX", default_value = "", global = true)]
     pub schema_prefix: String,
     /// Prefix of broker names.
-    #[arg(long, env = "BROKER_PREFIX", default_value = "saga")]
+    #[arg(long, env = "BROKER_PREFIX", default_value = "saga", global = true)]
     pub broker_prefix: String,
 }
 
