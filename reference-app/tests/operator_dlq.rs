@@ -57,7 +57,7 @@ async fn an_operator_lists_replays_and_discards_dead_letters() {
         .broker()
         .unwrap()
         .publisher
-        .publish(&[poison.clone()])
+        .publish(std::slice::from_ref(&poison))
         .await
         .unwrap();
     let letters = pending(&app, 1).await;
