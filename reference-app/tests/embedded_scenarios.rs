@@ -395,3 +395,41 @@ fn with(mut body: Value, key: &str, value: Value) -> String {
     body[key] = value;
     body.to_string()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_past_its_deadline_is_compensated() {
+    let dir = tempfile::tempdir().unwrap();
+    // The gateway answers after 3 s; a step may take 0.5 s (then one retry, then undo).
+    let app = App::start_with(
+        dir.path(),
+        0.0,
+        Duration::from_millis(3000),
+        Duration::from_millis(500),
+    )
+    .await;
+    let products = app.products().await;
+    let webcam = &products["Webcam HD"];
+    let before = stock_of(webcam);
+    let (status, order) = app.place(&order_body(webcam, 2, "94102"), None).await;
+    assert_eq!(status, 201);
+    let id = order["id"].as_str().unwrap().to_owned();
+    let done = app.wait(&id).await;
+    assert_eq!(done["order"]["status"], "cancelled", "{done}");
+    assert_eq!(done["saga_status"], "compensated");
+    // The charge went through late; it was refunded, once, and the stock came back.
+    let tx = app
+        .eventually(Service::Payment, &format!("/transactions/{id}"), |t| {
+            t["status"] == "refunded"
+        })
+        .await;
+    assert!(tx["refund_id"].is_string(), "{tx}");
+    let after = app
+        .eventually(
+            Service::Inventory,
+            &format!("/products/{}", webcam["id"].as_str().unwrap()),
+            |p| p["reserved_quantity"] == 0,
+        )
+        .await;
+    assert_eq!(stock_of(&after), before);
+    app.stop().await;
+}

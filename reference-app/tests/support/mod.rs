@@ -33,6 +33,16 @@ impl App {
 
     /// A system on the files in `dir`.
     pub async fn start_in(dir: &Path, failure_rate: f64, gateway_latency: Duration) -> Self {
+        Self::start_with(dir, failure_rate, gateway_latency, Duration::from_secs(30)).await
+    }
+
+    /// A system on the files in `dir` whose saga steps have `deadline`.
+    pub async fn start_with(
+        dir: &Path,
+        failure_rate: f64,
+        gateway_latency: Duration,
+        deadline: Duration,
+    ) -> Self {
         let config = EmbeddedConfig {
             data_dir: dir.to_path_buf(),
             host: "127.0.0.1".into(),
@@ -45,6 +55,7 @@ impl App {
                     seed: 7,
                 },
                 delivery_step: Duration::from_millis(200),
+                step_deadline: deadline,
                 model_dir: model_dir(),
                 ..Settings::default()
             },
