@@ -6,8 +6,11 @@
 //! consequences (saga state with the version check, log lines, the order's status, the next
 //! commands, `order.confirmed|cancelled|failed`) commit in one unit of work. Passed deadlines
 //! are swept the same way. The saga log served at `/orders/{id}/saga-logs` is a read model
-//! built only from events (`order-saga-log` subscription), and the known products are a read
-//! model of the inventory's `product.upserted` events.
+//! built only from events: the events this service publishes and the replies it receives are
+//! projected in the same unit of work that publishes or handles them, and the delivery events
+//! it takes no part in come by the `order-saga-log` subscription; `rebuild_saga_log` projects
+//! the event log again. The known products are a read model of the inventory's
+//! `product.upserted` events.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -79,7 +82,7 @@ const KEY_NAMESPACE: Uuid = Uuid::from_u128(0x5a6a_0001_0000_4000_8000_6f72_6465
 pub mod subscriptions {
     /// Replies to the saga's commands.
     pub const SAGA: &str = "order-saga";
-    /// Every event, for the saga log read model.
+    /// The delivery events, for the saga log read model.
     pub const SAGA_LOG: &str = "order-saga-log";
     /// The inventory's catalog.
     pub const CATALOG: &str = "order-catalog";
@@ -181,6 +184,30 @@ pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
         .merge(health_routes(ctx.service, ctx.db.clone()));
     Ok(Running { router, tasks })
 }
+
+/// Writes one event into the saga log read model on `$conn` (idempotent by event id).
+macro_rules! project_on {
+    ($db:expr, $conn:expr, $envelope:expr) => {{
+        let envelope: &Envelope = $envelope;
+        if let Some((step, status)) = log_line(&envelope.event_type) {
+            sqlx::query($db.qualify(SAGA_LOG_INSERT))
+                .bind(envelope.event_id.to_string())
+                .bind(&envelope.aggregate_id)
+                .bind(envelope.correlation_id.to_string())
+                .bind(step)
+                .bind(status)
+                .bind(&envelope.event_type)
+                .bind(details_of(envelope))
+                .bind(ts(envelope.timestamp))
+                .execute(&mut *$conn)
+                .await?;
+        }
+    }};
+}
+
+const SAGA_LOG_INSERT: &str = "INSERT INTO {t}saga_log_view (event_id, order_id, correlation_id, \
+     step, status, event_type, details, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+     ON CONFLICT (event_id) DO NOTHING";
 
 // ---------------------------------------------------------------------------------------
 // Writing orders.
@@ -315,6 +342,10 @@ impl OrderService {
                 uow.create_saga(&t.instance).await?;
                 uow.append_saga_log(&t.log).await?;
                 uow.publish(&outgoing).await?;
+                for envelope in &outgoing {
+                    let conn = uow.tx();
+                    project_on!(db, conn, envelope);
+                }
                 uow.commit().await?;
                 Ok(Placed::Created(OrderResponse {
                     id: order_id,
@@ -588,6 +619,10 @@ impl OrderService {
         let update = self.ctx.db.qualify(
             "UPDATE {t}orders SET status = $1, failure_reason = $2, updated_at = $3 WHERE id = $4",
         );
+        let reply: Option<&Envelope> = match input {
+            SagaInput::Reply(env) => Some(env),
+            SagaInput::DeadlineExpired => None,
+        };
         let db = &self.ctx.db;
         let applied = with_db!(db, store => {
             async {
@@ -609,6 +644,14 @@ impl OrderService {
                             .await?;
                     }
                     uow.publish(&outgoing).await?;
+                    for envelope in &outgoing {
+                        let conn = uow.tx();
+                        project_on!(db, conn, envelope);
+                    }
+                }
+                if let Some(reply) = reply {
+                    let conn = uow.tx();
+                    project_on!(db, conn, reply);
                 }
                 uow.append_saga_log(&t.log).await?;
                 uow.commit().await?;
