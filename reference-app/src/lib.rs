@@ -37,6 +37,7 @@ pub mod inventory;
 pub mod loadgen;
 pub mod messages;
 pub mod metrics;
+pub mod openapi;
 pub mod operator;
 pub mod order_saga;
 pub mod payment_gateway;

@@ -325,7 +325,7 @@ pub async fn start_embedded(config: EmbeddedConfig) -> Result<System, AppError> 
             .get(&svc)
             .cloned()
             .unwrap_or_else(|| AppMetrics::new(svc));
-        tasks.push(serve_http(listener, router, metrics, shutdown.clone()));
+        tasks.push(serve_http(svc, listener, router, metrics, shutdown.clone()));
     }
     Ok(System {
         addrs,
@@ -337,16 +337,22 @@ pub async fn start_embedded(config: EmbeddedConfig) -> Result<System, AppError> 
     })
 }
 
-/// Serves `router` on `listener` until `shutdown`, letting requests in flight finish.
+/// Serves `router` on `listener` until `shutdown`, letting requests in flight finish; adds the
+/// service's `/metrics/prometheus` and `/openapi.json`.
 pub fn serve_http(
+    service: Service,
     listener: tokio::net::TcpListener,
     router: Router,
     metrics: AppMetrics,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
-    let router = crate::http::finish(router.merge(crate::metrics::router(metrics.clone()))).layer(
-        axum::middleware::from_fn_with_state(metrics, crate::metrics::track),
-    );
+    let router = router
+        .merge(crate::metrics::router(metrics.clone()))
+        .merge(crate::openapi::router(service));
+    let router = crate::http::finish(router).layer(axum::middleware::from_fn_with_state(
+        metrics,
+        crate::metrics::track,
+    ));
     tokio::spawn(async move {
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -460,6 +466,7 @@ pub async fn start_distributed(config: DistributedConfig) -> Result<System, AppE
     tasks.extend(extra);
     let addr = listener.local_addr()?;
     tasks.push(serve_http(
+        svc,
         listener,
         running.router,
         metrics,

@@ -4,7 +4,19 @@
 use serde::{Deserialize, Serialize};
 
 /// How worried to be about an order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum RiskLevel {
     /// Fraud score below 0.2.
@@ -33,7 +45,7 @@ impl RiskLevel {
 }
 
 /// What the engine says about an order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Assessment {
     /// Estimated probability that the order is fraud, in `[0, 1]`.
     pub fraud_score: f64,

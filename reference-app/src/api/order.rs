@@ -13,12 +13,13 @@ pub const MAX_ITEMS: usize = 100;
 pub const MAX_QUANTITY: i64 = 10_000;
 
 /// `POST /orders`: what a customer sends.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrderRequest {
     /// The customer.
     pub customer_id: Uuid,
     /// What is ordered; at least one item.
+    #[schema(min_items = 1, max_items = 100)]
     pub items: Vec<OrderItemRequest>,
     /// Where to ship.
     pub shipping_address: Address,
@@ -28,37 +29,44 @@ pub struct CreateOrderRequest {
 }
 
 /// One line of an order.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderItemRequest {
     /// The product (its id in the inventory service).
+    #[schema(min_length = 1, max_length = 64, pattern = r"\S")]
     pub product_id: String,
     /// How many; at least 1. Signed so that 0 and negatives get a clear message.
+    #[schema(minimum = 1, maximum = 10000)]
     pub quantity: i64,
     /// The unit price the customer saw.
     pub price: Money,
 }
 
 /// A postal address, as the seed's API has it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Address {
     /// Street and number.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub street: String,
     /// City.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub city: String,
     /// State or region.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub state: String,
     /// Postal code.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub zip: String,
 }
 
 /// How the customer pays.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentMethod {
     /// `credit_card`, `debit_card`, `paypal`, `bank_transfer` or `wallet`.
     #[serde(rename = "type")]
+    #[schema(pattern = "^(credit_card|debit_card|paypal|bank_transfer|wallet)$")]
     pub kind: String,
 }
 
@@ -72,7 +80,7 @@ pub const PAYMENT_METHODS: [&str; 5] = [
 ];
 
 /// An order line after validation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderItem {
     /// The product.
     pub product_id: String,
@@ -180,7 +188,7 @@ impl CreateOrderRequest {
 }
 
 /// An order's status, as the seed names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     /// Placed; the saga has started.
@@ -198,7 +206,7 @@ pub enum OrderStatus {
 }
 
 /// `GET /orders/{id}` and the answer to `POST /orders`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderResponse {
     /// The order id.
     pub id: Uuid,

@@ -57,7 +57,7 @@ pub const SUBSCRIPTION: &str = "ai";
 const HISTORY_LIMIT: i64 = 500;
 
 /// `GET /analysis/{order_id}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AnalysisResponse {
     /// The order.
     pub order_id: Uuid,

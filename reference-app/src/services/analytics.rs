@@ -70,7 +70,7 @@ pub const MIGRATIONS: &[&str] = &[
 pub const SUBSCRIPTION: &str = "analytics";
 
 /// `GET /metrics`: the seed's business figures.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MetricsResponse {
     /// Orders placed.
     pub total_orders: i64,
@@ -87,7 +87,7 @@ pub struct MetricsResponse {
 }
 
 /// `GET /events/stats`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EventStats {
     /// Events recorded.
     pub total_events: i64,
@@ -96,7 +96,7 @@ pub struct EventStats {
 }
 
 /// `GET /orders/recent`: one order as analytics knows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RecentOrder {
     /// The order.
     pub order_id: String,

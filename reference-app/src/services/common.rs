@@ -31,7 +31,7 @@ pub fn reply(command: &Envelope, event_type: &str, payload: serde_json::Value) -
 }
 
 /// `GET /health`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Health {
     /// The service's name.
     pub service: &'static str,

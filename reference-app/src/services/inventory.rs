@@ -99,7 +99,7 @@ pub fn demo_product_id(name: &str) -> String {
 }
 
 /// `GET /products`, `GET /products/{id}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProductResponse {
     /// The product.
     pub id: String,
@@ -116,7 +116,7 @@ pub struct ProductResponse {
 }
 
 /// One reserved line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReservedItem {
     /// The product.
     pub product_id: String,
@@ -125,7 +125,7 @@ pub struct ReservedItem {
 }
 
 /// `GET /reservations/{order_id}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReservationResponse {
     /// The order.
     pub order_id: Uuid,
@@ -134,6 +134,7 @@ pub struct ReservationResponse {
     /// `reserved`, `committed` (sold), `released` or `failed`.
     pub status: String,
     /// Why it failed, for `failed`.
+    #[schema(required = true)]
     pub reason: Option<String>,
     /// When it was made.
     pub created_at: chrono::DateTime<Utc>,

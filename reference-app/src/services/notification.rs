@@ -56,7 +56,7 @@ pub const NOTIFIED: &[&str] = &[
 ];
 
 /// `GET /notifications/{order_id}`: one line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NotificationResponse {
     /// The notification.
     pub id: Uuid,

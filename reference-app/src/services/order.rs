@@ -515,7 +515,7 @@ async fn list_orders(
 }
 
 /// `GET /orders/{id}/wait`: the order once its saga has ended, or when the time is up.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WaitResponse {
     /// Whether the saga has ended.
     pub terminal: bool,
@@ -760,7 +760,7 @@ async fn sweep_deadlines(svc: OrderService) {
 // Read models.
 
 /// One line of an order's saga log, built from the events of its saga.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SagaLogResponse {
     /// The event's id.
     pub id: Uuid,
@@ -776,6 +776,7 @@ pub struct SagaLogResponse {
     /// The event.
     pub event_type: String,
     /// Why, or what was done, in words.
+    #[schema(required = true)]
     pub details: Option<String>,
     /// When the event happened.
     pub created_at: chrono::DateTime<Utc>,

@@ -53,7 +53,7 @@ pub const MIGRATIONS: &[&str] = &[
 pub const SUBSCRIPTION: &str = "payment";
 
 /// `GET /transactions/{order_id}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TransactionResponse {
     /// The transaction.
     pub id: Uuid,
@@ -68,10 +68,13 @@ pub struct TransactionResponse {
     /// `processed`, `failed` or `refunded`.
     pub status: String,
     /// The gateway's reference of the charge.
+    #[schema(required = true)]
     pub gateway_reference: Option<String>,
     /// Why it was declined.
+    #[schema(required = true)]
     pub failure_reason: Option<String>,
     /// The refund, once refunded.
+    #[schema(required = true)]
     pub refund_id: Option<Uuid>,
     /// Always true: the gateway is a simulation.
     pub simulated: bool,

@@ -49,7 +49,7 @@ pub const SUBSCRIPTION: &str = "shipping";
 pub const UNDELIVERABLE_ZIP: &str = "00000";
 
 /// `GET /shipments/{order_id}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ShipmentResponse {
     /// The shipment.
     pub id: Uuid,

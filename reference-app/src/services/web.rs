@@ -99,7 +99,7 @@ async fn index() -> Html<&'static str> {
 }
 
 /// `GET /api/health`: each service's health.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AllHealth {
     /// `healthy` if every service is.
     pub status: &'static str,

@@ -1,0 +1,455 @@
+//! Each service's operations: path, method, parameters, body, and every status its handler
+//! answers.
+
+use utoipa::openapi::path::{HttpMethod, Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::request_body::{RequestBody, RequestBodyBuilder};
+use utoipa::openapi::schema::{
+    AdditionalProperties, ArrayBuilder, KnownFormat, Object, ObjectBuilder, Schema, SchemaFormat,
+    Type,
+};
+use utoipa::openapi::{ContentBuilder, RefOr, Required};
+
+use super::schemas::Schemas;
+use super::{JSON, PATH};
+use crate::ai::Assessment;
+use crate::api::order::{CreateOrderRequest, OrderResponse, OrderStatus};
+use crate::services::ai::AnalysisResponse;
+use crate::services::analytics::{EventStats, MetricsResponse, RecentOrder};
+use crate::services::common::Health;
+use crate::services::inventory::{ProductResponse, ReservationResponse};
+use crate::services::notification::NotificationResponse;
+use crate::services::order::{SagaLogResponse, WaitResponse};
+use crate::services::payment::TransactionResponse;
+use crate::services::shipping::ShipmentResponse;
+use crate::services::web::AllHealth;
+use crate::topology::Service;
+
+/// `service`'s operations, `/health`, `/metrics/prometheus` and `/openapi.json` included.
+pub(super) fn operations(service: Service, schemas: &mut Schemas) -> Vec<Op> {
+    let mut ops = common_ops(service, schemas);
+    ops.extend(match service {
+        Service::Web => web_ops(schemas),
+        Service::Order => order_ops(schemas),
+        Service::Inventory => inventory_ops(schemas),
+        Service::Payment => payment_ops(schemas),
+        Service::Shipping => shipping_ops(schemas),
+        Service::Notification => notification_ops(schemas),
+        Service::Analytics => analytics_ops(schemas),
+        Service::Ai => ai_ops(schemas),
+    });
+    ops
+}
+
+/// One operation of a service's API.
+pub(super) struct Op {
+    pub(super) method: HttpMethod,
+    pub(super) path: &'static str,
+    pub(super) id: &'static str,
+    pub(super) summary: &'static str,
+    pub(super) params: Vec<Parameter>,
+    pub(super) body: Option<RequestBody>,
+    pub(super) ok: (u16, Reply),
+    /// The problem statuses the handler can answer.
+    pub(super) errors: &'static [u16],
+}
+
+impl Op {
+    fn get(path: &'static str, id: &'static str, summary: &'static str, ok: Reply) -> Self {
+        Self {
+            method: HttpMethod::Get,
+            path,
+            id,
+            summary,
+            params: Vec::new(),
+            body: None,
+            ok: (200, ok),
+            errors: &[],
+        }
+    }
+
+    fn params(mut self, params: impl IntoIterator<Item = Parameter>) -> Self {
+        self.params.extend(params);
+        self
+    }
+
+    fn errors(mut self, errors: &'static [u16]) -> Self {
+        self.errors = errors;
+        self
+    }
+}
+
+/// A success answer's body: its media type and schema.
+pub(super) struct Reply {
+    pub(super) media: &'static str,
+    pub(super) schema: RefOr<Schema>,
+}
+
+impl Reply {
+    /// A JSON document of `schema`.
+    fn json(schema: RefOr<Schema>) -> Self {
+        Self {
+            media: JSON,
+            schema,
+        }
+    }
+
+    /// Text of the media type `media`.
+    fn text(media: &'static str) -> Self {
+        Self {
+            media,
+            schema: ObjectBuilder::new().schema_type(Type::String).into(),
+        }
+    }
+}
+
+/// Reads that touch the database.
+const READ: &[u16] = &[500, 503];
+/// Reads of a resource by an id that must be a UUID.
+const READ_BY_ID: &[u16] = &[400, 404, 500, 503];
+/// Writes that take a JSON body.
+const WRITE: &[u16] = &[400, 413, 415, 422, 500, 503];
+
+/// `/health`, `/metrics/prometheus` and `/openapi.json`.
+fn common_ops(service: Service, schemas: &mut Schemas) -> Vec<Op> {
+    let health = if service == Service::Web {
+        Op::get(
+            "/health",
+            "health",
+            "The web front is up",
+            Reply::json(web_health().into()),
+        )
+    } else {
+        Op::get(
+            "/health",
+            "health",
+            "Whether the service and its database answer",
+            Reply::json(schemas.of::<Health>()),
+        )
+        .errors(&[503])
+    };
+    vec![
+        health,
+        Op::get(
+            crate::metrics::PATH,
+            "prometheus_metrics",
+            "The service's metrics in the Prometheus text format 0.0.4",
+            Reply::text("text/plain"),
+        ),
+        Op::get(
+            PATH,
+            "openapi",
+            "This document",
+            Reply::json(openapi_schema().into()),
+        )
+        .errors(&[500]),
+    ]
+}
+
+fn web_ops(schemas: &mut Schemas) -> Vec<Op> {
+    vec![
+        Op::get("/", "dashboard", "The dashboard", Reply::text("text/html")),
+        Op::get(
+            "/api/health",
+            "all_health",
+            "The health of every service, as the web front reaches them",
+            Reply::json(schemas.of::<AllHealth>()),
+        ),
+    ]
+}
+
+fn order_ops(schemas: &mut Schemas) -> Vec<Op> {
+    let order = schemas.of::<OrderResponse>();
+    vec![
+        Op {
+            method: HttpMethod::Post,
+            path: "/orders",
+            id: "create_order",
+            summary: "Place an order: starts its saga",
+            params: vec![
+                ParameterBuilder::new()
+                    .name("Idempotency-Key")
+                    .parameter_in(ParameterIn::Header)
+                    .required(Required::False)
+                    .description(Some(
+                        "Makes the request safe to repeat: the same key with the same body \
+                         answers the first order again; with another body, 422.",
+                    ))
+                    .schema(Some(
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .min_length(Some(1))
+                            .max_length(Some(255))
+                            .pattern(Some("^[!-~]([ -~]*[!-~])?$")),
+                    ))
+                    .build(),
+            ],
+            body: Some(json_body(schemas.of::<CreateOrderRequest>())),
+            ok: (201, Reply::json(order.clone())),
+            errors: WRITE,
+        },
+        Op::get(
+            "/orders",
+            "list_orders",
+            "The latest orders, newest first",
+            Reply::json(list(order.clone())),
+        )
+        .params([
+            query(
+                "status",
+                schemas.of::<OrderStatus>(),
+                "Only orders of this status",
+            ),
+            query(
+                "customer_id",
+                uuid_schema(),
+                "Only this customer's orders (a UUID)",
+            ),
+            query(
+                "limit",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                    .minimum(Some(0))
+                    .maximum(Some(u32::MAX))
+                    .into(),
+                "At most this many (default 50; 0 counts as 1, above 500 as 500)",
+            ),
+        ])
+        .errors(&[400, 500, 503]),
+        Op::get(
+            "/orders/{id}",
+            "get_order",
+            "An order",
+            Reply::json(order.clone()),
+        )
+        .params([id_param("id", "The order's id")])
+        .errors(READ_BY_ID),
+        Op::get(
+            "/orders/{id}/saga-logs",
+            "order_saga_log",
+            "The order's saga log, oldest first",
+            Reply::json(list(schemas.of::<SagaLogResponse>())),
+        )
+        .params([id_param("id", "The order's id")])
+        .errors(READ_BY_ID),
+        Op::get(
+            "/orders/{id}/wait",
+            "wait_order",
+            "The order once its saga has ended, or when the time is up",
+            Reply::json(schemas.of::<WaitResponse>()),
+        )
+        .params([
+            id_param("id", "The order's id"),
+            query(
+                "timeout_ms",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                    .minimum(Some(0))
+                    .into(),
+                "How long to wait, in milliseconds (default 10000; above 60000 counts as 60000)",
+            ),
+        ])
+        .errors(READ_BY_ID),
+    ]
+}
+
+fn inventory_ops(schemas: &mut Schemas) -> Vec<Op> {
+    let product = schemas.of::<ProductResponse>();
+    vec![
+        Op::get(
+            "/products",
+            "list_products",
+            "The catalog with its stock",
+            Reply::json(list(product.clone())),
+        )
+        .errors(READ),
+        Op::get(
+            "/products/{id}",
+            "get_product",
+            "A product",
+            Reply::json(product),
+        )
+        .params([path_param("id", "The product's id")])
+        .errors(&[404, 500, 503]),
+        Op::get(
+            "/reservations/{order_id}",
+            "get_reservation",
+            "The stock reservation of an order",
+            Reply::json(schemas.of::<ReservationResponse>()),
+        )
+        .params([id_param("order_id", "The order's id")])
+        .errors(READ_BY_ID),
+    ]
+}
+
+fn payment_ops(schemas: &mut Schemas) -> Vec<Op> {
+    vec![
+        Op::get(
+            "/transactions/{order_id}",
+            "get_transaction",
+            "The charge of an order (and its refund)",
+            Reply::json(schemas.of::<TransactionResponse>()),
+        )
+        .params([id_param("order_id", "The order's id")])
+        .errors(READ_BY_ID),
+    ]
+}
+
+fn shipping_ops(schemas: &mut Schemas) -> Vec<Op> {
+    vec![
+        Op::get(
+            "/shipments/{order_id}",
+            "get_shipment",
+            "The shipment of an order",
+            Reply::json(schemas.of::<ShipmentResponse>()),
+        )
+        .params([id_param("order_id", "The order's id")])
+        .errors(READ_BY_ID),
+    ]
+}
+
+fn notification_ops(schemas: &mut Schemas) -> Vec<Op> {
+    vec![
+        Op::get(
+            "/notifications/{order_id}",
+            "list_notifications",
+            "The notifications sent about an order, oldest first (none for an unknown order)",
+            Reply::json(list(schemas.of::<NotificationResponse>())),
+        )
+        .params([id_param("order_id", "The order's id")])
+        .errors(&[400, 500, 503]),
+    ]
+}
+
+fn analytics_ops(schemas: &mut Schemas) -> Vec<Op> {
+    vec![
+        Op::get(
+            "/metrics",
+            "business_metrics",
+            "The business figures",
+            Reply::json(schemas.of::<MetricsResponse>()),
+        )
+        .errors(READ),
+        Op::get(
+            "/events/stats",
+            "event_stats",
+            "Events recorded, per type",
+            Reply::json(schemas.of::<EventStats>()),
+        )
+        .errors(READ),
+        Op::get(
+            "/orders/recent",
+            "recent_orders",
+            "The ten latest orders as analytics knows them, newest first",
+            Reply::json(list(schemas.of::<RecentOrder>())),
+        )
+        .errors(READ),
+    ]
+}
+
+fn ai_ops(schemas: &mut Schemas) -> Vec<Op> {
+    vec![
+        Op {
+            method: HttpMethod::Post,
+            path: "/fraud/check",
+            id: "fraud_check",
+            summary: "Score an order body (as `POST /orders` takes it) without placing it",
+            params: Vec::new(),
+            body: Some(json_body(schemas.of::<CreateOrderRequest>())),
+            ok: (200, Reply::json(schemas.of::<Assessment>())),
+            errors: WRITE,
+        },
+        Op::get(
+            "/analysis/{order_id}",
+            "get_analysis",
+            "The screening of an order: fraud score with its reasons, payment-success estimate",
+            Reply::json(schemas.of::<AnalysisResponse>()),
+        )
+        .params([id_param("order_id", "The order's id")])
+        .errors(READ_BY_ID),
+    ]
+}
+
+fn json_body(schema: RefOr<Schema>) -> RequestBody {
+    RequestBodyBuilder::new()
+        .required(Some(Required::True))
+        .content(JSON, ContentBuilder::new().schema(Some(schema)).build())
+        .build()
+}
+
+fn list(item: RefOr<Schema>) -> RefOr<Schema> {
+    ArrayBuilder::new().items(item).into()
+}
+
+fn uuid_schema() -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))
+        .into()
+}
+
+/// A path parameter: any non-empty text.
+fn path_param(name: &str, description: &str) -> Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Path)
+        .required(Required::True)
+        .description(Some(description))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1)),
+        ))
+        .build()
+}
+
+/// A path parameter that is a UUID; anything else is answered 400 (documented with the
+/// operation).
+fn id_param(name: &str, description: &str) -> Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Path)
+        .required(Required::True)
+        .description(Some(format!(
+            "{description}, a UUID (anything else is answered 400)"
+        )))
+        .schema(Some(uuid_schema()))
+        .build()
+}
+
+fn query(name: &str, schema: RefOr<Schema>, description: &str) -> Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Query)
+        .required(Required::False)
+        .description(Some(description))
+        .schema(Some(schema))
+        .build()
+}
+
+/// The web front's `/health`: no database to report.
+fn web_health() -> Object {
+    let text = || ObjectBuilder::new().schema_type(Type::String);
+    ObjectBuilder::new()
+        .description(Some("`GET /health` of the web front"))
+        .property("service", text().enum_values(Some(["web"])))
+        .required("service")
+        .property("status", text().enum_values(Some(["healthy"])))
+        .required("status")
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        .build()
+}
+
+/// An OpenAPI document, in outline.
+fn openapi_schema() -> Object {
+    ObjectBuilder::new()
+        .description(Some("An OpenAPI 3.1 document"))
+        .property("openapi", ObjectBuilder::new().schema_type(Type::String))
+        .required("openapi")
+        .property("info", ObjectBuilder::new().schema_type(Type::Object))
+        .required("info")
+        .property("paths", ObjectBuilder::new().schema_type(Type::Object))
+        .required("paths")
+        .build()
+}
