@@ -168,6 +168,11 @@ async fn happy_path_insufficient_stock_shipping_failure_and_idempotency() {
         .await;
     assert_eq!(metrics["confirmed_orders"], 1, "{metrics}");
     assert_eq!(metrics["total_revenue"], json!(2599.98));
+    // Quiet first: the one delivered order's last event has been counted.
+    app.eventually(Service::Analytics, "/events/stats", |s| {
+        s["events_by_type"]["shipping.delivered"] == 1
+    })
+    .await;
     let db = app.system.db(Service::Analytics).unwrap().clone();
     let live = analytics::figures(&db).await.unwrap();
     let live_stats = analytics::event_stats_of(&db).await.unwrap();
@@ -377,8 +382,15 @@ async fn a_restart_keeps_orders_and_resumes_unfinished_sagas() {
         let done = app.wait(id).await;
         assert_eq!(done["saga_status"], "completed", "{done}");
     }
-    let lamp_after = stock_of(&app.products().await["Desk Lamp"]);
-    assert_eq!(lamp_after.1, 0, "nothing left reserved");
+    // The sales are committed when the inventory hears `order.confirmed`, a moment later.
+    let lamp_after = app
+        .eventually(
+            Service::Inventory,
+            &format!("/products/{}", lamp["id"].as_str().unwrap()),
+            |p| p["reserved_quantity"] == 0,
+        )
+        .await;
+    assert_eq!(stock_of(&lamp_after).1, 0, "nothing left reserved");
     let metrics = app
         .eventually(Service::Analytics, "/metrics", |m| {
             m["confirmed_orders"] == 5

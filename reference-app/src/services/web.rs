@@ -184,12 +184,15 @@ async fn proxy(State(web): State<Web>, request: Request) -> Response {
     match upstream.send().await {
         Ok(r) => {
             let status = r.status();
-            let content_type = r.headers().get(header::CONTENT_TYPE).cloned();
+            let passed: Vec<_> = [header::CONTENT_TYPE, header::ALLOW, header::RETRY_AFTER]
+                .into_iter()
+                .filter_map(|name| r.headers().get(&name).cloned().map(|v| (name, v)))
+                .collect();
             let bytes = r.bytes().await.unwrap_or_default();
             let mut response = Response::new(Body::from(bytes));
             *response.status_mut() = status;
-            if let Some(ct) = content_type {
-                response.headers_mut().insert(header::CONTENT_TYPE, ct);
+            for (name, value) in passed {
+                response.headers_mut().insert(name, value);
             }
             response
         }
