@@ -11,7 +11,7 @@
 //!
 //! The web front documents its own routes (`/`, `/health`, `/api/health`) and, under `/api`,
 //! every route its proxy passes on: the union of the other services' routes that
-//! [`owner_of`](crate::services::web::owner_of) sends to them, each with the 502 the proxy
+//! [`owner_of`] sends to them, each with the 502 the proxy
 //! answers when the owner does not.
 //!
 //! Object schemas are closed (`additionalProperties: false`): an answer with a field the
