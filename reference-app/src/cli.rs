@@ -6,6 +6,7 @@
 //! reference-app loadgen ...             drive the HTTP API and print a JSON summary
 //! reference-app dlq list|replay|discard dead letters, for operators
 //! reference-app replay <read-model>     rebuild a read model from the event log
+//! reference-app check                   check the business invariants across the databases
 //! ```
 
 use std::path::PathBuf;
@@ -38,6 +39,9 @@ pub enum Command {
     Dlq(DlqArgs),
     /// Rebuilds a read model from the event log.
     Replay(ReplayArgs),
+    /// Checks the business invariants across the services' databases; exits non-zero if
+    /// any is violated.
+    Check(CheckArgs),
 }
 
 /// Settings of the business behaviour, shared by both modes.
@@ -231,6 +235,21 @@ pub struct ReplayArgs {
     /// Which read model to rebuild: `analytics` or `saga-log`.
     pub read_model: String,
     /// Where the event log and the read model live.
+    #[command(flatten)]
+    pub target: StorageTarget,
+}
+
+/// `reference-app check`.
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// How long an event may wait unpublished in an outbox before it counts as stuck, in
+    /// seconds.
+    #[arg(long, default_value_t = 5)]
+    pub outbox_lag_secs: u64,
+    /// Which system to check.
     #[command(flatten)]
     pub target: StorageTarget,
 }

@@ -18,6 +18,7 @@
 //! | [`ai`] | the AI engine: fraud and payment-success models from saga-ai |
 //! | [`metrics`], [`http`] | Prometheus metrics; the layers every HTTP API gets |
 //! | [`loadgen`], [`operator`], [`cli`] | the load generator, dead-letter and replay commands, the command line |
+//! | [`check`] | the invariant checker: what must hold across the services' databases |
 //!
 //! The order service orchestrates: `POST /orders` writes the order, starts the saga and
 //! appends `order.placed` and the first command to its outbox in one transaction; each reply
@@ -27,6 +28,7 @@
 
 pub mod ai;
 pub mod api;
+pub mod check;
 pub mod cli;
 pub mod consumer;
 pub mod context;

@@ -6,6 +6,7 @@
 //! reference-app loadgen --orders N ...   drive the HTTP API, print a JSON summary
 //! reference-app dlq list|replay|discard  dead letters
 //! reference-app replay <read-model>      rebuild a read model from the event log
+//! reference-app check [--json]           check the business invariants
 //! ```
 
 use anyhow::Context;
@@ -98,6 +99,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Some(Command::Dlq(args)) => operator::dlq(&args).await,
         Some(Command::Replay(args)) => operator::replay(&args).await,
+        Some(Command::Check(args)) => match reference_app::check::run(&args).await? {
+            true => Ok(()),
+            false => anyhow::bail!("invariants violated (see the report above)"),
+        },
     }
 }
 
