@@ -395,6 +395,27 @@ async fn scenarios(stack: &Stack) {
     let via_web = get(&client, &format!("{web}/api/orders/{}", ids[0])).await;
     assert_eq!(via_web["id"], ids[0]);
 
+    // Once quiet, every invariant holds across the services' schemas.
+    let dbs = reference_app::check::Databases::connect_postgres(
+        &stack.database_url,
+        &format!("{}_", stack.prefix),
+    )
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let report = reference_app::check::check(&dbs).await.unwrap();
+        if report.ok() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "invariants violated:\n{report}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    dbs.close().await;
+
     // With Redis, the figures above came from it; it holds what the database holds.
     if let Some(url) = &stack.redis_url {
         let client = redis::Client::open(url.as_str()).unwrap();
