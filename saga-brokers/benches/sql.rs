@@ -4,9 +4,9 @@
 //! memory: a tokio channel).
 //!
 //! Two consumer shapes: one consumer acking one message after the other (every ack waits for
-//! its own commit), and `CONSUMERS` competing consumers with up to `IN_FLIGHT` deliveries
-//! acked at once from spawned tasks, as the reference app's consumer runner does (their acks
-//! can share commits). The ceiling of the concurrent shape deletes each claimed batch in one
+//! its own commit), and `CONSUMERS` competing consumers, each driven by its own task, with up
+//! to `IN_FLIGHT` deliveries acked at once from spawned tasks, as the reference app's consumer
+//! runner does (their acks can share commits). The ceiling of the concurrent shape deletes each claimed batch in one
 //! statement and one commit.
 //!
 //! Run with `cargo bench -p saga-brokers --features sql --bench sql`; `BENCH_N` sets the
@@ -97,8 +97,13 @@ where
     elapsed
 }
 
-/// One publisher task (batches of `BATCH`) and `CONSUMERS` competing consumers; each delivery
-/// is acked from its own task, at most `IN_FLIGHT` at once.
+/// One publisher task (batches of `BATCH`) and `CONSUMERS` competing consumers, each driven
+/// by its own task as the reference app's consumer runner does (a permit, then `next()`, then
+/// the ack in a spawned task); at most `IN_FLIGHT` acks at once over all of them.
+///
+/// Each stream is polled to completion by its own task: a stream left pending in the middle
+/// of a claim (say, merged with `select_all` while the caller waits for a permit) would keep
+/// the claim's `UPDATE ... RETURNING` unfinished, and with it SQLite's write lock.
 async fn through_broker_concurrent<B>(
     broker: Arc<B>,
     msgs: Arc<Vec<Envelope>>,
@@ -117,8 +122,9 @@ where
                 .expect("subscribe"),
         );
     }
-    let mut merged = futures_util::stream::select_all(streams);
     let permits = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+    let acked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let all_acked = Arc::new(tokio::sync::Notify::new());
     let n = msgs.len();
     let start = Instant::now();
     let publisher = {
@@ -129,17 +135,31 @@ where
             }
         })
     };
-    for _ in 0..n {
-        let d = merged.next().await.expect("open").expect("delivery");
-        let permit = permits.clone().acquire_owned().await.expect("permit");
-        tokio::spawn(async move {
-            d.ack().await.expect("ack");
-            drop(permit);
-        });
-    }
-    let all = u32::try_from(IN_FLIGHT).expect("in flight");
-    drop(permits.acquire_many(all).await.expect("permits"));
+    let consumers: Vec<_> = streams
+        .into_iter()
+        .map(|mut stream| {
+            let (permits, acked, all_acked) = (permits.clone(), acked.clone(), all_acked.clone());
+            tokio::spawn(async move {
+                loop {
+                    let permit = permits.clone().acquire_owned().await.expect("permit");
+                    let d = stream.next().await.expect("open").expect("delivery");
+                    let (acked, all_acked) = (acked.clone(), all_acked.clone());
+                    tokio::spawn(async move {
+                        d.ack().await.expect("ack");
+                        drop(permit);
+                        if acked.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1 == n {
+                            all_acked.notify_one();
+                        }
+                    });
+                }
+            })
+        })
+        .collect();
+    all_acked.notified().await;
     let elapsed = start.elapsed();
+    for consumer in &consumers {
+        consumer.abort();
+    }
     publisher.await.expect("publisher");
     elapsed
 }
