@@ -142,7 +142,9 @@ where
             tokio::spawn(async move {
                 loop {
                     let permit = permits.clone().acquire_owned().await.expect("permit");
-                    let d = stream.next().await.expect("open").expect("delivery");
+                    // `None` once the broker closes, after the last ack.
+                    let Some(d) = stream.next().await else { break };
+                    let d = d.expect("delivery");
                     let (acked, all_acked) = (acked.clone(), all_acked.clone());
                     tokio::spawn(async move {
                         d.ack().await.expect("ack");
@@ -392,11 +394,22 @@ async fn postgres(url: &str, n: usize, shape: Shape) {
     );
 }
 
+/// Runs `shape` and prints (to stderr) how many commits the broker's group commit took.
 async fn run_shape(broker: Arc<SqlBroker>, msgs: Arc<Vec<Envelope>>, shape: Shape) -> Duration {
-    match shape {
-        Shape::Sequential => through_broker(broker, msgs, BATCH).await,
-        Shape::Concurrent => through_broker_concurrent(broker, msgs, BATCH).await,
-    }
+    let elapsed = match shape {
+        Shape::Sequential => through_broker(broker.clone(), msgs, BATCH).await,
+        Shape::Concurrent => through_broker_concurrent(broker.clone(), msgs, BATCH).await,
+    };
+    let stats = broker.settle_stats();
+    eprintln!(
+        "  {}: {} acks in {} commits ({:.1} per commit), {} failed batches",
+        shape.label(),
+        stats.settled,
+        stats.commits,
+        stats.settled as f64 / stats.commits.max(1) as f64,
+        stats.failed_batches
+    );
+    elapsed
 }
 
 async fn memory(n: usize) {
