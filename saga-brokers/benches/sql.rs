@@ -3,9 +3,17 @@
 //! work written directly (raw SQL: batched insert, claim with a lease, delete per message;
 //! memory: a tokio channel).
 //!
+//! Two consumer shapes: one consumer acking one message after the other (every ack waits for
+//! its own commit), and `CONSUMERS` competing consumers, each driven by its own task, with up
+//! to `IN_FLIGHT` deliveries acked at once from spawned tasks, as the reference app's consumer
+//! runner does (their acks can share commits). The ceiling of the concurrent shape deletes each claimed batch in one
+//! statement and one commit.
+//!
 //! Run with `cargo bench -p saga-brokers --features sql --bench sql`; `BENCH_N` sets the
 //! message count of the SQL runs (default 20000), `BENCH_MEMORY_N` the memory one (default
-//! 1000000). Results are recorded in docs/bench/brokers-sql.md.
+//! 1000000). Arguments after `--` pick rows by key (`memory`, `sqlite-full-sequential`,
+//! `sqlite-normal-concurrent`, `postgres-sequential`, ...; any key containing one runs).
+//! Results are recorded in docs/bench/brokers-sql.md.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +27,35 @@ use sqlx::{AssertSqlSafe, Connection, Row};
 
 const BATCH: usize = 100;
 const PREFETCH: u16 = 256;
+/// Competing consumers of the concurrent shape.
+const CONSUMERS: usize = 4;
+/// Deliveries being acked at once in the concurrent shape, over all its consumers.
+const IN_FLIGHT: usize = 64;
+
+/// How the consumers settle.
+#[derive(Clone, Copy)]
+enum Shape {
+    /// One consumer, one ack after the other.
+    Sequential,
+    /// `CONSUMERS` consumers, up to `IN_FLIGHT` acks at once.
+    Concurrent,
+}
+
+impl Shape {
+    fn key(self) -> &'static str {
+        match self {
+            Shape::Sequential => "sequential",
+            Shape::Concurrent => "concurrent",
+        }
+    }
+
+    fn label(self) -> String {
+        match self {
+            Shape::Sequential => "1 consumer, sequential acks".into(),
+            Shape::Concurrent => format!("{CONSUMERS} consumers, {IN_FLIGHT} acks in flight"),
+        }
+    }
+}
 
 fn envelopes(n: usize) -> Vec<Envelope> {
     (0..n)
@@ -60,6 +97,75 @@ where
     elapsed
 }
 
+/// One publisher task (batches of `BATCH`) and `CONSUMERS` competing consumers, each driven
+/// by its own task as the reference app's consumer runner does (a permit, then `next()`, then
+/// the ack in a spawned task); at most `IN_FLIGHT` acks at once over all of them.
+///
+/// Each stream is polled to completion by its own task: a stream left pending in the middle
+/// of a claim (say, merged with `select_all` while the caller waits for a permit) would keep
+/// the claim's `UPDATE ... RETURNING` unfinished, and with it SQLite's write lock.
+async fn through_broker_concurrent<B>(
+    broker: Arc<B>,
+    msgs: Arc<Vec<Envelope>>,
+    batch: usize,
+) -> Duration
+where
+    B: Publisher + Subscriber + 'static,
+{
+    let prefetch = PREFETCH / u16::try_from(CONSUMERS).expect("consumers");
+    let mut streams = Vec::new();
+    for _ in 0..CONSUMERS {
+        streams.push(
+            broker
+                .subscribe(&Subscription::new("bench", ["order.*"]).with_prefetch(prefetch))
+                .await
+                .expect("subscribe"),
+        );
+    }
+    let permits = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+    let acked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let all_acked = Arc::new(tokio::sync::Notify::new());
+    let n = msgs.len();
+    let start = Instant::now();
+    let publisher = {
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            for chunk in msgs.chunks(batch) {
+                broker.publish(chunk).await.expect("publish");
+            }
+        })
+    };
+    let consumers: Vec<_> = streams
+        .into_iter()
+        .map(|mut stream| {
+            let (permits, acked, all_acked) = (permits.clone(), acked.clone(), all_acked.clone());
+            tokio::spawn(async move {
+                loop {
+                    let permit = permits.clone().acquire_owned().await.expect("permit");
+                    // `None` once the broker closes, after the last ack.
+                    let Some(d) = stream.next().await else { break };
+                    let d = d.expect("delivery");
+                    let (acked, all_acked) = (acked.clone(), all_acked.clone());
+                    tokio::spawn(async move {
+                        d.ack().await.expect("ack");
+                        drop(permit);
+                        if acked.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1 == n {
+                            all_acked.notify_one();
+                        }
+                    });
+                }
+            })
+        })
+        .collect();
+    all_acked.notified().await;
+    let elapsed = start.elapsed();
+    for consumer in &consumers {
+        consumer.abort();
+    }
+    publisher.await.expect("publisher");
+    elapsed
+}
+
 /// The ceiling of the memory broker: the same messages through a tokio channel.
 async fn through_channel(msgs: Arc<Vec<Envelope>>, batch: usize) -> Duration {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Envelope>();
@@ -83,9 +189,10 @@ async fn through_channel(msgs: Arc<Vec<Envelope>>, batch: usize) -> Duration {
 
 /// Raw SQL doing the broker's work without the broker: a batched multi-row insert per publish
 /// transaction, claims of up to `PREFETCH` rows with a lease (`UPDATE ... RETURNING`, `SKIP
-/// LOCKED` on Postgres), envelope decoding, and one `DELETE` per message. Woken by a Notify.
+/// LOCKED` on Postgres), envelope decoding, and one `DELETE` per message (with `$grouped`: one
+/// `DELETE ... WHERE id IN (...)` and one commit per claimed batch). Woken by a Notify.
 macro_rules! raw_sql_run {
-    ($pool:expr, $postgres:expr, $table:expr, $msgs:expr) => {{
+    ($pool:expr, $postgres:expr, $table:expr, $msgs:expr, $grouped:expr) => {{
         let pool = $pool;
         let table: String = $table;
         let fix = |s: String| if $postgres { s } else { s.replace('$', "?") };
@@ -169,11 +276,26 @@ macro_rules! raw_sql_run {
                 .map(|r| (r.get::<i64, _>("id"), r.get::<String, _>("envelope")))
                 .collect();
             claimed.sort_unstable_by_key(|r| r.0);
-            for (id, json) in claimed {
-                let e: Envelope = serde_json::from_str(&json).expect("envelope");
-                std::hint::black_box(e);
-                sqlx::query(AssertSqlSafe(delete.clone())).bind(id).execute(&pool).await.expect("delete");
-                done += 1;
+            if $grouped {
+                for (_, json) in &claimed {
+                    let e: Envelope = serde_json::from_str(json).expect("envelope");
+                    std::hint::black_box(e);
+                }
+                let marks: Vec<String> = (1..=claimed.len()).map(|i| format!("${i}")).collect();
+                let stmt = fix(format!("DELETE FROM {table} WHERE id IN ({})", marks.join(", ")));
+                let mut q = sqlx::query(AssertSqlSafe(stmt));
+                for (id, _) in &claimed {
+                    q = q.bind(*id);
+                }
+                q.execute(&pool).await.expect("delete");
+                done += claimed.len();
+            } else {
+                for (id, json) in claimed {
+                    let e: Envelope = serde_json::from_str(&json).expect("envelope");
+                    std::hint::black_box(e);
+                    sqlx::query(AssertSqlSafe(delete.clone())).bind(id).execute(&pool).await.expect("delete");
+                    done += 1;
+                }
             }
         }
         let elapsed = start.elapsed();
@@ -201,7 +323,7 @@ fn remove(path: &std::path::Path) {
     }
 }
 
-async fn sqlite(n: usize, full_sync: bool) {
+async fn sqlite(n: usize, full_sync: bool, shape: Shape) {
     let msgs = Arc::new(envelopes(n));
     let options = SqlOptions::default().with_sqlite_full_sync(full_sync);
     let path = temp_path();
@@ -214,23 +336,30 @@ async fn sqlite(n: usize, full_sync: bool) {
         .await
         .expect("open"),
     );
-    let adapter = through_broker(broker.clone(), msgs.clone(), BATCH).await;
+    let adapter = run_shape(broker.clone(), msgs.clone(), shape).await;
     let pool = broker.sqlite_pool().expect("sqlite").clone();
     broker.close().await;
     // Same file, same pool settings (WAL, synchronous, connections): only the broker is gone.
-    let ceiling = raw_sql_run!(pool.clone(), false, "raw_messages".to_owned(), msgs.clone());
+    let grouped = matches!(shape, Shape::Concurrent);
+    let ceiling = raw_sql_run!(
+        pool.clone(),
+        false,
+        "raw_messages".to_owned(),
+        msgs.clone(),
+        grouped
+    );
     pool.close().await;
     remove(&path);
     let sync = if full_sync { "FULL" } else { "NORMAL" };
     report(
-        &format!("sql, SQLite (synchronous={sync})"),
+        &format!("sql, SQLite (synchronous={sync}), {}", shape.label()),
         n,
         adapter,
         ceiling,
     );
 }
 
-async fn postgres(url: &str, n: usize) {
+async fn postgres(url: &str, n: usize, shape: Shape) {
     let msgs = Arc::new(envelopes(n));
     let schema = format!("bench_{}", uuid::Uuid::now_v7().simple());
     let broker = Arc::new(
@@ -242,21 +371,45 @@ async fn postgres(url: &str, n: usize) {
         .await
         .expect("connect"),
     );
-    let adapter = through_broker(broker.clone(), msgs.clone(), BATCH).await;
+    let adapter = run_shape(broker.clone(), msgs.clone(), shape).await;
     let pool = broker.postgres_pool().expect("postgres").clone();
     broker.close().await;
     let ceiling = raw_sql_run!(
         pool.clone(),
         true,
         format!("{schema}.raw_messages"),
-        msgs.clone()
+        msgs.clone(),
+        matches!(shape, Shape::Concurrent)
     );
     let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
     sqlx::raw_sql(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
         .execute(&mut conn)
         .await
         .expect("drop schema");
-    report("sql, Postgres", n, adapter, ceiling);
+    report(
+        &format!("sql, Postgres, {}", shape.label()),
+        n,
+        adapter,
+        ceiling,
+    );
+}
+
+/// Runs `shape` and prints (to stderr) how many commits the broker's group commit took.
+async fn run_shape(broker: Arc<SqlBroker>, msgs: Arc<Vec<Envelope>>, shape: Shape) -> Duration {
+    let elapsed = match shape {
+        Shape::Sequential => through_broker(broker.clone(), msgs, BATCH).await,
+        Shape::Concurrent => through_broker_concurrent(broker.clone(), msgs, BATCH).await,
+    };
+    let stats = broker.settle_stats();
+    eprintln!(
+        "  {}: {} acks in {} commits ({:.1} per commit), {} failed batches",
+        shape.label(),
+        stats.settled,
+        stats.commits,
+        stats.settled as f64 / stats.commits.max(1) as f64,
+        stats.failed_batches
+    );
+    elapsed
 }
 
 async fn memory(n: usize) {
@@ -277,8 +430,18 @@ fn env_n(var: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// Whether the row keyed `key` runs: with no filter arguments every row does, otherwise
+/// those whose key contains one of them (`cargo bench ... --bench sql -- postgres`).
+fn selected(filters: &[String], key: &str) -> bool {
+    filters.is_empty() || filters.iter().any(|f| key.contains(f.as_str()))
+}
+
 fn main() {
-    // `cargo bench` passes `--bench`; other arguments (filters) are ignored.
+    // `cargo bench` passes `--bench`; other arguments filter the rows by key.
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -289,11 +452,25 @@ fn main() {
     runtime.block_on(async {
         println!("| adapter | messages | adapter msg/s | ceiling msg/s | ratio |");
         println!("|---|---|---|---|---|");
-        memory(memory_n).await;
-        sqlite(n, true).await;
-        sqlite(n, false).await;
+        if selected(&filters, "memory") {
+            memory(memory_n).await;
+        }
+        for shape in [Shape::Sequential, Shape::Concurrent] {
+            for full_sync in [true, false] {
+                let sync = if full_sync { "full" } else { "normal" };
+                if selected(&filters, &format!("sqlite-{sync}-{}", shape.key())) {
+                    sqlite(n, full_sync, shape).await;
+                }
+            }
+        }
         match std::env::var("DATABASE_URL") {
-            Ok(url) if !url.is_empty() => postgres(&url, n).await,
+            Ok(url) if !url.is_empty() => {
+                for shape in [Shape::Sequential, Shape::Concurrent] {
+                    if selected(&filters, &format!("postgres-{}", shape.key())) {
+                        postgres(&url, n, shape).await;
+                    }
+                }
+            }
             _ => println!("SKIP postgres: DATABASE_URL not set"),
         }
     });

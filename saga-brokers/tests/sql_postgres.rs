@@ -156,3 +156,56 @@ fn notify_wakes_a_consumer_of_another_broker() {
         drop(schema);
     });
 }
+
+/// Many acks at once share a few commits; every acked message is gone and none comes again,
+/// also after its lease would have run out.
+#[test]
+fn concurrent_acks_share_commits() {
+    let Some(url) = database_url("concurrent_acks_share_commits") else {
+        return;
+    };
+    saga_core::testkit::broker::run_case(async move {
+        let lease = Duration::from_millis(300);
+        let (broker, schema) = open(&url, SqlOptions::default().with_lease(lease)).await;
+        let n: usize = 200;
+        let mut stream = broker
+            .subscribe(&Subscription::new("group", ["order.*"]).with_prefetch(200))
+            .await
+            .expect("subscribe");
+        let batch: Vec<Envelope> = (0..n)
+            .map(|i| {
+                Envelope::new(
+                    "order.placed",
+                    format!("o-{i}"),
+                    serde_json::json!({ "i": i }),
+                )
+            })
+            .collect();
+        broker.publish(&batch).await.expect("publish");
+        let mut deliveries = Vec::with_capacity(n);
+        while deliveries.len() < n {
+            let d = tokio::time::timeout(Duration::from_secs(10), stream.next())
+                .await
+                .expect("delivered in time")
+                .expect("open")
+                .expect("delivery");
+            deliveries.push(d);
+        }
+        let before = broker.settle_stats();
+        let acks = futures_util::future::join_all(deliveries.into_iter().map(|d| d.ack())).await;
+        assert!(acks.iter().all(Result::is_ok), "{acks:?}");
+        let after = broker.settle_stats();
+        let commits = after.commits - before.commits;
+        assert_eq!(after.settled - before.settled, n as u64);
+        assert!(
+            (1..=(n as u64) / 10).contains(&commits),
+            "{n} concurrent acks took {commits} commits"
+        );
+        assert_eq!(broker.queued("group").await.expect("count"), 0);
+        let again = tokio::time::timeout(lease * 4, stream.next()).await;
+        assert!(again.is_err(), "an acked message came again: {again:?}");
+        broker.close().await;
+        drop(stream);
+        drop(schema);
+    });
+}

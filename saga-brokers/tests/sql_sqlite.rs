@@ -227,3 +227,204 @@ fn invalid_prefix_is_refused() {
         assert!(matches!(r, Err(saga_core::Error::InvalidArgument(_))));
     });
 }
+
+/// Publishes `n` messages on a fresh subscription and takes all `n` deliveries (one claim).
+async fn claimed(
+    broker: &SqlBroker,
+    name: &str,
+    n: usize,
+) -> (saga_core::broker::DeliveryStream, Vec<saga_core::Delivery>) {
+    let prefetch = u16::try_from(n).expect("n fits a prefetch");
+    let mut stream = broker
+        .subscribe(&Subscription::new(name, ["order.*"]).with_prefetch(prefetch))
+        .await
+        .expect("subscribe");
+    let batch: Vec<Envelope> = (0..n)
+        .map(|i| {
+            Envelope::new(
+                "order.placed",
+                format!("o-{i}"),
+                serde_json::json!({ "i": i }),
+            )
+        })
+        .collect();
+    broker.publish(&batch).await.expect("publish");
+    let mut deliveries = Vec::with_capacity(n);
+    while deliveries.len() < n {
+        let d = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .expect("delivered in time")
+            .expect("open")
+            .expect("delivery");
+        deliveries.push(d);
+    }
+    (stream, deliveries)
+}
+
+/// Many acks at once share a few commits; every acked message is gone and none comes again,
+/// also after its lease would have run out.
+#[test]
+fn concurrent_acks_share_commits() {
+    let db = TempDb::new();
+    saga_core::testkit::broker::run_case(async move {
+        let broker = open(&db.0, SqlOptions::default().with_lease(LEASE)).await;
+        let n = 200;
+        let (mut stream, deliveries) = claimed(&broker, "group", n).await;
+        let before = broker.settle_stats();
+        let acks = futures_util::future::join_all(deliveries.into_iter().map(|d| d.ack())).await;
+        assert!(acks.iter().all(Result::is_ok), "{acks:?}");
+        let after = broker.settle_stats();
+        let commits = after.commits - before.commits;
+        assert_eq!(after.settled - before.settled, n as u64);
+        assert_eq!(after.failed_batches, before.failed_batches);
+        assert!(
+            (1..=(n as u64) / 10).contains(&commits),
+            "{n} concurrent acks took {commits} commits"
+        );
+        assert_eq!(broker.queued("group").await.expect("count"), 0);
+        let again = tokio::time::timeout(LEASE * 4, stream.next()).await;
+        assert!(again.is_err(), "an acked message came again: {again:?}");
+        broker.close().await;
+    });
+}
+
+/// A batch that cannot be written fails every caller in it, and their messages come again
+/// once their leases run out, as after any failed ack.
+#[test]
+fn failed_batch_fails_every_waiter() {
+    let db = TempDb::new();
+    saga_core::testkit::broker::run_case(async move {
+        let broker = open(&db.0, SqlOptions::default().with_lease(LEASE)).await;
+        let n = 50;
+        let (mut stream, deliveries) = claimed(&broker, "failing", n).await;
+        let pool = broker.sqlite_pool().expect("sqlite").clone();
+        // The table the acks delete from disappears under them.
+        sqlx::query("ALTER TABLE saga_messages RENAME TO saga_hidden")
+            .execute(&pool)
+            .await
+            .expect("rename");
+        let before = broker.settle_stats();
+        let acks = futures_util::future::join_all(deliveries.into_iter().map(|d| d.ack())).await;
+        assert_eq!(acks.len(), n);
+        assert!(acks.iter().all(Result::is_err), "{acks:?}");
+        let after = broker.settle_stats();
+        assert_eq!(after.commits, before.commits);
+        assert_eq!(after.settled, before.settled);
+        assert!(after.failed_batches > before.failed_batches);
+        sqlx::query("ALTER TABLE saga_hidden RENAME TO saga_messages")
+            .execute(&pool)
+            .await
+            .expect("rename back");
+        let mut seen = std::collections::BTreeSet::new();
+        while seen.len() < n {
+            let d = tokio::time::timeout(Duration::from_secs(10), stream.next())
+                .await
+                .expect("redelivered in time")
+                .expect("open")
+                .expect("delivery");
+            assert_eq!(
+                d.attempt, 2,
+                "the failed ack left the first attempt's claim"
+            );
+            seen.insert(d.envelope.event_id);
+            d.ack().await.expect("ack");
+        }
+        assert_eq!(broker.queued("failing").await.expect("count"), 0);
+        broker.close().await;
+    });
+}
+
+/// Acks waiting for their batch when the broker closes are still written; when the pool
+/// closes under them, each returns (written or failed, never hanging), and a reopened file
+/// holds exactly the messages whose ack failed.
+#[test]
+fn pending_acks_finish_when_broker_or_pool_closes() {
+    let db = TempDb::new();
+    saga_core::testkit::broker::run_case(async move {
+        let broker = open(&db.0, SqlOptions::default()).await;
+        let n = 100;
+        let (stream, deliveries) = claimed(&broker, "closing", 2 * n).await;
+        drop(stream);
+        let mut deliveries = deliveries.into_iter();
+        let first: Vec<_> = deliveries
+            .by_ref()
+            .take(n)
+            .map(|d| tokio::spawn(d.ack()))
+            .collect();
+        broker.close().await;
+        for ack in first {
+            tokio::time::timeout(Duration::from_secs(10), ack)
+                .await
+                .expect("an ack hung after close")
+                .expect("join")
+                .expect("acked after close");
+        }
+        assert_eq!(broker.queued("closing").await.expect("count"), n as u64);
+
+        let rest: Vec<_> = deliveries.map(|d| tokio::spawn(d.ack())).collect();
+        broker.sqlite_pool().expect("sqlite").close().await;
+        let mut failed = 0;
+        for ack in rest {
+            let done = tokio::time::timeout(Duration::from_secs(10), ack)
+                .await
+                .expect("an ack hung after the pool closed")
+                .expect("join");
+            if done.is_err() {
+                failed += 1;
+            }
+        }
+        drop(broker);
+        let reopened = open(&db.0, SqlOptions::default()).await;
+        assert_eq!(
+            reopened.queued("closing").await.expect("count"),
+            failed,
+            "exactly the messages whose ack failed are left"
+        );
+        reopened.close().await;
+    });
+}
+
+/// Acks and retries at once share commits (one transaction each): the acked messages are
+/// gone, the retried ones come again as attempt 2, and only them.
+#[test]
+fn concurrent_acks_and_retries_share_commits() {
+    let db = TempDb::new();
+    saga_core::testkit::broker::run_case(async move {
+        let broker = open(&db.0, SqlOptions::default().with_lease(LEASE)).await;
+        let n = 100;
+        let (mut stream, deliveries) = claimed(&broker, "mixed", n).await;
+        let before = broker.settle_stats();
+        let mut retried = std::collections::BTreeSet::new();
+        let settles = deliveries.into_iter().enumerate().map(|(i, d)| {
+            if i % 2 == 0 {
+                retried.insert(d.envelope.event_id);
+                futures_util::future::Either::Left(d.retry(Duration::from_millis(50)))
+            } else {
+                futures_util::future::Either::Right(d.ack())
+            }
+        });
+        let settled = futures_util::future::join_all(settles.collect::<Vec<_>>()).await;
+        assert!(settled.iter().all(Result::is_ok), "{settled:?}");
+        let after = broker.settle_stats();
+        assert_eq!(after.settled - before.settled, n as u64);
+        assert!(
+            after.commits - before.commits <= (n as u64) / 10,
+            "{after:?}"
+        );
+        let mut again = std::collections::BTreeSet::new();
+        while again.len() < n / 2 {
+            let d = tokio::time::timeout(Duration::from_secs(10), stream.next())
+                .await
+                .expect("retried in time")
+                .expect("open")
+                .expect("delivery");
+            assert_eq!(d.attempt, 2);
+            again.insert(d.envelope.event_id);
+            d.ack().await.expect("ack");
+        }
+        assert_eq!(again, retried, "exactly the retried messages come again");
+        let more = tokio::time::timeout(LEASE * 4, stream.next()).await;
+        assert!(more.is_err(), "an acked message came again: {more:?}");
+        broker.close().await;
+    });
+}

@@ -20,6 +20,7 @@ use super::consumer::Consumer;
 use super::db::{Db, INSERT_CHUNK, db_err, notify_in, on_db, sql};
 use super::listen::listen;
 use super::options::SqlOptions;
+use super::settle::SettleStats;
 use super::shared::Shared;
 
 /// A durable queue in SQLite or Postgres. Clones share one pool and one set of wake-ups.
@@ -136,7 +137,7 @@ impl SqlBroker {
         options: SqlOptions,
     ) -> Result<Self> {
         options.validate()?;
-        let shared = Arc::new(Shared::new(db, options, dead_letters));
+        let shared = Arc::new(Shared::new(db, options, dead_letters)?);
         migrate(&shared).await?;
         Ok(Self { shared })
     }
@@ -196,8 +197,9 @@ impl SqlBroker {
 
     /// Shuts down gracefully: every stream ends (claimed but not yet handed out messages are
     /// given back), the Postgres listener stops, publish and subscribe fail with
-    /// [`Error::Closed`]. Deliveries already handed out may still be settled; the pool closes
-    /// when the last handle and delivery are gone.
+    /// [`Error::Closed`]. Deliveries already handed out may still be settled (the settlement
+    /// task runs until the last handle, stream and delivery are gone); the pool closes when
+    /// the last handle and delivery are gone.
     pub async fn close(&self) {
         self.shared.mark_closed();
         let task = self
@@ -209,6 +211,12 @@ impl SqlBroker {
         if let Some(task) = task {
             let _ = task.await;
         }
+    }
+
+    /// What the group commit of acks and retries has done since this broker opened: commits,
+    /// the settlements they carried, failed batches. `settled / commits` is the mean batch.
+    pub fn settle_stats(&self) -> SettleStats {
+        self.shared.settler.stats()
     }
 
     /// Whether [`SqlBroker::close`] was called.

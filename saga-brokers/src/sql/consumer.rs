@@ -14,6 +14,7 @@ use sqlx::Row;
 use tokio::sync::Notify;
 
 use super::db::{db_err, on_db, sql};
+use super::settle::Settle;
 use super::shared::{Shared, micros};
 
 /// A subscriber's side of a subscription.
@@ -199,14 +200,11 @@ struct SqlAcker {
 #[async_trait]
 impl Acker for SqlAcker {
     async fn ack(mut self: Box<Self>) -> Result<()> {
-        let s = &self.shared;
-        on_db!(&s.db, |pool, _begin| {
-            sqlx::query(sql(&s.sql.ack))
-                .bind(self.id)
-                .execute(pool)
-                .await
-                .map_err(db_err)?;
-        });
+        // Group-committed with the other settlements queued now; returns after the commit.
+        self.shared
+            .settler
+            .settle(Settle::Ack { id: self.id })
+            .await?;
         self.settled = true;
         Ok(())
     }
@@ -215,16 +213,14 @@ impl Acker for SqlAcker {
         let s = &self.shared;
         // +1 µs: the stored time is truncated, so "visible at" is never before now + delay.
         let visible = s.now_us().saturating_add(micros(delay)).saturating_add(1);
-        on_db!(&s.db, |pool, _begin| {
-            sqlx::query(sql(&s.sql.retry))
-                .bind(visible)
-                .bind(self.id)
-                .bind(self.attempt)
-                .bind(&*self.consumer)
-                .execute(pool)
-                .await
-                .map_err(db_err)?;
-        });
+        s.settler
+            .settle(Settle::Retry {
+                id: self.id,
+                attempt: self.attempt,
+                consumer: self.consumer.clone(),
+                visible,
+            })
+            .await?;
         self.settled = true;
         Ok(())
     }

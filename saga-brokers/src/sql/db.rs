@@ -78,7 +78,9 @@ pub(crate) struct Statements {
     pub(crate) claim_unordered: Stmt,
     pub(crate) claim_ordered: Stmt,
     pub(crate) next_due: Stmt,
-    pub(crate) ack: Stmt,
+    /// Deletes a batch of acked rows: the ids bound as one `BIGINT[]` (Postgres) or one JSON
+    /// array (SQLite), so one statement text serves every batch size.
+    pub(crate) ack_many: Stmt,
     pub(crate) retry: Stmt,
     pub(crate) release: Stmt,
     pub(crate) delete_leased: Stmt,
@@ -209,7 +211,11 @@ impl Statements {
                  UNION ALL \
                  SELECT MIN(locked_until) AS t FROM {q}messages WHERE subscription = $1 AND locked_until > $2) d"
             )),
-            ack: fix(format!("DELETE FROM {q}messages WHERE id = $1")),
+            ack_many: fix(if postgres {
+                format!("DELETE FROM {q}messages WHERE id = ANY($1)")
+            } else {
+                format!("DELETE FROM {q}messages WHERE id IN (SELECT value FROM json_each($1))")
+            }),
             retry: fix(format!(
                 "UPDATE {q}messages SET visible_at = $1, locked_by = NULL, locked_until = NULL \
                  WHERE id = $2 AND attempt = $3 AND locked_by = $4"

@@ -29,6 +29,14 @@
 //! * ack deletes the row;
 //! * retry sets `visible_at = now + delay` and drops the lease (the next claim is the next
 //!   attempt);
+//! * acks and retries are group-committed: every consumer of one broker hands them to one
+//!   task, which writes whatever is queued when it wakes (at most
+//!   [`SqlOptions::max_settle_batch`]; acks as one `DELETE ... WHERE id IN (...)`) in one
+//!   commit and then answers each caller. `ack()` returns after that commit, so an acked
+//!   message is never delivered again; a failed batch fails each of its callers, and their
+//!   messages come again as after any failed ack. There is no timer: a lone ack is written at
+//!   once, and acks that arrive while one commit runs share the next
+//!   ([`SqlBroker::settle_stats`] counts them);
 //! * dead letter writes a [`DeadLetter`](saga_core::DeadLetter) to the store the broker was
 //!   given, then deletes the row;
 //! * a delivery dropped unsettled gives its lease back at once (a spawned task); if the
@@ -90,7 +98,9 @@ mod consumer;
 mod db;
 mod listen;
 mod options;
+mod settle;
 mod shared;
 
 pub use broker::SqlBroker;
 pub use options::SqlOptions;
+pub use settle::SettleStats;

@@ -36,6 +36,9 @@ pub struct SqlOptions {
     pub sqlite_max_connections: u32,
     /// The clock stamping `visible_at`, leases and dead letters.
     pub clock: SharedClock,
+    /// Most acks and retries written in one commit by the broker's group commit (at least 1);
+    /// callers beyond four batches wait to enqueue.
+    pub max_settle_batch: usize,
 }
 
 impl Default for SqlOptions {
@@ -48,6 +51,7 @@ impl Default for SqlOptions {
             sqlite_full_sync: true,
             sqlite_max_connections: 4,
             clock: Arc::new(SystemClock),
+            max_settle_batch: 256,
         }
     }
 }
@@ -95,6 +99,13 @@ impl SqlOptions {
         self
     }
 
+    /// Sets the largest group commit of acks and retries.
+    #[must_use]
+    pub fn with_max_settle_batch(mut self, max: usize) -> Self {
+        self.max_settle_batch = max;
+        self
+    }
+
     /// Checks the identifiers and durations; [`Error::InvalidArgument`] says which is wrong.
     pub fn validate(&self) -> Result<()> {
         if !self.table_prefix.is_empty() {
@@ -107,6 +118,11 @@ impl SqlOptions {
         if self.poll_interval.is_zero() {
             return Err(Error::InvalidArgument(
                 "the poll interval must be positive".into(),
+            ));
+        }
+        if self.max_settle_batch == 0 {
+            return Err(Error::InvalidArgument(
+                "the settle batch must hold at least one settlement".into(),
             ));
         }
         if self.sqlite_max_connections == 0 {

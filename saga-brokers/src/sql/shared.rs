@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use super::db::{Db, Statements};
 use super::options::SqlOptions;
+use super::settle::Settler;
 
 /// One broker's connection, statements and wake-ups.
 pub(crate) struct Shared {
@@ -29,12 +30,25 @@ pub(crate) struct Shared {
     /// Stops the Postgres listener (a stored permit, so it is never missed).
     pub(crate) stop_listener: Arc<Notify>,
     pub(crate) listener: Mutex<Option<JoinHandle<()>>>,
+    /// The group commit of acks and retries; its task ends when this is dropped.
+    pub(crate) settler: Settler,
 }
 
 impl Shared {
-    pub(crate) fn new(db: Db, options: SqlOptions, dead_letters: Arc<dyn DeadLetterStore>) -> Self {
+    /// Must run inside a tokio runtime: it spawns the settlement task there.
+    pub(crate) fn new(
+        db: Db,
+        options: SqlOptions,
+        dead_letters: Arc<dyn DeadLetterStore>,
+    ) -> Result<Self> {
         let sql = Statements::new(&db, &options);
-        Self {
+        let settler = Settler::start(
+            db.clone(),
+            sql.ack_many.clone(),
+            sql.retry.clone(),
+            options.max_settle_batch,
+        )?;
+        Ok(Self {
             db,
             sql,
             options,
@@ -45,7 +59,8 @@ impl Shared {
             patterns: Mutex::new(HashMap::new()),
             stop_listener: Arc::new(Notify::new()),
             listener: Mutex::new(None),
-        }
+            settler,
+        })
     }
 
     pub(crate) fn is_closed(&self) -> bool {
