@@ -303,6 +303,9 @@ impl Inventory {
                 }),
             }
         }
+        // Rows are locked in one order (by product id) by every transaction, so two orders
+        // of the same products never deadlock on Postgres.
+        lines.sort_by(|a, b| a.product_id.cmp(&b.product_id));
         let items = serde_json::to_string(&lines).map_err(|e| AppError::decode("items", e))?;
         let now = ts(Utc::now());
         // First try: take every line; any shortfall rolls the whole unit of work back.
@@ -450,7 +453,7 @@ impl Inventory {
                         .rows_affected();
                     if changed == 1 {
                         let sql = if r.status == "reserved" { &from_reserved } else { &from_sold };
-                        for line in &r.items {
+                        for line in sorted(&r.items) {
                             sqlx::query(sql.clone())
                                 .bind(line.quantity)
                                 .bind(&line.product_id)
@@ -503,7 +506,7 @@ impl Inventory {
                     .await?
                     .rows_affected();
                 if changed == 1 {
-                    for line in &r.items {
+                    for line in sorted(&r.items) {
                         sqlx::query(sell.clone())
                             .bind(line.quantity)
                             .bind(&line.product_id)
@@ -542,6 +545,13 @@ impl Inventory {
         })
         .transpose()
     }
+}
+
+/// The lines in the order every transaction locks their rows: by product id.
+fn sorted(items: &[ReservedItem]) -> Vec<&ReservedItem> {
+    let mut v: Vec<&ReservedItem> = items.iter().collect();
+    v.sort_by(|a, b| a.product_id.cmp(&b.product_id));
+    v
 }
 
 #[async_trait]
