@@ -30,7 +30,7 @@ use crate::context::{Running, ServiceContext};
 use crate::error::AppError;
 use crate::messages::{OrderPayload, Outcome};
 use crate::order_saga::events;
-use crate::services::common::{health_routes, parse_ts, parse_uuid, reply, ts};
+use crate::services::common::{health_routes, parse_ts, parse_uuid, reply, stored_uuid, ts};
 use crate::with_db;
 
 /// The AI service's tables.
@@ -155,7 +155,7 @@ impl Ai {
         let past: Vec<PastOrder> = rows
             .into_iter()
             .map(|(id, total, key, outcome, at)| PastOrder {
-                order_id: Uuid::parse_str(&id).unwrap_or_default(),
+                order_id: stored_uuid(&id),
                 total: Money::from_cents(total),
                 address_key: key,
                 created_at: parse_ts(&at),

@@ -70,6 +70,19 @@ pub fn health_routes(service: Service, db: Db) -> Router {
     .with_state(db)
 }
 
+/// An id the services stored themselves (always a UUID's text). A stored text that is not
+/// one means the row was damaged outside the services: it reads as the nil UUID, and the log
+/// says which text it was, instead of the read failing.
+pub fn stored_uuid(text: &str) -> uuid::Uuid {
+    uuid::Uuid::parse_str(text).unwrap_or_else(|_| {
+        tracing::warn!(
+            text,
+            "a stored id is not a UUID; reading it as the nil UUID"
+        );
+        uuid::Uuid::nil()
+    })
+}
+
 /// Parses a path segment as a UUID, or answers 400 saying which.
 pub fn parse_uuid(what: &str, text: &str) -> Result<uuid::Uuid, Problem> {
     uuid::Uuid::parse_str(text).map_err(|_| {

@@ -24,7 +24,7 @@ use crate::context::{Running, ServiceContext};
 use crate::error::AppError;
 use crate::messages::{OrderPayload, Outcome};
 use crate::order_saga::events;
-use crate::services::common::{health_routes, parse_ts, parse_uuid, reply, ts};
+use crate::services::common::{health_routes, parse_ts, parse_uuid, reply, stored_uuid, ts};
 use crate::services::order::{CATALOG_SYNC_REQUESTED, PRODUCT_UPSERTED, ProductUpserted};
 use crate::with_db;
 
@@ -534,7 +534,7 @@ impl Inventory {
         });
         row.map(|(o, items, status, reason, created, updated)| {
             Ok(ReservationResponse {
-                order_id: Uuid::parse_str(&o).unwrap_or_default(),
+                order_id: stored_uuid(&o),
                 items: serde_json::from_str(&items)
                     .map_err(|e| AppError::decode("reservation items", e))?,
                 status,

@@ -21,7 +21,7 @@ use crate::consumer::Handler;
 use crate::context::{Running, ServiceContext};
 use crate::error::AppError;
 use crate::order_saga::events;
-use crate::services::common::{health_routes, parse_ts, parse_uuid, ts};
+use crate::services::common::{health_routes, parse_ts, parse_uuid, stored_uuid, ts};
 use crate::with_db;
 
 /// The notification service's tables.
@@ -198,15 +198,14 @@ async fn list_notifications(
             .await
             .map_err(AppError::from)?
     });
-    let uuid = |s: &str| Uuid::parse_str(s).unwrap_or_default();
     Ok(Json(
         rows.into_iter()
             .map(
                 |(id, event, order, event_type, channel, recipient, message, at)| {
                     NotificationResponse {
-                        id: uuid(&id),
-                        event_id: uuid(&event),
-                        order_id: uuid(&order),
+                        id: stored_uuid(&id),
+                        event_id: stored_uuid(&event),
+                        order_id: stored_uuid(&order),
                         event_type,
                         channel,
                         recipient,

@@ -40,7 +40,7 @@ use crate::context::{Running, ServiceContext};
 use crate::error::AppError;
 use crate::messages::{OrderPayload, OrderStatusChanged};
 use crate::order_saga::{self, events};
-use crate::services::common::{health_routes, parse_ts, parse_uuid, ts};
+use crate::services::common::{health_routes, parse_ts, parse_uuid, stored_uuid, ts};
 use crate::with_db;
 
 /// The order service's tables.
@@ -230,17 +230,16 @@ const ORDER_COLUMNS: &str = "id, customer_id, status, total_cents, items, shippi
 
 fn order_response(row: OrderRow) -> Result<OrderResponse, AppError> {
     let (id, customer, status, total, items, address, correlation, created, _, _) = row;
-    let uuid = |s: &str| Uuid::parse_str(s).unwrap_or_default();
     Ok(OrderResponse {
-        id: uuid(&id),
-        customer_id: uuid(&customer),
+        id: stored_uuid(&id),
+        customer_id: stored_uuid(&customer),
         status: serde_json::from_value(serde_json::Value::String(status))
             .map_err(|e| AppError::decode("order status", e))?,
         total_amount: Money::from_cents(total),
         items: serde_json::from_str(&items).map_err(|e| AppError::decode("order items", e))?,
         shipping_address: serde_json::from_str(&address)
             .map_err(|e| AppError::decode("shipping address", e))?,
-        correlation_id: uuid(&correlation),
+        correlation_id: stored_uuid(&correlation),
         created_at: parse_ts(&created),
     })
 }
@@ -890,14 +889,13 @@ async fn saga_logs(
             .await
             .map_err(AppError::from)?
     });
-    let uuid = |s: &str| Uuid::parse_str(s).unwrap_or_default();
     Ok(Json(
         rows.into_iter()
             .map(
                 |(e, o, c, step, status, event_type, details, at)| SagaLogResponse {
-                    id: uuid(&e),
-                    order_id: uuid(&o),
-                    correlation_id: uuid(&c),
+                    id: stored_uuid(&e),
+                    order_id: stored_uuid(&o),
+                    correlation_id: stored_uuid(&c),
                     step,
                     status,
                     event_type,

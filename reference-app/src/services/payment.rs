@@ -25,7 +25,7 @@ use crate::error::AppError;
 use crate::messages::{OrderPayload, Outcome};
 use crate::order_saga::events;
 use crate::payment_gateway::{ChargeOutcome, SimulatedGateway};
-use crate::services::common::{health_routes, parse_ts, parse_uuid, reply, ts};
+use crate::services::common::{health_routes, parse_ts, parse_uuid, reply, stored_uuid, ts};
 use crate::with_db;
 
 /// The payment service's tables.
@@ -282,7 +282,6 @@ impl Payments {
                 .fetch_optional(store.write_pool())
                 .await?
         });
-        let uuid = |s: &str| Uuid::parse_str(s).unwrap_or_default();
         Ok(row.map(
             |(
                 id,
@@ -298,15 +297,15 @@ impl Payments {
                 updated,
             )| {
                 TransactionResponse {
-                    id: uuid(&id),
-                    order_id: uuid(&order),
-                    customer_id: uuid(&customer),
+                    id: stored_uuid(&id),
+                    order_id: stored_uuid(&order),
+                    customer_id: stored_uuid(&customer),
                     amount: Money::from_cents(amount),
                     payment_method: method,
                     status,
                     gateway_reference: reference,
                     failure_reason: reason,
-                    refund_id: refund.as_deref().map(uuid),
+                    refund_id: refund.as_deref().map(stored_uuid),
                     simulated: true,
                     created_at: parse_ts(&created),
                     updated_at: parse_ts(&updated),

@@ -24,7 +24,7 @@ use crate::context::{Running, ServiceContext};
 use crate::error::AppError;
 use crate::messages::{OrderPayload, Outcome};
 use crate::order_saga::events;
-use crate::services::common::{health_routes, parse_ts, parse_uuid, reply, ts};
+use crate::services::common::{health_routes, parse_ts, parse_uuid, reply, stored_uuid, ts};
 use crate::with_db;
 
 /// The shipping service's tables.
@@ -175,10 +175,10 @@ impl Shipping {
                 serde_json::json!({"order_id": order_id, "tracking_number": tracking, "status": to}),
             )
             .with_id(Uuid::new_v5(
-                &Uuid::parse_str(&order_id).unwrap_or_default(),
+                &stored_uuid(&order_id),
                 event_type.as_bytes(),
             ))
-            .with_correlation_id(Uuid::parse_str(&correlation).unwrap_or_default())
+            .with_correlation_id(stored_uuid(&correlation))
             .with_source("shipping");
             with_db!(db, store => {
                 let mut uow = store.begin().await?;
@@ -221,12 +221,11 @@ impl Shipping {
                 .fetch_optional(store.read_pool())
                 .await?
         });
-        let uuid = |s: &str| Uuid::parse_str(s).unwrap_or_default();
         row.map(
             |(id, order, tracking, carrier, status, address, created, updated)| {
                 Ok(ShipmentResponse {
-                    id: uuid(&id),
-                    order_id: uuid(&order),
+                    id: stored_uuid(&id),
+                    order_id: stored_uuid(&order),
                     tracking_number: tracking,
                     carrier,
                     status,
