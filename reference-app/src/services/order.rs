@@ -251,16 +251,19 @@ fn status_name(status: OrderStatus) -> String {
     }
 }
 
-/// The answer to a `POST /orders`.
+/// What the unit of work of a `POST /orders` did.
 enum Placed {
     /// A new order (201).
     Created(OrderResponse),
     /// The same key and body as an earlier request: its answer again (201).
     Repeated(OrderResponse),
+    /// The key was first used with another body: nothing was written (422).
+    KeyReused,
 }
 
 impl OrderService {
-    async fn place(&self, order: ValidOrder, key: Option<&str>) -> Result<Placed, Problem> {
+    /// Places the order, or answers the first answer again for a repeated key and body.
+    async fn place(&self, order: ValidOrder, key: Option<&str>) -> Result<OrderResponse, Problem> {
         let now = Utc::now();
         let order_id = match key {
             Some(k) => Uuid::new_v5(&KEY_NAMESPACE, format!("order:{k}").as_bytes()),
@@ -334,7 +337,7 @@ impl OrderService {
                         .fetch_one(uow.tx())
                         .await?;
                     if row.8 != body {
-                        return Err(AppError::Config(IDEMPOTENCY_MISMATCH.into()));
+                        return Ok(Placed::KeyReused);
                     }
                     return Ok(Placed::Repeated(order_response(row)?));
                 }
@@ -360,14 +363,14 @@ impl OrderService {
             .await
         });
         match result {
-            Ok(placed) => Ok(placed),
-            Err(AppError::Config(msg)) if msg == IDEMPOTENCY_MISMATCH => Err(Problem::new(
+            Ok(Placed::KeyReused) => Err(Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency-key-reused",
                 "Idempotency key reused",
                 "this Idempotency-Key was first used with a different request body; \
                  use a new key for a different order",
             )),
+            Ok(Placed::Created(o) | Placed::Repeated(o)) => Ok(o),
             Err(e) => Err(e.into()),
         }
     }
@@ -428,8 +431,6 @@ impl OrderService {
     }
 }
 
-const IDEMPOTENCY_MISMATCH: &str = "idempotency key reused with another body";
-
 async fn create_order(
     State(svc): State<OrderService>,
     headers: HeaderMap,
@@ -451,9 +452,8 @@ async fn create_order(
     };
     let order = request.validate()?;
     svc.check_catalog(&order.items).await?;
-    match svc.place(order, key.as_deref()).await? {
-        Placed::Created(o) | Placed::Repeated(o) => Ok((StatusCode::CREATED, Json(o))),
-    }
+    let placed = svc.place(order, key.as_deref()).await?;
+    Ok((StatusCode::CREATED, Json(placed)))
 }
 
 async fn get_order(
