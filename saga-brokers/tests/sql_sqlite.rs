@@ -428,3 +428,33 @@ fn concurrent_acks_and_retries_share_commits() {
         broker.close().await;
     });
 }
+
+/// A consumer that holds most of its prefetch unsettled (one that waits for more messages
+/// before it settles any) still gets the next message: with fewer free slots than make a claim
+/// worth its commit, it claims after a poll interval without a wake-up.
+#[test]
+fn holding_consumer_still_gets_new_messages() {
+    let db = TempDb::new();
+    saga_core::testkit::broker::run_case(async move {
+        let poll = Duration::from_millis(200);
+        let broker = open(&db.0, SqlOptions::default().with_poll_interval(poll)).await;
+        let n = 8;
+        let (mut stream, mut deliveries) = claimed(&broker, "holding", n).await;
+        // One settled, seven held: one slot free, under the claim threshold of 8 / 4.
+        deliveries.pop().expect("one").ack().await.expect("ack");
+        let late = Envelope::new("order.placed", "late", serde_json::json!({ "late": true }));
+        broker.publish(&[late]).await.expect("publish");
+        let d = tokio::time::timeout(poll * 20, stream.next())
+            .await
+            .expect("the held-back consumer claims the new message")
+            .expect("open")
+            .expect("delivery");
+        assert_eq!(d.envelope.aggregate_id, "late");
+        d.ack().await.expect("ack");
+        for d in deliveries {
+            d.ack().await.expect("ack");
+        }
+        assert_eq!(broker.queued("holding").await.expect("count"), 0);
+        broker.close().await;
+    });
+}

@@ -19,7 +19,6 @@ pub(crate) struct NatsAcker {
     msg: Option<Message>,
     /// One of the subscriber's prefetch slots, freed when this is settled or dropped.
     permit: Option<OwnedSemaphorePermit>,
-    envelope: Envelope,
     attempt: u32,
     subscription: String,
     ordered: bool,
@@ -37,7 +36,6 @@ impl NatsAcker {
         inner: Arc<Inner>,
         msg: Message,
         permit: Option<OwnedSemaphorePermit>,
-        envelope: Envelope,
         attempt: u32,
         subscription: String,
         ordered: bool,
@@ -49,7 +47,6 @@ impl NatsAcker {
             inner,
             msg: Some(msg),
             permit,
-            envelope,
             attempt,
             subscription,
             ordered,
@@ -73,11 +70,16 @@ impl NatsAcker {
         };
         let ack_wait = self.inner.config.ack_wait;
         let max = self.inner.config.max_deliveries;
+        // Decoded again from the payload (it was decoded once when it came, so this holds):
+        // keeping a copy beside every delivery would cost an envelope clone per message.
+        let envelope = match decode(&msg) {
+            Ok(e) => e,
+            Err(_) => return Some(msg),
+        };
         let again = NatsAcker::new(
             self.inner.clone(),
             msg,
             self.permit.take(),
-            self.envelope.clone(),
             self.attempt.saturating_add(1),
             self.subscription.clone(),
             self.ordered,
@@ -86,7 +88,6 @@ impl NatsAcker {
         );
         tokio::spawn(async move {
             let attempt = again.attempt;
-            let envelope = again.envelope.clone();
             let name = again.subscription.clone();
             let again = Box::new(again);
             if attempt > max {
@@ -147,19 +148,27 @@ impl Acker for NatsAcker {
         last_error: Option<String>,
     ) -> Result<()> {
         let msg = self.take()?;
+        let envelope = match decode(&msg) {
+            Ok(e) => e,
+            Err(e) => {
+                self.msg = Some(msg);
+                return Err(e);
+            }
+        };
+        let key_envelope = self.parking.is_some().then(|| envelope.clone());
         let letter = DeadLetter::new(
             self.subscription.clone(),
-            self.envelope.clone(),
+            envelope,
             reason,
             self.attempt,
             last_error,
             chrono::Utc::now(),
         );
         let mut parked_at = None;
-        if let Some(parking) = &self.parking {
+        if let (Some(parking), Some(envelope)) = (&self.parking, &key_envelope) {
             // Ordered: the message heads its key's lane first, so the key is parked before
             // the next message can come.
-            match parking.append(&self.envelope).await {
+            match parking.append(envelope).await {
                 Ok(seq) => parked_at = Some(seq),
                 Err(e) => {
                     self.msg = Some(msg);
@@ -181,6 +190,11 @@ impl Acker for NatsAcker {
             .await
             .map_err(|e| transient(std::io::Error::other(e.to_string())))
     }
+}
+
+/// The envelope a delivered message carries (it decoded once already when it came in).
+fn decode(msg: &Message) -> Result<Envelope> {
+    Envelope::from_json(&msg.payload)
 }
 
 impl Drop for NatsAcker {

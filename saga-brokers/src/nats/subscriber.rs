@@ -231,7 +231,6 @@ impl Run {
             self.inner.clone(),
             msg,
             permit,
-            envelope.clone(),
             attempt,
             self.sub.name.clone(),
             self.sub.ordered,
