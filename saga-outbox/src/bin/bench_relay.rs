@@ -4,7 +4,8 @@
 //! (Postgres parts need `DATABASE_URL`; each run uses a fresh schema and drops it.)
 //!
 //! Per database: the plain `BEGIN/INSERT/COMMIT` rate, the producing rate (business row +
-//! outbox row through a unit of work), the plain claim loop, the relay draining a filled
+//! outbox row through a unit of work) and its ceiling for the same work (the same two rows
+//! written by hand in raw sqlx, into the store's own outbox table), the plain claim loop, the relay draining a filled
 //! outbox, and the commit-to-publish latency (p50/p99/max) at a steady 2,000 events/s from
 //! 8 producers paced by tokio intervals. Each line ends with the load average, since other
 //! work on the machine moves every number.
@@ -26,6 +27,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 const PRODUCERS: usize = 8;
+/// The outbox row of the by-hand ceiling, into the store's own outbox table.
+const BY_HAND_OUTBOX: &str = "INSERT INTO outbox (event_id, aggregate_id, part, envelope, created_at) \
+     VALUES ($1, $2, $3, $4, $5)";
 /// Events per second, all producers together, in the latency measurement.
 const LATENCY_RATE: usize = 2_000;
 
@@ -223,6 +227,30 @@ async fn sqlite(
 
     let relay = rate(n, drain(SqliteRelaySource::new(store.clone()), n).await);
 
+    // The producing ceiling for the same work: the same two rows (business row, and an outbox
+    // row into the store's own outbox table with its indexes) written by hand in raw sqlx.
+    let start = Instant::now();
+    for i in 0..n {
+        let ev = event(i);
+        let json = serde_json::to_string(&ev)?;
+        let mut tx = w.begin().await?;
+        sqlx::query("INSERT INTO business (id) VALUES ($1)")
+            .bind(format!("h-{i}"))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(BY_HAND_OUTBOX)
+            .bind(ev.event_id.to_string())
+            .bind(&ev.aggregate_id)
+            .bind(0_i32)
+            .bind(&json)
+            .bind(0_i64)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+    }
+    let by_hand = rate(n, start.elapsed());
+    sqlx::query("DELETE FROM outbox").execute(w).await?;
+
     let start = Instant::now();
     loop {
         let done = sqlx::query(
@@ -255,8 +283,9 @@ async fn sqlite(
     });
     let (p50, p99, max) = latency(SqliteRelaySource::new(store.clone()), one, lat_n).await?;
     println!(
-        "sqlite {durability:?}: plain commit {plain:.0}/s | produce {produce:.0}/s ({:.0}%) | claim loop {claim:.0}/s | relay {relay:.0}/s ({:.0}% of claim loop) | latency at {LATENCY_RATE}/s p50 {:.2} ms p99 {:.2} ms max {:.2} ms | load {}",
+        "sqlite {durability:?}: plain commit {plain:.0}/s | produce {produce:.0}/s ({:.0}%; by hand {by_hand:.0}/s, {:.0}%) | claim loop {claim:.0}/s | relay {relay:.0}/s ({:.0}% of claim loop) | latency at {LATENCY_RATE}/s p50 {:.2} ms p99 {:.2} ms max {:.2} ms | load {}",
         100.0 * produce / plain,
+        100.0 * produce / by_hand,
         100.0 * relay / claim,
         ms(p50),
         ms(p99),
@@ -347,6 +376,46 @@ async fn postgres(url: &str, n: usize, lat_n: usize) -> Result<(), Box<dyn std::
         .await,
     );
 
+    // The producing ceiling for the same work, as for SQLite: the same two rows by hand.
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for p in 0..PRODUCERS {
+        let (w, biz, outbox) = (
+            w.clone(),
+            format!("INSERT INTO {biz_t} (id) VALUES ($1)"),
+            BY_HAND_OUTBOX.replace("INTO outbox", &format!("INTO \"{schema}\".outbox")),
+        );
+        tasks.spawn(async move {
+            for i in 0..per {
+                let ev = event(p * per + i);
+                let json =
+                    serde_json::to_string(&ev).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+                let mut tx = w.begin().await?;
+                sqlx::query(AssertSqlSafe(biz.clone()))
+                    .bind(format!("h-{p}-{i}"))
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(AssertSqlSafe(outbox.clone()))
+                    .bind(ev.event_id.to_string())
+                    .bind(&ev.aggregate_id)
+                    .bind(0_i32)
+                    .bind(&json)
+                    .bind(0_i64)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+            }
+            Ok::<_, sqlx::Error>(())
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r??;
+    }
+    let by_hand = rate(per * PRODUCERS, start.elapsed());
+    sqlx::raw_sql(AssertSqlSafe(format!("DELETE FROM \"{schema}\".outbox")))
+        .execute(&w)
+        .await?;
+
     let start = Instant::now();
     let claim_sql = format!(
         "DELETE FROM {plain_t} WHERE id IN (SELECT id FROM {plain_t} ORDER BY id LIMIT 500 FOR UPDATE SKIP LOCKED)"
@@ -384,8 +453,9 @@ async fn postgres(url: &str, n: usize, lat_n: usize) -> Result<(), Box<dyn std::
     let source = PgRelaySource::new(store.clone(), LeaseConfig::new("bench-latency"));
     let (p50, p99, max) = latency(source, one, lat_n).await?;
     println!(
-        "postgres: plain commit {plain:.0}/s | produce {produce:.0}/s ({:.0}%) | claim loop {claim:.0}/s | relay {relay:.0}/s ({:.0}% of claim loop) | latency at {LATENCY_RATE}/s p50 {:.2} ms p99 {:.2} ms max {:.2} ms | load {}",
+        "postgres: plain commit {plain:.0}/s | produce {produce:.0}/s ({:.0}%; by hand {by_hand:.0}/s, {:.0}%) | claim loop {claim:.0}/s | relay {relay:.0}/s ({:.0}% of claim loop) | latency at {LATENCY_RATE}/s p50 {:.2} ms p99 {:.2} ms max {:.2} ms | load {}",
         100.0 * produce / plain,
+        100.0 * produce / by_hand,
         100.0 * relay / claim,
         ms(p50),
         ms(p99),
