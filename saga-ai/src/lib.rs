@@ -6,6 +6,7 @@ pub mod cli;
 pub mod error;
 pub mod forecast;
 pub mod fraud;
+pub mod healing;
 mod math;
 pub mod metrics;
 pub mod model;
