@@ -15,8 +15,9 @@ use tokio::sync::Notify;
 
 /// Producer tasks writing at once.
 pub const PRODUCERS: usize = 8;
-/// Events per second, all producers together, of the latency run.
-pub const LATENCY_RATE: usize = 2_000;
+/// Events per second, all producers together, of the latency run, unless
+/// `OUTBOX_COMPARE_RATE` names another (a relay slower than 2,000/s only shows its backlog there).
+const LATENCY_RATE: usize = 2_000;
 /// Events of the latency run.
 pub const LATENCY_EVENTS: usize = 10_000;
 /// How long a phase waits for the relay before it reports what was published: a relay of a
@@ -99,8 +100,17 @@ impl Stamps {
     }
 }
 
+/// The latency run's rate: `OUTBOX_COMPARE_RATE`, or [`LATENCY_RATE`].
+fn latency_rate() -> usize {
+    std::env::var("OUTBOX_COMPARE_RATE")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .filter(|&r| r > 0)
+        .unwrap_or(LATENCY_RATE)
+}
+
 /// Writes events `from..from + per * PRODUCERS` from [`PRODUCERS`] tasks, paced at
-/// [`LATENCY_RATE`] in total when `paced`; `write(i)` is one unit of work (business row and
+/// [`latency_rate`] in total when `paced`; `write(i)` is one unit of work (business row and
 /// event in one transaction, committed when it returns). Returns the commit instants by index.
 async fn produce<W, F>(
     from: usize,
@@ -112,7 +122,7 @@ where
     W: Fn(usize) -> F + Clone + Send + 'static,
     F: Future<Output = Result<(), Error>> + Send,
 {
-    let period = Duration::from_secs_f64(PRODUCERS as f64 / LATENCY_RATE as f64);
+    let period = Duration::from_secs_f64(PRODUCERS as f64 / latency_rate() as f64);
     let start = tokio::time::Instant::now() + Duration::from_millis(20);
     let mut tasks = tokio::task::JoinSet::new();
     for p in 0..PRODUCERS {
@@ -142,7 +152,7 @@ where
 
 /// Runs the three measurements of one crate and prints their lines: `n` events produced by
 /// `unit` with no relay running; the relay started by `start` (its clock includes the start)
-/// draining them into `stamps`; then [`LATENCY_EVENTS`] paced at [`LATENCY_RATE`] with the relay
+/// draining them into `stamps`; then [`LATENCY_EVENTS`] paced at [`latency_rate`] with the relay
 /// running, after which `stop` stops it.
 pub async fn measure<W, F, S, SF, R, T, TF>(
     stamps: &Stamps,
@@ -196,7 +206,8 @@ fn print_latency(lat: &[Duration], committed: usize) {
     };
     let pick = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
     println!(
-        "latency at {LATENCY_RATE}/s: p50 {:.2} ms p99 {:.2} ms max {:.2} ms ({} of {committed} published) | load {}",
+        "latency at {}/s: p50 {:.2} ms p99 {:.2} ms max {:.2} ms ({} of {committed} published) | load {}",
+        latency_rate(),
         pick(0.5).as_secs_f64() * 1e3,
         pick(0.99).as_secs_f64() * 1e3,
         max.as_secs_f64() * 1e3,
