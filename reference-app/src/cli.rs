@@ -75,6 +75,14 @@ pub struct BusinessArgs {
     /// analytics baseline and removed.
     #[arg(long, env = "EVENT_LOG_RETENTION_DAYS", default_value_t = 30)]
     pub event_log_retention_days: u64,
+    /// A self-healing policy to switch off (repeatable): stuck-sagas, poison-messages,
+    /// circuit-breaker, duration-drift.
+    #[arg(long = "self-healing-off", value_enum)]
+    pub self_healing_off: Vec<crate::healing::PolicySwitch>,
+    /// While the payment gateway's circuit is open, charges wait for it (`wait`) or fail at
+    /// once (`fail-fast`, the saga compensates).
+    #[arg(long, env = "PAYMENT_BREAKER", value_enum, default_value_t = crate::healing::BreakerMode::Wait)]
+    pub payment_breaker: crate::healing::BreakerMode,
 }
 
 /// `reference-app` with no subcommand.

@@ -2,11 +2,15 @@
 //! the retry policy, resubscription after a broker fault, and a graceful stop that lets the
 //! deliveries in flight finish.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
+use saga_ai::healing::{
+    ActionKind, Failure, FailureClass, HealingAction, PoisonClassifier, PolicyName,
+};
 use saga_core::broker::{Settled, Subscriber, Subscription};
 use saga_core::{Envelope, HandlerError, RetryPolicy};
 use tokio::sync::Semaphore;
@@ -37,6 +41,92 @@ pub struct Consumer {
     pub on_settled: Option<SettledHook>,
     /// Told once the subscription exists (so that nothing is published before it does).
     pub ready: Option<Arc<Ready>>,
+    /// The poison-message policy, when it is on.
+    pub poison: Option<Arc<PoisonWatch>>,
+}
+
+/// The poison-message policy of a consumer: each failure is classified; one that no retry
+/// cures is dead-lettered at once with its diagnosis, and the decision is recorded.
+pub struct PoisonWatch {
+    classifier: PoisonClassifier,
+    /// Earlier failures' messages per (message id), bounded.
+    earlier: Mutex<HashMap<uuid::Uuid, Vec<String>>>,
+    record: crate::healing::HealingSink,
+}
+
+/// How many messages' failures a watch remembers (beyond that it forgets them all: a
+/// repeated error is then noticed a few attempts later).
+const REMEMBERED: usize = 10_000;
+
+impl PoisonWatch {
+    /// A watch calling an error repeated `repeats` times poison, recording into `record`.
+    pub fn new(repeats: u32, record: crate::healing::HealingSink) -> Self {
+        Self {
+            classifier: PoisonClassifier::new(repeats),
+            earlier: Mutex::new(HashMap::new()),
+            record,
+        }
+    }
+
+    /// The error to settle a failed delivery with: `error` itself, or a permanent error
+    /// carrying the diagnosis.
+    pub fn judge(
+        &self,
+        subscription: &str,
+        envelope: &Envelope,
+        attempt: u32,
+        error: HandlerError,
+    ) -> HandlerError {
+        let mut earlier = self.earlier.lock().unwrap_or_else(|p| p.into_inner());
+        let seen = earlier.get(&envelope.event_id).cloned().unwrap_or_default();
+        let class = self.classifier.classify(&Failure {
+            permanent: !error.is_transient(),
+            message: error.message(),
+            attempt,
+            earlier: &seen,
+        });
+        match class {
+            FailureClass::Transient => {
+                if earlier.len() >= REMEMBERED {
+                    earlier.clear();
+                }
+                earlier
+                    .entry(envelope.event_id)
+                    .or_default()
+                    .push(error.message().to_owned());
+                error
+            }
+            FailureClass::Poison(diagnosis) => {
+                earlier.remove(&envelope.event_id);
+                drop(earlier);
+                let kind = serde_json::to_value(diagnosis.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                (self.record)(HealingAction::new(
+                    PolicyName::PoisonMessage,
+                    ActionKind::DeadLetter,
+                    envelope.event_id.to_string(),
+                    format!(
+                        "{} on `{subscription}` failed at attempt {attempt}: {}",
+                        envelope.event_type,
+                        error.message()
+                    ),
+                    format!("dead-lettered at once as {kind}: {}", diagnosis.detail),
+                    chrono::Utc::now(),
+                ));
+                HandlerError::permanent(format!("poison message ({kind}): {}", diagnosis.detail))
+            }
+        }
+    }
+
+    /// Forgets a message that was handled.
+    fn handled(&self, id: &uuid::Uuid) {
+        let mut earlier = self.earlier.lock().unwrap_or_else(|p| p.into_inner());
+        if !earlier.is_empty() {
+            earlier.remove(id);
+        }
+    }
 }
 
 /// Counts subscriptions that exist; a starter waits for all of them before publishing.
@@ -115,7 +205,15 @@ impl Consumer {
             concurrency,
             on_settled: None,
             ready: None,
+            poison: None,
         }
+    }
+
+    /// Sets the poison-message policy.
+    #[must_use]
+    pub fn poison(mut self, watch: Option<Arc<PoisonWatch>>) -> Self {
+        self.poison = watch;
+        self
     }
 
     /// Signals `ready` once subscribed.
@@ -199,14 +297,24 @@ impl Consumer {
                         let handler = handler.clone();
                         let policy = self.policy.clone();
                         let hook = self.on_settled.clone();
+                        let poison = self.poison.clone();
                         let name = name.clone();
                         in_flight.spawn(async move {
                             let envelope = delivery.envelope.clone();
-                            let outcome = handler.handle(&envelope).await;
+                            let mut outcome = handler.handle(&envelope).await;
                             if let Err(e) = &outcome {
                                 tracing::warn!(subscription = %name, event_type = %envelope.event_type,
                                     event_id = %envelope.event_id, attempt = delivery.attempt, error = %e,
                                     "handler failed");
+                            }
+                            if let Some(watch) = &poison {
+                                outcome = match outcome {
+                                    Ok(()) => {
+                                        watch.handled(&envelope.event_id);
+                                        Ok(())
+                                    }
+                                    Err(e) => Err(watch.judge(&name, &envelope, delivery.attempt, e)),
+                                };
                             }
                             match delivery.settle(outcome, &policy).await {
                                 Ok(settled) => {

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use saga_core::broker::Subscription;
 
 use crate::cli::BusinessArgs;
-use crate::consumer::{Consumer, Handler, Ready, SettledHook};
+use crate::consumer::{Consumer, Handler, PoisonWatch, Ready, SettledHook};
 use crate::db::Db;
 use crate::metrics::AppMetrics;
 use crate::payment_gateway::GatewayConfig;
@@ -36,6 +36,8 @@ pub struct Settings {
     pub redis_prefix: String,
     /// How long the event log keeps events (`None`: forever).
     pub event_log_retention: Option<Duration>,
+    /// Which self-healing policies run, and how.
+    pub healing: crate::healing::HealingSettings,
 }
 
 impl Default for Settings {
@@ -49,6 +51,7 @@ impl Default for Settings {
             redis_url: None,
             redis_prefix: "saga".into(),
             event_log_retention: Some(Duration::from_secs(30 * 86_400)),
+            healing: crate::healing::HealingSettings::default(),
         }
     }
 }
@@ -68,6 +71,10 @@ impl From<&BusinessArgs> for Settings {
             redis_url: None,
             redis_prefix: "saga".into(),
             event_log_retention: Some(Duration::from_secs(30 * 86_400)),
+            healing: crate::healing::HealingSettings {
+                off: a.self_healing_off.clone(),
+                breaker_mode: a.payment_breaker,
+            },
         }
     }
 }
@@ -100,7 +107,19 @@ impl ServiceContext {
     /// Runs `handler` on `subscription` with the default consumer settings until shutdown.
     pub fn consume(&self, subscription: Subscription, handler: Arc<dyn Handler>) -> JoinHandle<()> {
         self.ready.expect();
-        Consumer::new(subscription)
+        let consumer = Consumer::new(subscription);
+        let watch = self
+            .settings
+            .healing
+            .on(crate::healing::PolicySwitch::PoisonMessages)
+            .then(|| {
+                Arc::new(PoisonWatch::new(
+                    consumer.policy.max_attempts,
+                    crate::healing::sink(self),
+                ))
+            });
+        consumer
+            .poison(watch)
             .signals(&self.ready)
             .observed(Some(settled_hook(self.metrics.clone())))
             .spawn(self.subscriber.clone(), handler, self.shutdown.clone())

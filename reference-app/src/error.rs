@@ -24,6 +24,10 @@ pub enum AppError {
     /// The settings are unusable.
     #[error("configuration: {0}")]
     Config(String),
+    /// A dependency did not answer (the payment gateway during an outage, or its circuit is
+    /// open): retry later.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// A file or socket operation failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
@@ -42,7 +46,9 @@ impl From<AppError> for HandlerError {
         match e {
             AppError::Core(e) => e.into(),
             AppError::Decode { .. } | AppError::Config(_) => HandlerError::permanent(e.to_string()),
-            AppError::Db(_) | AppError::Io(_) => HandlerError::transient(e.to_string()),
+            AppError::Db(_) | AppError::Io(_) | AppError::Unavailable(_) => {
+                HandlerError::transient(e.to_string())
+            }
         }
     }
 }
@@ -54,12 +60,14 @@ impl From<AppError> for Problem {
             AppError::Core(saga_core::Error::NotFound { entity, id }) => {
                 Problem::not_found(entity, id)
             }
-            AppError::Db(_) | AppError::Io(_) | AppError::Core(_) => Problem::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "Service unavailable",
-                "the service could not reach its storage; retry shortly",
-            ),
+            AppError::Db(_) | AppError::Io(_) | AppError::Core(_) | AppError::Unavailable(_) => {
+                Problem::new(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "Service unavailable",
+                    "the service could not reach its storage; retry shortly",
+                )
+            }
             _ => Problem::internal(),
         }
     }

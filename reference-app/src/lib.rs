@@ -34,6 +34,7 @@ pub mod consumer;
 pub mod context;
 pub mod db;
 pub mod error;
+pub mod healing;
 pub mod http;
 pub mod inventory;
 pub mod loadgen;

@@ -4,8 +4,14 @@
 //! did) and can wait a configurable latency. The decision for an order is a pure function of
 //! the gateway's seed and the order id, so a retried charge of the same order gets the same
 //! answer, and tests choose outcomes by choosing seeds.
+//!
+//! An outage can be switched on for a while ([`SimulatedGateway::start_outage`], `POST
+//! /gateway/outage` on the payment service): meanwhile a share of calls fail as unavailable
+//! (not declined: the gateway did not answer), which is what the payment service's circuit
+//! breaker watches.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -54,10 +60,26 @@ pub enum ChargeOutcome {
     },
 }
 
-/// The simulated gateway.
-#[derive(Debug, Clone, Copy)]
+/// The gateway did not answer (a simulated outage).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the payment gateway is unavailable (simulated outage)")]
+pub struct GatewayUnavailable;
+
+/// A simulated outage: until when, and the share of calls that fail meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Outage {
+    /// Share of calls failing, in `[0, 1]`.
+    pub error_rate: f64,
+    /// Seconds left.
+    pub remaining_secs: f64,
+}
+
+/// The simulated gateway. Clones share the outage switch.
+#[derive(Debug, Clone)]
 pub struct SimulatedGateway {
     config: GatewayConfig,
+    /// (until, error rate) of the current outage.
+    outage: Arc<Mutex<Option<(Instant, f64)>>>,
 }
 
 impl SimulatedGateway {
@@ -68,7 +90,45 @@ impl SimulatedGateway {
         } else {
             config.failure_rate.clamp(0.0, 1.0)
         };
-        Self { config }
+        Self {
+            config,
+            outage: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Makes a share `error_rate` of calls (clamped into `[0, 1]`) fail as unavailable for
+    /// `duration`, replacing any outage in progress.
+    pub fn start_outage(&self, error_rate: f64, duration: Duration) {
+        let rate = if error_rate.is_nan() {
+            0.0
+        } else {
+            error_rate.clamp(0.0, 1.0)
+        };
+        let mut outage = self.outage.lock().unwrap_or_else(|p| p.into_inner());
+        *outage = Some((Instant::now() + duration, rate));
+    }
+
+    /// Ends the outage in progress, if any.
+    pub fn end_outage(&self) {
+        *self.outage.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// The outage in progress, if any.
+    pub fn outage(&self) -> Option<Outage> {
+        let now = Instant::now();
+        let outage = *self.outage.lock().unwrap_or_else(|p| p.into_inner());
+        outage
+            .filter(|(until, _)| *until > now)
+            .map(|(until, error_rate)| Outage {
+                error_rate,
+                remaining_secs: (until - now).as_secs_f64(),
+            })
+    }
+
+    /// Whether this call fails for the outage in progress.
+    fn unavailable(&self) -> bool {
+        self.outage()
+            .is_some_and(|o| o.error_rate >= 1.0 || fastrand::f64() < o.error_rate)
     }
 
     /// Its settings.
@@ -98,10 +158,18 @@ impl SimulatedGateway {
         }
     }
 
-    /// Charges after the configured latency.
-    pub async fn charge(&self, order_id: Uuid, amount: Money, method: &str) -> ChargeOutcome {
+    /// Charges after the configured latency; fails during an outage.
+    pub async fn charge(
+        &self,
+        order_id: Uuid,
+        amount: Money,
+        method: &str,
+    ) -> Result<ChargeOutcome, GatewayUnavailable> {
         tokio::time::sleep(self.config.latency).await;
-        self.decide(order_id, amount, method)
+        if self.unavailable() {
+            return Err(GatewayUnavailable);
+        }
+        Ok(self.decide(order_id, amount, method))
     }
 
     /// Refunds after the configured latency; a simulated refund always succeeds.
@@ -177,6 +245,23 @@ mod tests {
         ));
         assert_eq!(gateway(f64::NAN, 1).config().failure_rate, 0.0);
         assert_eq!(gateway(7.0, 1).config().failure_rate, 1.0);
+    }
+
+    #[tokio::test]
+    async fn an_outage_fails_calls_until_it_ends() {
+        let g = gateway(0.0, 1);
+        let id = Uuid::now_v7();
+        assert!(g.charge(id, Money::from_cents(1), "x").await.is_ok());
+        g.clone().start_outage(1.0, Duration::from_secs(60));
+        assert_eq!(
+            g.charge(id, Money::from_cents(1), "x").await,
+            Err(GatewayUnavailable)
+        );
+        assert!(g.outage().is_some_and(|o| o.remaining_secs > 50.0));
+        g.end_outage();
+        assert!(g.charge(id, Money::from_cents(1), "x").await.is_ok());
+        g.start_outage(1.0, Duration::ZERO);
+        assert!(g.outage().is_none(), "a zero-length outage is over at once");
     }
 
     #[test]

@@ -711,6 +711,19 @@ async fn real_answers_validate_against_their_documented_schemas() {
         let path = fill(template, "not-a-uuid");
         exchange(&app, &mut c, Call::get(svc, template, path, 400)).await;
     }
+    // The simulated gateway's outage switch and its circuit breaker.
+    let gw = "/gateway";
+    exchange(&app, &mut c, Call::get(Payment, gw, gw, 200)).await;
+    let outage = "/gateway/outage";
+    let short = json!({"error_rate": 0.0, "seconds": 1});
+    exchange(&app, &mut c, Call::post(Payment, outage, json_body(&short), 200)).await;
+    let bad = json!({"error_rate": -1.0, "seconds": 1});
+    exchange(&app, &mut c, Call::post(Payment, outage, json_body(&bad), 422)).await;
+    let end = Call {
+        method: "DELETE",
+        ..Call::get(Payment, outage, outage, 200)
+    };
+    exchange(&app, &mut c, end).await;
     let wait = "/orders/{id}/wait";
     let path = format!("{}?timeout_ms=10", fill(wait, good_id));
     exchange(&app, &mut c, Call::get(Order, wait, path, 200)).await;

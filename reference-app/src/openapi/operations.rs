@@ -19,7 +19,7 @@ use crate::services::common::Health;
 use crate::services::inventory::{ProductResponse, ReservationResponse};
 use crate::services::notification::NotificationResponse;
 use crate::services::order::{SagaLogResponse, WaitResponse};
-use crate::services::payment::TransactionResponse;
+use crate::services::payment::{GatewayStatus, OutageRequest, TransactionResponse};
 use crate::services::shipping::ShipmentResponse;
 use crate::services::web::AllHealth;
 use crate::topology::Service;
@@ -293,6 +293,32 @@ fn payment_ops(schemas: &mut Schemas) -> Vec<Op> {
         )
         .params([id_param("order_id", "The order's id")])
         .errors(READ_BY_ID),
+        Op::get(
+            "/gateway",
+            "gateway_status",
+            "The simulated gateway's outage, if any, and its circuit breaker's state",
+            Reply::json(schemas.of::<GatewayStatus>()),
+        ),
+        Op {
+            method: HttpMethod::Post,
+            path: "/gateway/outage",
+            id: "start_gateway_outage",
+            summary: "Start a simulated gateway outage (a share of calls fail for a while)",
+            params: Vec::new(),
+            body: Some(json_body(schemas.of::<OutageRequest>())),
+            ok: (200, Reply::json(schemas.of::<GatewayStatus>())),
+            errors: &[400, 413, 415, 422],
+        },
+        Op {
+            method: HttpMethod::Delete,
+            path: "/gateway/outage",
+            id: "end_gateway_outage",
+            summary: "End the simulated gateway outage",
+            params: Vec::new(),
+            body: None,
+            ok: (200, Reply::json(schemas.of::<GatewayStatus>())),
+            errors: &[],
+        },
     ]
 }
 

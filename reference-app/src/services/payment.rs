@@ -4,27 +4,37 @@
 //! `payment.requested` answers with the first charge's outcome and never charges twice; a
 //! refund happens once, and only for a charge that went through. The gateway is simulated and
 //! says so in every transaction (`simulated: true`).
+//!
+//! Gateway calls go through a circuit breaker (`saga_ai::healing::CircuitBreaker`, the
+//! circuit-breaker policy of [`crate::healing`]): when half the calls of 30 s fail (10 at
+//! least) it opens for 10 s, and charges meanwhile wait for it or fail fast
+//! (`--payment-breaker`). `POST /gateway/outage` starts a simulated outage to see it work;
+//! `GET /gateway` shows the outage and the breaker's state.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::extract::{Path, State};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
+use saga_ai::healing::{CircuitBreaker, CircuitConfig, CircuitState, Permit};
 use saga_core::broker::Subscription;
 use saga_core::{Envelope, HandlerError};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::api::json::ApiJson;
 use crate::api::money::Money;
-use crate::api::problem::Problem;
+use crate::api::problem::{FieldError, Problem};
 use crate::consumer::Handler;
 use crate::context::{Running, ServiceContext};
 use crate::error::AppError;
+use crate::healing::{BreakerMode, HealingSink, PolicySwitch};
 use crate::messages::{OrderPayload, Outcome};
 use crate::order_saga::events;
-use crate::payment_gateway::{ChargeOutcome, SimulatedGateway};
+use crate::payment_gateway::{ChargeOutcome, Outage, SimulatedGateway};
 use crate::services::common::{health_routes, parse_ts, parse_uuid, reply, stored_uuid, ts};
 use crate::with_db;
 
@@ -88,13 +98,57 @@ pub struct TransactionResponse {
 struct Payments {
     ctx: ServiceContext,
     gateway: SimulatedGateway,
+    /// The gateway's circuit breaker; `None` when the policy is switched off.
+    breaker: Option<Arc<Mutex<CircuitBreaker>>>,
+    mode: BreakerMode,
+    heal: HealingSink,
+}
+
+/// The payment gateway's name in the breaker's records.
+const GATEWAY: &str = "payment-gateway";
+
+/// `POST /gateway/outage`: a simulated outage.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutageRequest {
+    /// Share of gateway calls failing, 0 to 1 (default 1).
+    #[serde(default = "one")]
+    pub error_rate: f64,
+    /// How long, in seconds (1 to 3600).
+    pub seconds: u64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// `GET /gateway`: the simulated gateway's outage and the circuit breaker.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct GatewayStatus {
+    /// Always true: the gateway is a simulation.
+    pub simulated: bool,
+    /// The outage in progress, if any.
+    pub outage: Option<Outage>,
+    /// `closed`, `open` or `half_open`; `off` when the policy is switched off.
+    pub circuit: String,
+    /// What charges do while the circuit is open.
+    pub breaker_mode: BreakerMode,
 }
 
 /// Starts the payment service.
 pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
     ctx.db.migrate(MIGRATIONS).await?;
+    let healing = &ctx.settings.healing;
     let svc = Payments {
         gateway: SimulatedGateway::new(ctx.settings.gateway),
+        breaker: healing.on(PolicySwitch::CircuitBreaker).then(|| {
+            Arc::new(Mutex::new(CircuitBreaker::new(
+                GATEWAY,
+                CircuitConfig::default(),
+            )))
+        }),
+        mode: healing.breaker_mode,
+        heal: crate::healing::sink(&ctx),
         ctx: ctx.clone(),
     };
     let tasks = vec![
@@ -109,6 +163,8 @@ pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
     ];
     let router = Router::new()
         .route("/transactions/{order_id}", get(get_transaction))
+        .route("/gateway", get(gateway_status))
+        .route("/gateway/outage", post(start_outage).delete(end_outage))
         .with_state(svc)
         .merge(health_routes(ctx.service, ctx.db.clone()));
     Ok(Running { router, tasks })
@@ -123,11 +179,7 @@ impl Payments {
         // order, and the row below is written once, so a repeat never charges twice.
         let outcome = match &existing {
             Some(_) => None,
-            None => Some(
-                self.gateway
-                    .charge(order.order_id, order.total_amount, &order.payment_method)
-                    .await,
-            ),
+            None => Some(self.call_gateway(&order).await?),
         };
         let insert = db.qualify(
             "INSERT INTO {t}transactions (order_id, transaction_id, customer_id, amount_cents, \
@@ -198,6 +250,86 @@ impl Payments {
             uow.commit().await?;
         });
         Ok(())
+    }
+
+    /// One charge through the circuit breaker: a call that fails (the gateway unavailable) is
+    /// an error the consumer retries; while the circuit is open the charge waits for it (up
+    /// to twice its pause, then it is retried as a failure) or, in fail-fast mode, is declined
+    /// as "gateway unavailable" without a call.
+    async fn call_gateway(&self, order: &OrderPayload) -> Result<ChargeOutcome, AppError> {
+        let call = || {
+            self.gateway
+                .charge(order.order_id, order.total_amount, &order.payment_method)
+        };
+        let Some(breaker) = &self.breaker else {
+            return call()
+                .await
+                .map_err(|e| AppError::Unavailable(e.to_string()));
+        };
+        let lock = || breaker.lock().unwrap_or_else(|p| p.into_inner());
+        let patience = lock().config().open_for * 2;
+        let give_up = Utc::now() + patience;
+        loop {
+            let (permit, action) = lock().permit(Utc::now());
+            if let Some(action) = action {
+                (self.heal)(action);
+            }
+            match permit {
+                Permit::Allowed => {
+                    let result = call().await;
+                    let action = lock().record(Utc::now(), result.is_ok());
+                    if let Some(action) = action {
+                        (self.heal)(action);
+                    }
+                    return result.map_err(|e| AppError::Unavailable(e.to_string()));
+                }
+                Permit::Rejected { retry_at } => match self.mode {
+                    BreakerMode::FailFast => {
+                        return Ok(ChargeOutcome::Declined {
+                            reason: "payment gateway unavailable: its circuit is open \
+                                     (simulated outage); not charged"
+                                .to_owned(),
+                            simulated: true,
+                        });
+                    }
+                    BreakerMode::Wait => {
+                        let now = Utc::now();
+                        if now >= give_up {
+                            return Err(AppError::Unavailable(
+                                "the payment gateway's circuit stayed open".into(),
+                            ));
+                        }
+                        let wait = (retry_at.min(give_up) - now)
+                            .to_std()
+                            .unwrap_or_default()
+                            .max(Duration::from_millis(20));
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => {}
+                            _ = self.ctx.shutdown.cancelled() => {
+                                return Err(AppError::Unavailable("shutting down".into()));
+                            }
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    fn status(&self) -> GatewayStatus {
+        let circuit = match &self.breaker {
+            None => "off",
+            Some(b) => match b.lock().unwrap_or_else(|p| p.into_inner()).state() {
+                CircuitState::Closed => "closed",
+                CircuitState::Open { .. } => "open",
+                CircuitState::HalfOpen { .. } => "half_open",
+            },
+        };
+        GatewayStatus {
+            simulated: true,
+            outage: self.gateway.outage(),
+            circuit: circuit.to_owned(),
+            breaker_mode: self.mode,
+        }
     }
 
     async fn refund(&self, command: &Envelope) -> Result<(), AppError> {
@@ -338,4 +470,43 @@ async fn get_transaction(
         .await?
         .map(Json)
         .ok_or_else(|| Problem::not_found("transaction for order", id))
+}
+
+async fn gateway_status(State(svc): State<Payments>) -> Json<GatewayStatus> {
+    Json(svc.status())
+}
+
+async fn start_outage(
+    State(svc): State<Payments>,
+    ApiJson(req): ApiJson<OutageRequest>,
+) -> Result<Json<GatewayStatus>, Problem> {
+    let mut errors = Vec::new();
+    if !(0.0..=1.0).contains(&req.error_rate) {
+        errors.push(FieldError::new(
+            "error_rate",
+            format!("must be between 0 and 1, got {}", req.error_rate),
+        ));
+    }
+    if !(1..=3600).contains(&req.seconds) {
+        errors.push(FieldError::new(
+            "seconds",
+            format!("must be between 1 and 3600, got {}", req.seconds),
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(Problem::validation(errors));
+    }
+    tracing::warn!(
+        error_rate = req.error_rate,
+        seconds = req.seconds,
+        "payment: simulated gateway outage started"
+    );
+    svc.gateway
+        .start_outage(req.error_rate, Duration::from_secs(req.seconds));
+    Ok(Json(svc.status()))
+}
+
+async fn end_outage(State(svc): State<Payments>) -> Json<GatewayStatus> {
+    svc.gateway.end_outage();
+    Json(svc.status())
 }

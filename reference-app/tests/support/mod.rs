@@ -36,6 +36,36 @@ impl App {
         Self::start_with(dir, failure_rate, gateway_latency, Duration::from_secs(30)).await
     }
 
+    /// A system on the files in `dir` with the test settings changed by `change`.
+    pub async fn start_custom(dir: &Path, change: impl FnOnce(&mut Settings)) -> Self {
+        let mut settings = Settings {
+            gateway: GatewayConfig {
+                failure_rate: 0.0,
+                latency: Duration::from_millis(1),
+                seed: 7,
+            },
+            delivery_step: Duration::from_millis(200),
+            model_dir: model_dir(),
+            ..Settings::default()
+        };
+        change(&mut settings);
+        let config = EmbeddedConfig {
+            data_dir: dir.to_path_buf(),
+            host: "127.0.0.1".into(),
+            base_port: 0,
+            full_sync: false,
+            settings,
+        };
+        let system = start_embedded(config)
+            .await
+            .expect("the embedded system starts");
+        Self {
+            system,
+            client: reqwest::Client::new(),
+            _dir: None,
+        }
+    }
+
     /// A system on the files in `dir` whose saga steps have `deadline`.
     pub async fn start_with(
         dir: &Path,

@@ -81,6 +81,8 @@ const UNDECODABLE: &[&str] = &[
     "undecodable",
     "cannot decode",
     "could not decode",
+    "decoding",
+    "parsing failed",
 ];
 /// ... versions and types.
 const UNSUPPORTED: &[&str] = &[
@@ -139,7 +141,7 @@ impl PoisonClassifier {
         if failure.permanent {
             return poison(
                 PoisonKind::Rejected,
-                "the handler rejected it as not retryable",
+                "the handler rejected it as not retryable; fix the cause, then replay or discard it",
             );
         }
         let same_before = failure

@@ -1,0 +1,107 @@
+//! The self-healing policies of `saga_ai::healing` wired into the services, and the record of
+//! what they did.
+//!
+//! | policy | where it acts | switch (`--self-healing-off`) |
+//! |--------|---------------|-------------------------------|
+//! | stuck sagas | the order service's deadline sweeper: a timed-out step is sent again once, then the saga compensates | `stuck-sagas` (sagas then wait past their deadline) |
+//! | poison messages | every consumer: a failure no retry cures (undecodable, unknown version, invalid payload, rejected) is dead-lettered at once with its diagnosis | `poison-messages` (failures then go through every retry) |
+//! | circuit breaker | the payment service's gateway calls: opens at 50 % errors over 30 s (10 calls at least), half-opens after 10 s; meanwhile charges wait (`--payment-breaker wait`) or fail fast (`fail-fast`) | `circuit-breaker` |
+//! | duration drift | the AI service, from the saga events it sees: flags a step whose durations drift | `duration-drift` |
+//!
+//! Each decision is a [`HealingAction`], published as a `healing.action_taken` event through
+//! the acting service's outbox (so it survives a crash like any event) and kept by the AI
+//! service, which lists them at `GET /self-healing/actions`.
+
+use std::sync::Arc;
+
+use clap::ValueEnum;
+use saga_ai::healing::HealingAction;
+use saga_core::Envelope;
+use serde::{Deserialize, Serialize};
+
+use crate::context::ServiceContext;
+use crate::with_db;
+
+/// The event type of a healing record.
+pub const HEALING_ACTION_TAKEN: &str = "healing.action_taken";
+
+/// A policy, as the command line names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicySwitch {
+    /// Retry a timed-out saga step once, then compensate.
+    StuckSagas,
+    /// Dead-letter incurable failures at once, with a diagnosis.
+    PoisonMessages,
+    /// The payment gateway's circuit breaker.
+    CircuitBreaker,
+    /// Flag saga steps whose durations drift.
+    DurationDrift,
+}
+
+/// What the payment service does with a charge while the gateway's circuit is open.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum BreakerMode {
+    /// Hold the charge until the circuit lets a call through.
+    #[default]
+    Wait,
+    /// Fail the payment at once ("gateway unavailable"); the saga compensates.
+    FailFast,
+}
+
+/// Which policies run.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct HealingSettings {
+    /// Policies switched off.
+    pub off: Vec<PolicySwitch>,
+    /// The payment service's behaviour while the circuit is open.
+    pub breaker_mode: BreakerMode,
+}
+
+impl HealingSettings {
+    /// Whether `policy` runs.
+    pub fn on(&self, policy: PolicySwitch) -> bool {
+        !self.off.contains(&policy)
+    }
+}
+
+/// Where a service's policies send their records.
+pub type HealingSink = Arc<dyn Fn(HealingAction) + Send + Sync>;
+
+/// Publishes `action` as a `healing.action_taken` event through the service's outbox, from a
+/// spawned task (the caller is on a hot path). A record that cannot be written is logged.
+pub fn sink(ctx: &ServiceContext) -> HealingSink {
+    let ctx = ctx.clone();
+    Arc::new(move |action: HealingAction| {
+        tracing::info!(policy = action.policy.as_str(), subject = %action.subject,
+            observed = %action.observed, action = %action.action, "self-healing");
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            if let Err(e) = record(&ctx, &action).await {
+                tracing::warn!(error = %e, policy = action.policy.as_str(),
+                    "self-healing: could not record an action");
+            }
+        });
+    })
+}
+
+/// Writes one record through the service's outbox.
+pub async fn record(
+    ctx: &ServiceContext,
+    action: &HealingAction,
+) -> Result<(), crate::error::AppError> {
+    let payload = serde_json::to_value(action)
+        .map_err(|e| crate::error::AppError::decode("healing action", e))?;
+    let envelope = Envelope::new(HEALING_ACTION_TAKEN, action.subject.clone(), payload)
+        .with_header("service", ctx.service.name());
+    let db = &ctx.db;
+    with_db!(db, store => {
+        let mut uow = store.begin().await?;
+        uow.publish(&[envelope]).await?;
+        uow.commit().await?;
+    });
+    Ok(())
+}

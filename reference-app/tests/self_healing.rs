@@ -1,0 +1,183 @@
+//! The self-healing policies, each with its fault injected: a payment gateway outage opens the
+//! circuit breaker (charges then fail fast, and the circuit closes again after the outage);
+//! a message no retry can cure is dead-lettered at once with its diagnosis, and not when the
+//! policy is switched off.
+
+mod support;
+
+use std::time::Duration;
+
+use reference_app::healing::{BreakerMode, PolicySwitch};
+use reference_app::topology::Service;
+use saga_core::Envelope;
+use saga_core::dead_letter::{DeadLetterFilter, DeadLetterStatus};
+use serde_json::{Value, json};
+use support::{App, order_body};
+
+fn body_for_new_customer(product: &Value) -> Value {
+    let mut body = order_body(product, 1, "94102");
+    body["customer_id"] = json!(uuid::Uuid::now_v7());
+    body
+}
+
+async fn gateway(app: &App) -> Value {
+    app.get(Service::Payment, "/gateway").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_outage_opens_the_circuit_and_it_closes_after_the_outage() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::start_custom(dir.path(), |s| {
+        s.healing.breaker_mode = BreakerMode::FailFast;
+    })
+    .await;
+    let products = app.products().await;
+    let laptop = &products["Laptop Pro 14"];
+    let payment = app.system.url(Service::Payment);
+
+    // Bad outage requests are refused with the field named.
+    let bad = app
+        .client
+        .post(format!("{payment}/gateway/outage"))
+        .json(&json!({"error_rate": 2.0, "seconds": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 422);
+    let problem: Value = bad.json().await.unwrap();
+    assert_eq!(
+        problem["errors"].as_array().map(Vec::len),
+        Some(2),
+        "{problem}"
+    );
+
+    assert_eq!(gateway(&app).await["circuit"], "closed");
+    let started = app
+        .client
+        .post(format!("{payment}/gateway/outage"))
+        .json(&json!({"error_rate": 1.0, "seconds": 60}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status().as_u16(), 200);
+    let status: Value = started.json().await.unwrap();
+    assert_eq!(status["simulated"], true);
+    assert!(
+        status["outage"]["remaining_secs"].as_f64().unwrap() > 50.0,
+        "{status}"
+    );
+
+    // Orders during the outage: their charges fail and are retried until ten failures in
+    // the window open the circuit; then they fail fast and the sagas compensate.
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        let (code, order) = app.place(&body_for_new_customer(laptop), None).await;
+        assert_eq!(code, 201, "{order}");
+        ids.push(order["id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        let done = app.wait(id).await;
+        assert_ne!(
+            done["order"]["status"], "confirmed",
+            "charged during an outage: {done}"
+        );
+    }
+    assert_eq!(gateway(&app).await["circuit"], "open");
+    let tx = app
+        .get(Service::Payment, &format!("/transactions/{}", ids[5]))
+        .await;
+    assert_eq!(tx["status"], "failed", "{tx}");
+    assert!(
+        tx["failure_reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("circuit is open"),
+        "{tx}"
+    );
+
+    // The outage ends; after the breaker's 10 s pause, probes go through and close it.
+    let ended = app
+        .client
+        .delete(format!("{payment}/gateway/outage"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ended.status().as_u16(), 200);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    for _ in 0..3 {
+        let (code, order) = app.place(&body_for_new_customer(laptop), None).await;
+        assert_eq!(code, 201, "{order}");
+        let done = app.wait(order["id"].as_str().unwrap()).await;
+        assert_eq!(done["order"]["status"], "confirmed", "{done}");
+    }
+    assert_eq!(gateway(&app).await["circuit"], "closed");
+    app.stop().await;
+}
+
+async fn dead_letters(app: &App, n: usize) -> Vec<saga_core::DeadLetter> {
+    let store = app.system.broker().unwrap().dead_letters.clone();
+    let filter = DeadLetterFilter {
+        status: Some(DeadLetterStatus::Pending),
+        ..DeadLetterFilter::default()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let list = store.list(&filter).await.unwrap();
+        if list.len() >= n || tokio::time::Instant::now() > deadline {
+            return list;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A charge request whose body is not an order: no retry can ever handle it.
+async fn inject_poison(app: &App) -> Envelope {
+    let poison = Envelope::new(
+        "payment.requested",
+        "o-poison",
+        json!({"order_id": "not-a-uuid", "total_amount": "x"}),
+    );
+    app.system
+        .broker()
+        .unwrap()
+        .publisher
+        .publish(std::slice::from_ref(&poison))
+        .await
+        .unwrap();
+    poison
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_message_is_dead_lettered_at_once_with_its_diagnosis() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::start_custom(dir.path(), |_| {}).await;
+    let poison = inject_poison(&app).await;
+    let letters = dead_letters(&app, 1).await;
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let letter = &letters[0];
+    assert_eq!(letter.envelope.event_id, poison.event_id);
+    assert_eq!(letter.attempts, 1, "not retried: {letter:?}");
+    let error = letter.last_error.as_deref().unwrap_or("");
+    assert!(error.contains("poison message (undecodable)"), "{letter:?}");
+    assert!(
+        error.contains("replay"),
+        "the diagnosis says what to do: {error}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_policy_off_the_failure_is_dead_lettered_without_a_diagnosis() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::start_custom(dir.path(), |s| {
+        s.healing.off = vec![PolicySwitch::PoisonMessages];
+    })
+    .await;
+    let poison = inject_poison(&app).await;
+    let letters = dead_letters(&app, 1).await;
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].envelope.event_id, poison.event_id);
+    let error = letters[0].last_error.as_deref().unwrap_or("");
+    assert!(!error.contains("poison message"), "{error}");
+    app.stop().await;
+}
