@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod anomaly;
+pub mod assistant;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod error;
