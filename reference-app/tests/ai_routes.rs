@@ -271,11 +271,21 @@ async fn model_routes_answer_from_what_the_service_saw() {
         .await;
     }
 
-    // Anomalies: every saga was recorded and scored; the seed's scenarios are normal ones
-    // (once every event of theirs is recorded).
+    // Anomalies: every saga was recorded and scored. The seed's scenarios take no sequence a
+    // normal saga would not (once every event of theirs is recorded); only their timing may
+    // stand out, on a machine loaded enough to slow a step far beyond the generated sagas'.
+    let only_slow = |a: &Value| {
+        a["anomalies"].as_array().is_some_and(|l| {
+            l.iter().all(|s| {
+                s["findings"]
+                    .as_array()
+                    .is_some_and(|f| f.iter().all(|f| f["kind"] == "slow_step"))
+            })
+        })
+    };
     let a = app
         .eventually(Service::Ai, "/anomalies", |a| {
-            a["sagas_scored"] == orders.len() && a["anomalies"] == json!([])
+            a["sagas_scored"] == orders.len() && only_slow(a)
         })
         .await;
     assert_eq!(a["detector"]["source"], "generated", "{a}");
@@ -375,10 +385,13 @@ async fn a_payment_past_its_deadline_shows_as_an_anomaly_with_its_reason() {
         assert!(!f["explanation"].as_str().unwrap().is_empty());
     }
     // Refunding a payment that never completed is a sequence normal sagas never take.
-    assert_eq!(findings[0]["kind"], "impossible_sequence", "{a}");
-    assert_eq!(findings[0]["step"], "process_payment", "{a}");
+    let sequence = findings
+        .iter()
+        .find(|f| f["kind"] == "impossible_sequence")
+        .unwrap_or_else(|| panic!("no sequence finding: {a}"));
+    assert_eq!(sequence["step"], "process_payment", "{a}");
     assert!(
-        findings[0]["explanation"]
+        sequence["explanation"]
             .as_str()
             .unwrap()
             .contains("payment.refund.requested"),
