@@ -164,8 +164,12 @@ pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
             .ordered(),
             Arc::new(svc.clone()),
         ),
+        // Few in flight: each holds the database's one writer, which screening waits for.
         ctx.consume(
-            Subscription::new(ai_insights::SUBSCRIPTION, ai_insights::subscribed_events()),
+            Subscription {
+                prefetch: ai_insights::PREFETCH,
+                ..Subscription::new(ai_insights::SUBSCRIPTION, ai_insights::subscribed_events())
+            },
             Arc::new(insights.clone()),
         ),
         tokio::spawn(ai_insights::prune_every(
@@ -266,6 +270,7 @@ impl Ai {
             "INSERT INTO {t}analyses (order_id, body, decision, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (order_id) DO NOTHING",
         );
+        let trace = ai_insights::saga_event_statement(db);
         let body =
             serde_json::to_string(&assessment).map_err(|e| AppError::decode("assessment", e))?;
         let (decision_name, outcome, event) = match &decision {
@@ -319,28 +324,49 @@ impl Ai {
                 .bind(ts(Utc::now()))
                 .execute(uow.tx())
                 .await?;
+            for e in [command, &event] {
+                sqlx::query(trace.clone())
+                    .bind(e.event_id.to_string())
+                    .bind(&e.aggregate_id)
+                    .bind(&e.event_type)
+                    .bind(ts(e.timestamp))
+                    .execute(uow.tx())
+                    .await?;
+            }
             uow.publish(&[event]).await?;
             uow.commit().await?;
         });
         Ok(())
     }
 
-    /// Keeps the payment outcome of a past order (the models' history).
+    /// Keeps the payment outcome of a past order (the models' history), and the event in the
+    /// order's saga trace.
     async fn payment_outcome(
         &self,
         event: &Envelope,
         outcome: OrderOutcome,
     ) -> Result<(), AppError> {
-        let sql = self
-            .ctx
-            .db
-            .qualify("UPDATE {t}customer_orders SET outcome = $1 WHERE order_id = $2");
-        with_db!(&self.ctx.db, store => {
+        let db = &self.ctx.db;
+        let sql = db.qualify("UPDATE {t}customer_orders SET outcome = $1 WHERE order_id = $2");
+        let trace = ai_insights::saga_event_statement(db);
+        with_db!(db, store => {
+            let mut uow = store.begin().await?;
+            if !uow.mark_inbox(SUBSCRIPTION, event.event_id).await? {
+                return Ok(());
+            }
             sqlx::query(sql.clone())
                 .bind(outcome_name(outcome))
                 .bind(&event.aggregate_id)
-                .execute(store.write_pool())
+                .execute(uow.tx())
                 .await?;
+            sqlx::query(trace.clone())
+                .bind(event.event_id.to_string())
+                .bind(&event.aggregate_id)
+                .bind(&event.event_type)
+                .bind(ts(event.timestamp))
+                .execute(uow.tx())
+                .await?;
+            uow.commit().await?;
         });
         Ok(())
     }

@@ -2,14 +2,15 @@
 //! recommendations, saga anomalies and the models' metadata.
 //!
 //! The subscription [`SUBSCRIPTION`] (apart from fraud screening's, so that screening never
-//! waits behind it) records, each event in one unit of work with its inbox mark:
+//! waits behind it) records, each event in one unit of work with its inbox mark (the saga
+//! events fraud screening handles anyway are recorded in screening's own units of work):
 //!
 //! | table | from | for |
 //! |-------|------|-----|
 //! | `catalog` | `product.upserted` (name, initial stock) | known products, stock |
 //! | `order_lines`, `order_states` | `order.placed` (lines), `order.confirmed` / `cancelled` / `failed` | units sold per day, purchases per customer |
 //! | `stock_lines`, `stock_releases`, `stock_base` | `inventory.reserved` / `released` (lines) | available stock: initial stock less what reservations hold |
-//! | `saga_events`, `saga_runs` | the order saga's commands, replies and `order.*` events | saga traces |
+//! | `saga_events`, `saga_runs` | the order saga's commands, replies and `order.*` events (a saga is listed from its `order.placed`) | saga traces |
 //!
 //! Every fold is insensitive to the order of events (statuses only rise, lines are keyed by
 //! order and product, a reservation counts until its release is seen), so the subscription
@@ -30,6 +31,7 @@ use chrono::{DateTime, Days, NaiveDate, TimeDelta, Utc};
 use saga_ai::anomaly::SagaTrace;
 use saga_core::{Envelope, HandlerError};
 use serde::{Deserialize, Serialize};
+use sqlx::SqlStr;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
@@ -58,12 +60,40 @@ use crate::with_db;
 /// The subscription of the AI service's projections.
 pub const SUBSCRIPTION: &str = "ai-insights";
 
-/// The events the projections read: the order saga's, and the inventory's catalog.
+/// Saga events the fraud-screening subscription receives or sends anyway: its units of work
+/// record them in the traces ([`saga_event_statement`]), so this subscription does not take
+/// them a second time.
+pub const RECORDED_BY_SCREENING: [&str; 5] = [
+    events::FRAUD_CHECK_REQUESTED,
+    events::FRAUD_CHECK_PASSED,
+    events::FRAUD_CHECK_FAILED,
+    events::PAYMENT_PROCESSED,
+    events::PAYMENT_FAILED,
+];
+
+/// The events this subscription reads: the order saga's (but [`RECORDED_BY_SCREENING`]), and
+/// the inventory's catalog.
 pub fn subscribed_events() -> Vec<&'static str> {
-    let mut all = TRACE_EVENTS.to_vec();
+    let mut all: Vec<&'static str> = TRACE_EVENTS
+        .into_iter()
+        .filter(|t| !RECORDED_BY_SCREENING.contains(t))
+        .collect();
     all.push(PRODUCT_UPSERTED);
     all
 }
+
+/// The statement recording one saga event in the traces: bind its id, its order (aggregate)
+/// id, its type and its time ([`ts`]); a repeated id adds nothing.
+pub fn saga_event_statement(db: &Db) -> SqlStr {
+    db.qualify(
+        "INSERT INTO {t}saga_events (event_id, saga_id, event_type, occurred_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (event_id) DO NOTHING",
+    )
+}
+
+/// Deliveries of the subscription in flight at once: each holds the database's writer while
+/// it records, and fraud screening, on the saga's path, waits behind whatever holds it.
+pub const PREFETCH: u16 = 4;
 
 /// How long a fitted recommender serves at most before the next request refits it (other
 /// replicas' consumers record orders this one does not hear of).
@@ -230,15 +260,11 @@ impl Projection {
         let change = Change::of(envelope)?;
         let db = &self.db;
         let q = |sql: &str| db.qualify(sql);
-        let saga_event = q(
-            "INSERT INTO {t}saga_events (event_id, saga_id, event_type, occurred_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (event_id) DO NOTHING",
-        );
+        let saga_event = saga_event_statement(db);
+        // A saga starts with its order's `order.placed` (sent with the first command).
         let saga_run = q(
-            "INSERT INTO {t}saga_runs AS r (saga_id, started_at) VALUES ($1, $2) \
-             ON CONFLICT (saga_id) DO UPDATE SET started_at = CASE \
-             WHEN excluded.started_at < r.started_at THEN excluded.started_at \
-             ELSE r.started_at END",
+            "INSERT INTO {t}saga_runs (saga_id, started_at) VALUES ($1, $2) \
+             ON CONFLICT (saga_id) DO NOTHING",
         );
         let line = q(
             "INSERT INTO {t}order_lines (order_id, product_id, line_no, quantity, customer_id, \
@@ -283,14 +309,14 @@ impl Projection {
                     .bind(&at)
                     .execute(uow.tx())
                     .await?;
-                sqlx::query(saga_run.clone())
-                    .bind(order_id)
-                    .bind(&at)
-                    .execute(uow.tx())
-                    .await?;
             }
             match &change {
                 Change::Placed(order) => {
+                    sqlx::query(saga_run.clone())
+                        .bind(order_id)
+                        .bind(&at)
+                        .execute(uow.tx())
+                        .await?;
                     let placed_at = ts(order.created_at);
                     let day = day_text(order.created_at.date_naive());
                     for (no, (product_id, quantity)) in lines_of(order).iter().enumerate() {
