@@ -7,6 +7,7 @@
 //! reference-app dlq list|replay|discard dead letters, for operators
 //! reference-app replay <read-model>     rebuild a read model from the event log
 //! reference-app check                   check the business invariants across the databases
+//! reference-app ai train                train the AI service's model files from generated data
 //! ```
 
 use std::path::PathBuf;
@@ -42,6 +43,29 @@ pub enum Command {
     /// Checks the business invariants across the services' databases; exits non-zero if
     /// any is violated.
     Check(CheckArgs),
+    /// The AI service's models.
+    Ai(AiArgs),
+}
+
+/// `reference-app ai ...`.
+#[derive(Debug, Clone, Args)]
+pub struct AiArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: AiAction,
+}
+
+/// What `reference-app ai` does.
+#[derive(Debug, Clone, Subcommand)]
+pub enum AiAction {
+    /// Trains the model files the AI service loads (fraud, payment success, saga anomalies)
+    /// from saga-ai's seeded generators, replacing what the folder holds, and prints each
+    /// model's metrics on held-out data. The service reads them at its next start.
+    Train {
+        /// Where to write them (the AI service's `--model-dir`).
+        #[arg(long, env = "MODEL_DIR", default_value = "models")]
+        model_dir: PathBuf,
+    },
 }
 
 /// Settings of the business behaviour, shared by both modes.
@@ -311,5 +335,19 @@ mod tests {
         assert_eq!(args.service, Service::Order);
         assert_eq!(args.port, None);
         assert!(Cli::try_parse_from(["reference-app", "serve", "billing"]).is_err());
+    }
+
+    #[test]
+    fn ai_train_takes_a_model_folder() {
+        let cli =
+            Cli::try_parse_from(["reference-app", "ai", "train", "--model-dir", "/tmp/m"]).unwrap();
+        let Some(Command::Ai(AiArgs {
+            action: AiAction::Train { model_dir },
+        })) = cli.command
+        else {
+            panic!("not ai train")
+        };
+        assert_eq!(model_dir, PathBuf::from("/tmp/m"));
+        assert!(Cli::try_parse_from(["reference-app", "ai"]).is_err());
     }
 }

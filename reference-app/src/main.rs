@@ -7,11 +7,12 @@
 //! reference-app dlq list|replay|discard  dead letters
 //! reference-app replay <read-model>      rebuild a read model from the event log
 //! reference-app check [--json]           check the business invariants
+//! reference-app ai train [--model-dir D] train the AI service's model files
 //! ```
 
 use anyhow::Context;
 use clap::Parser;
-use reference_app::cli::{Cli, Command};
+use reference_app::cli::{AiAction, Cli, Command};
 use reference_app::context::Settings;
 use reference_app::operator;
 use reference_app::system::{self, DistributedConfig, EmbeddedConfig};
@@ -102,6 +103,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Check(args)) => match reference_app::check::run(&args).await? {
             true => Ok(()),
             false => anyhow::bail!("invariants violated (see the report above)"),
+        },
+        Some(Command::Ai(args)) => match args.action {
+            AiAction::Train { model_dir } => {
+                let models =
+                    reference_app::ai::AiEngine::train_files(&model_dir, |m| eprintln!("ai: {m}"))
+                        .await
+                        .with_context(|| {
+                            format!("training the models in {}", model_dir.display())
+                        })?;
+                println!("{}", serde_json::to_string_pretty(&models)?);
+                Ok(())
+            }
         },
     }
 }

@@ -106,7 +106,10 @@ fn description(service: Service) -> String {
         Service::Shipping => "Shipments.",
         Service::Notification => "Simulated e-mails and text messages, one per customer event.",
         Service::Analytics => "Business figures and event statistics, built from the event log.",
-        Service::Ai => "Fraud screening and order analysis.",
+        Service::Ai => {
+            "Fraud screening and order analysis, payment-success prediction, demand forecasts, \
+             product recommendations, saga anomalies and the models' metadata."
+        }
     };
     format!(
         "{what} Errors are RFC 9457 problem documents (`application/problem+json`), unknown \

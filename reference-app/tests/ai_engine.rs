@@ -6,8 +6,9 @@ use std::time::Instant;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use reference_app::ai::{
-    AiAppError, AiEngine, Assessment, CustomerHistory, FRAUD_MODEL_FILE, FraudDecision, OrderFacts,
-    OrderOutcome, PAYMENT_MODEL_FILE, PastOrder, RiskLevel, address_key, decide,
+    ANOMALY_MODEL_FILE, AiAppError, AiEngine, Assessment, CustomerHistory, FRAUD_MODEL_FILE,
+    FraudDecision, OrderFacts, OrderOutcome, PAYMENT_MODEL_FILE, PastOrder, RiskLevel, address_key,
+    decide,
 };
 use reference_app::api::Money;
 use reference_app::api::order::{Address, OrderItem};
@@ -186,21 +187,26 @@ async fn first_start_trains_and_saves_then_a_restart_loads_the_same_models() {
     for l in &lines {
         println!("{l}");
     }
-    assert!(dir.path().join(FRAUD_MODEL_FILE).is_file());
-    assert!(dir.path().join(PAYMENT_MODEL_FILE).is_file());
-    for model in ["trained fraud model", "trained payment-success model"] {
+    for file in [FRAUD_MODEL_FILE, PAYMENT_MODEL_FILE, ANOMALY_MODEL_FILE] {
+        assert!(dir.path().join(file).is_file(), "{file}");
+    }
+    for (model, metric) in [
+        ("trained fraud model", "ROC-AUC 0."),
+        ("trained payment-success model", "ROC-AUC 0."),
+        ("trained saga anomaly model", "average precision 0."),
+    ] {
         let line = lines
             .iter()
             .find(|l| l.starts_with(model))
             .unwrap_or_else(|| panic!("no `{model}` line in {lines:?}"));
         assert!(line.contains("generated data"), "{line}");
-        assert!(line.contains("ROC-AUC 0."), "{line}");
+        assert!(line.contains(metric), "{line}");
         assert!(line.contains("did not train on"), "{line}");
     }
 
     // The held-out metrics are real measurements, better than chance and than the rules.
     let models = engine.models();
-    assert_eq!(models.len(), 2);
+    assert_eq!(models.len(), 3);
     let fraud = &models[0];
     assert_eq!(
         (fraud.name.as_str(), fraud.kind.as_str()),
@@ -217,6 +223,18 @@ async fn first_start_trains_and_saves_then_a_restart_loads_the_same_models() {
     assert_eq!(payment.name, "payment_success");
     let auc = payment.metrics["roc_auc"];
     assert!(auc > 0.6 && auc <= 1.0, "payment ROC-AUC {auc}");
+    let anomaly = &models[2];
+    assert_eq!(
+        (anomaly.name.as_str(), anomaly.kind.as_str()),
+        ("saga_anomaly", "anomaly.saga")
+    );
+    // Anomalies are about a tenth of the test sagas: ranking them well beats that base rate.
+    let ap = anomaly.metrics["average_precision"];
+    assert!(
+        ap > 3.0 * anomaly.metrics["test_anomaly_rate"] && ap <= 1.0,
+        "{:?}",
+        anomaly.metrics
+    );
 
     // Scores are probabilities, and a risky order scores above an ordinary one.
     let orders = variety();
@@ -285,7 +303,7 @@ async fn first_start_trains_and_saves_then_a_restart_loads_the_same_models() {
         .await
         .unwrap();
     let lines = log.lines();
-    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines.len(), 3, "{lines:?}");
     assert!(lines.iter().all(|l| l.starts_with("loaded ")), "{lines:?}");
     let second: Vec<Assessment> = orders.iter().map(|(o, h)| again.assess(o, h)).collect();
     assert_eq!(first, second);
@@ -297,6 +315,7 @@ async fn a_corrupt_model_file_is_a_typed_error_and_is_left_alone() {
     for (file, other) in [
         (FRAUD_MODEL_FILE, PAYMENT_MODEL_FILE),
         (PAYMENT_MODEL_FILE, FRAUD_MODEL_FILE),
+        (ANOMALY_MODEL_FILE, FRAUD_MODEL_FILE),
     ] {
         for bad in [
             "not json at all",

@@ -752,6 +752,52 @@ async fn real_answers_validate_against_their_documented_schemas() {
         exchange(&app, &mut c, Call::get(Analytics, template, template, 200)).await;
     }
 
+    // The AI service's model routes, with what they refuse.
+    let predict = "/predict/payment-success";
+    let ask =
+        json!({"customer_id": customer, "amount": 42.5, "payment_method": {"type": "paypal"}});
+    exchange(&app, &mut c, Call::post(Ai, predict, json_body(&ask), 200)).await;
+    for (body, expect) in [
+        (("application/json", "{".to_owned()), 400),
+        (("text/plain", ask.to_string()), 415),
+        (
+            json_body(&json!({"customer_id": customer, "amount": 0})),
+            422,
+        ),
+        (json_body(&json!({"amount": 5})), 422),
+    ] {
+        exchange(&app, &mut c, Call::post(Ai, predict, body, expect)).await;
+    }
+    let forecast = "/forecast/{product_id}";
+    let laptop_forecast = fill(forecast, &product_id);
+    for (path, expect) in [
+        (laptop_forecast.clone(), 200),
+        (format!("{laptop_forecast}?horizon=3"), 200),
+        (fill(forecast, "no-such"), 404),
+        (format!("{laptop_forecast}?horizon=0"), 400),
+        (format!("{laptop_forecast}?horizon=1000"), 400),
+    ] {
+        exchange(&app, &mut c, Call::get(Ai, forecast, path, expect)).await;
+    }
+    let recommend = "/recommendations/{customer_id}";
+    for (path, expect) in [
+        (fill(recommend, customer), 200),
+        (fill(recommend, &unknown), 200),
+        (format!("{}?limit=3", fill(recommend, customer)), 200),
+        (fill(recommend, "not-a-uuid"), 400),
+        (format!("{}?limit=0", fill(recommend, customer)), 400),
+    ] {
+        exchange(&app, &mut c, Call::get(Ai, recommend, path, expect)).await;
+    }
+    for (path, expect) in [
+        ("/anomalies", 200),
+        ("/anomalies?limit=5", 200),
+        ("/anomalies?limit=0", 400),
+    ] {
+        exchange(&app, &mut c, Call::get(Ai, "/anomalies", path, expect)).await;
+    }
+    exchange(&app, &mut c, Call::get(Ai, "/models", "/models", 200)).await;
+
     // Every documented operation was seen succeeding; every problem status of the
     // scenarios was validated.
     for (&svc, doc) in &c.docs {

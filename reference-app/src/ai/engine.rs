@@ -1,10 +1,11 @@
-//! [`AiEngine`]: the fraud and payment-success models, loaded from their files or trained from
-//! generated data on first start, and the pure scoring of one order.
+//! [`AiEngine`]: the fraud, payment-success and saga-anomaly models, loaded from their files or
+//! trained from generated data on first start, and the pure scoring of one order.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use saga_ai::anomaly::{ANOMALY_FORMAT, ANOMALY_KIND, SagaAnomalyDetector, SagaDetector};
 use saga_ai::fraud::{Estimator, FraudModel};
 use saga_ai::payment::{
     PAYMENT_FORMAT, PAYMENT_KIND, PaymentFeatures, PaymentModel, PaymentSuccessPredictor,
@@ -19,47 +20,77 @@ use super::error::AiAppError;
 use super::facts::{CustomerHistory, OrderFacts};
 use super::features::{SET, Slots, payment_features, shop_values};
 use super::reasons::reasons;
-use super::training::{train_fraud, train_payment};
+use super::traces::{RecordedEvent, trace_of};
+use super::training::{train_anomaly, train_fraud, train_payment};
 
 /// The fraud model's file in the model folder.
 pub const FRAUD_MODEL_FILE: &str = "fraud-model.json";
 /// The payment-success model's file in the model folder.
 pub const PAYMENT_MODEL_FILE: &str = "payment-model.json";
+/// The saga anomaly detector's file in the model folder.
+pub const ANOMALY_MODEL_FILE: &str = "anomaly-model.json";
 
-/// A model the engine uses, for a `/models` route.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A model the AI service uses, as `GET /models` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModelInfo {
-    /// What it predicts: `fraud` or `payment_success`.
+    /// What it predicts: `fraud`, `payment_success`, `saga_anomaly`, `recommendations`,
+    /// `demand_forecast`.
     pub name: String,
-    /// Its kind (`fraud.gbdt`, `payment.logistic_calibrated`).
+    /// Its kind (`fraud.gbdt`, `payment.logistic_calibrated`, `anomaly.saga`, ...).
     pub kind: String,
-    /// Format version of its file.
-    pub format_version: u32,
-    /// When it was trained.
-    pub trained_at: DateTime<Utc>,
-    /// Rows it was trained on.
+    /// Format version of its file (none for a model fitted in memory).
+    #[schema(required = true)]
+    pub format_version: Option<u32>,
+    /// When it was trained (none for a model fitted anew on every request).
+    #[schema(required = true)]
+    pub trained_at: Option<DateTime<Utc>>,
+    /// Rows (orders, attempts, sagas, purchases) it was trained on.
     pub training_rows: usize,
-    /// Metrics on held-out data (`roc_auc`, `average_precision`, `log_loss`, ...).
+    /// What it was trained on, in a sentence.
+    pub training_data: String,
+    /// Metrics on held-out data (`roc_auc`, `average_precision`, `hit_rate_at_10`, ...); empty
+    /// when none could be measured, and `evaluation` says why.
     pub metrics: BTreeMap<String, f64>,
     /// How the metrics were obtained, in a sentence.
     pub evaluation: String,
-    /// The file it was loaded from or saved to.
-    pub file: PathBuf,
+    /// The file it was loaded from or saved to (none for a model fitted in memory).
+    #[schema(required = true, value_type = Option<String>)]
+    pub file: Option<PathBuf>,
 }
 
 impl ModelInfo {
-    fn new(name: &str, meta: &ModelMeta, file: PathBuf) -> Self {
+    /// The information of a model saved with `meta` in `file` (`None`: fitted in memory),
+    /// trained on `training_data`.
+    pub fn new(name: &str, meta: &ModelMeta, training_data: &str, file: Option<PathBuf>) -> Self {
         Self {
             name: name.to_string(),
             kind: meta.kind.clone(),
-            format_version: meta.format_version,
-            trained_at: meta.trained_at,
+            format_version: file.is_some().then_some(meta.format_version),
+            trained_at: Some(meta.trained_at),
             training_rows: meta.training_rows,
+            training_data: training_data.to_string(),
             metrics: meta.metrics.clone(),
             evaluation: meta.evaluation.clone(),
             file,
         }
     }
+}
+
+/// What each file model was trained on.
+const FRAUD_DATA: &str = "orders from saga-ai's seeded orders generator (compromised cards, \
+     account takeovers, fresh accounts shipping to drop addresses)";
+const PAYMENT_DATA: &str = "payment attempts from saga-ai's seeded generator (methods, amounts, \
+     customer histories, gateway outages)";
+const ANOMALY_DATA: &str = "order-saga traces from saga-ai's seeded trace generator, in the \
+     shop's event names";
+
+/// A payment-success prediction with what it read.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PaymentPrediction {
+    /// Estimated probability that the charge succeeds, in `[0, 1]`.
+    pub probability: f64,
+    /// The features the model scored.
+    pub features: PaymentFeatures,
 }
 
 /// The AI service's engine: scores orders for fraud and payment success. Cheap to share
@@ -69,7 +100,8 @@ pub struct AiEngine {
     slots: Slots,
     fraud: FraudModel,
     payment: PaymentModel,
-    infos: [ModelInfo; 2],
+    anomaly: SagaDetector,
+    infos: [ModelInfo; 3],
     label: String,
 }
 
@@ -146,6 +178,33 @@ fn load_payment(path: &Path) -> Result<Option<SavedModel<PaymentModel>>, AiAppEr
     Ok(Some(saved))
 }
 
+/// A detector must score a plain saga of the shop.
+fn probe_anomaly(detector: &SagaDetector) -> Result<(), AiError> {
+    let at = DateTime::<Utc>::UNIX_EPOCH;
+    let recorded = [
+        crate::order_saga::events::ORDER_PLACED,
+        crate::order_saga::events::FRAUD_CHECK_REQUESTED,
+    ]
+    .map(|t| RecordedEvent {
+        event_type: t.to_string(),
+        at,
+    });
+    match trace_of("probe", &recorded, at) {
+        Some(trace) => detector.score_all(&[trace]).map(drop),
+        None => Err(AiError::InvalidInput("the probe saga has no trace".into())),
+    }
+}
+
+fn load_anomaly(path: &Path) -> Result<Option<SavedModel<SagaDetector>>, AiAppError> {
+    if !exists(path)? {
+        return Ok(None);
+    }
+    let saved = SavedModel::<SagaDetector>::load(path, ANOMALY_KIND, ANOMALY_FORMAT)
+        .map_err(|e| model_error(path, e))?;
+    probe_anomaly(&saved.model).map_err(|e| model_error(path, e))?;
+    Ok(Some(saved))
+}
+
 /// Writes through a temporary file and a rename, so a crash never leaves half a model.
 fn save<M: Serialize + DeserializeOwned>(
     saved: &SavedModel<M>,
@@ -165,12 +224,20 @@ fn metric(meta: &ModelMeta, name: &str) -> String {
         .map_or_else(|| "n/a".to_string(), |v| format!("{v:.3}"))
 }
 
+/// Where [`obtain`] starts from.
+enum Start<M> {
+    /// The model as read from its file, if there was one.
+    Loaded(Option<SavedModel<M>>),
+    /// Train anew whatever the file holds (`reference-app ai train`).
+    Retrain,
+}
+
 /// The loaded model, or one trained from generated data and saved to `path`, with a log line
 /// either way.
 async fn obtain<M>(
     name: &str,
     path: &Path,
-    loaded: Option<SavedModel<M>>,
+    start: Start<M>,
     train: impl FnOnce() -> Result<SavedModel<M>, AiAppError> + Send + 'static,
     held_out: impl Fn(&ModelMeta) -> String,
     log: &impl Fn(&str),
@@ -178,7 +245,7 @@ async fn obtain<M>(
 where
     M: Serialize + DeserializeOwned + Send + 'static,
 {
-    if let Some(saved) = loaded {
+    if let Start::Loaded(Some(saved)) = start {
         log(&format!(
             "loaded {name} model {} (trained {}) from {}",
             saved.meta.kind,
@@ -190,10 +257,14 @@ where
         ));
         return Ok(saved);
     }
-    log(&format!(
-        "no {name} model at {}: training one from generated data",
-        path.display()
-    ));
+    if matches!(start, Start::Loaded(None)) {
+        log(&format!(
+            "no {name} model at {}: training one from generated data",
+            path.display()
+        ));
+    } else {
+        log(&format!("training the {name} model from generated data"));
+    }
     let target = path.to_path_buf();
     let saved = blocking(move || {
         let saved = train()?;
@@ -222,73 +293,135 @@ fn sigmoid(z: f64) -> f64 {
     1.0 / (1.0 + (-z).exp())
 }
 
+/// The held-out sentence of each file model's log line.
+fn fraud_held_out(meta: &ModelMeta) -> String {
+    format!(
+        "on the last week of generated orders, which it did not train on: ROC-AUC {}, average \
+         precision {} (the seed's rules on the same orders: ROC-AUC {}, average precision {})",
+        metric(meta, "roc_auc"),
+        metric(meta, "average_precision"),
+        metric(meta, "rules_roc_auc"),
+        metric(meta, "rules_average_precision"),
+    )
+}
+
+fn payment_held_out(meta: &ModelMeta) -> String {
+    format!(
+        "on the last two days of generated attempts, which it did not train on: ROC-AUC {}, \
+         log-loss {}, calibration error {}",
+        metric(meta, "roc_auc"),
+        metric(meta, "log_loss"),
+        metric(meta, "ece"),
+    )
+}
+
+fn anomaly_held_out(meta: &ModelMeta) -> String {
+    format!(
+        "on a later generated period with injected anomalies, which it did not train on: \
+         average precision {}, precision {} and recall {} above its normal limit",
+        metric(meta, "average_precision"),
+        metric(meta, "precision_at_limit"),
+        metric(meta, "recall_at_limit"),
+    )
+}
+
+/// The three model files of `dir`.
+struct Files {
+    fraud: PathBuf,
+    payment: PathBuf,
+    anomaly: PathBuf,
+}
+
+impl Files {
+    fn in_dir(dir: &Path) -> Self {
+        Self {
+            fraud: dir.join(FRAUD_MODEL_FILE),
+            payment: dir.join(PAYMENT_MODEL_FILE),
+            anomaly: dir.join(ANOMALY_MODEL_FILE),
+        }
+    }
+}
+
 impl AiEngine {
-    /// Loads the fraud model from `dir/`[`FRAUD_MODEL_FILE`] and the payment-success model
-    /// from `dir/`[`PAYMENT_MODEL_FILE`]. A file that is absent is trained from `saga-ai`'s
+    /// Loads the fraud model from `dir/`[`FRAUD_MODEL_FILE`], the payment-success model from
+    /// `dir/`[`PAYMENT_MODEL_FILE`] and the saga anomaly detector from
+    /// `dir/`[`ANOMALY_MODEL_FILE`]. A file that is absent is trained from `saga-ai`'s
     /// generated data (seeded: the same parameters every time; a few seconds), written to
     /// `dir`, and `log` says so with its metrics on data it did not train on. A file that is
     /// present but unusable is an [`AiAppError::Model`], found before anything is trained; it
     /// is never overwritten, so an operator's model is not silently replaced. Files are read
     /// and models trained on tokio's blocking pool.
     pub async fn load_or_train(dir: &Path, log: impl Fn(&str)) -> Result<AiEngine, AiAppError> {
-        let slots = Slots::new()?;
-        let fraud_path = dir.join(FRAUD_MODEL_FILE);
-        let payment_path = dir.join(PAYMENT_MODEL_FILE);
-        let (fraud, payment) = {
-            let (f, p) = (fraud_path.clone(), payment_path.clone());
-            blocking(move || Ok((load_fraud(&f)?, load_payment(&p)?))).await?
+        let files = Files::in_dir(dir);
+        let (fraud, payment, anomaly) = {
+            let (f, p, a) = (
+                files.fraud.clone(),
+                files.payment.clone(),
+                files.anomaly.clone(),
+            );
+            blocking(move || Ok((load_fraud(&f)?, load_payment(&p)?, load_anomaly(&a)?))).await?
         };
+        let starts = (
+            Start::Loaded(fraud),
+            Start::Loaded(payment),
+            Start::Loaded(anomaly),
+        );
+        Self::obtain_all(files, starts, &log).await
+    }
+
+    /// Trains every file model from generated data and writes it to `dir` (replacing what is
+    /// there: this is `reference-app ai train`), on tokio's blocking pool; `log` gets a line
+    /// per model with its held-out metrics. Returns what was written.
+    pub async fn train_files(dir: &Path, log: impl Fn(&str)) -> Result<Vec<ModelInfo>, AiAppError> {
+        let starts = (Start::Retrain, Start::Retrain, Start::Retrain);
+        Ok(Self::obtain_all(Files::in_dir(dir), starts, &log)
+            .await?
+            .models())
+    }
+
+    /// The engine of the three models, each loaded or trained as its start says.
+    async fn obtain_all(
+        files: Files,
+        (fraud, payment, anomaly): (Start<FraudModel>, Start<PaymentModel>, Start<SagaDetector>),
+        log: &impl Fn(&str),
+    ) -> Result<AiEngine, AiAppError> {
+        let slots = Slots::new()?;
         let fraud = obtain(
             "fraud",
-            &fraud_path,
+            &files.fraud,
             fraud,
             move || train_fraud(&slots),
-            |meta| {
-                format!(
-                    "on the last week of generated orders, which it did not train on: ROC-AUC \
-                     {}, average precision {} (the seed's rules on the same orders: ROC-AUC {}, \
-                     average precision {})",
-                    metric(meta, "roc_auc"),
-                    metric(meta, "average_precision"),
-                    metric(meta, "rules_roc_auc"),
-                    metric(meta, "rules_average_precision"),
-                )
-            },
-            &log,
+            fraud_held_out,
+            log,
         )
         .await?;
         let payment = obtain(
             "payment-success",
-            &payment_path,
+            &files.payment,
             payment,
             train_payment,
-            |meta| {
-                format!(
-                    "on the last two days of generated attempts, which it did not train on: \
-                     ROC-AUC {}, log-loss {}, calibration error {}",
-                    metric(meta, "roc_auc"),
-                    metric(meta, "log_loss"),
-                    metric(meta, "ece"),
-                )
-            },
-            &log,
+            payment_held_out,
+            log,
         )
         .await?;
-        Ok(Self::from_models(
-            slots,
-            fraud,
-            fraud_path,
-            payment,
-            payment_path,
-        ))
+        let anomaly = obtain(
+            "saga anomaly",
+            &files.anomaly,
+            anomaly,
+            train_anomaly,
+            anomaly_held_out,
+            log,
+        )
+        .await?;
+        Ok(Self::from_models(slots, fraud, payment, anomaly, files))
     }
 
     fn from_models(
         slots: Slots,
         fraud: SavedModel<FraudModel>,
-        fraud_path: PathBuf,
         payment: SavedModel<PaymentModel>,
-        payment_path: PathBuf,
+        anomaly: SavedModel<SagaDetector>,
+        files: Files,
     ) -> Self {
         let stamp = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
         let label = format!(
@@ -303,11 +436,23 @@ impl AiEngine {
         Self {
             slots,
             infos: [
-                ModelInfo::new("fraud", &fraud.meta, fraud_path),
-                ModelInfo::new("payment_success", &payment.meta, payment_path),
+                ModelInfo::new("fraud", &fraud.meta, FRAUD_DATA, Some(files.fraud)),
+                ModelInfo::new(
+                    "payment_success",
+                    &payment.meta,
+                    PAYMENT_DATA,
+                    Some(files.payment),
+                ),
+                ModelInfo::new(
+                    "saga_anomaly",
+                    &anomaly.meta,
+                    ANOMALY_DATA,
+                    Some(files.anomaly),
+                ),
             ],
             fraud: fraud.model,
             payment: payment.model,
+            anomaly: anomaly.model,
             label,
         }
     }
@@ -355,9 +500,40 @@ impl AiEngine {
             })
     }
 
-    /// The models in use, with their held-out metrics.
+    /// The probability that a charge of `order` succeeds given the customer's `history`, with
+    /// the features the payment model read. Fails on an unknown payment method
+    /// ([`AiAppError::InvalidInput`]).
+    pub fn predict_payment(
+        &self,
+        order: &OrderFacts,
+        history: &CustomerHistory,
+    ) -> Result<PaymentPrediction, AiAppError> {
+        let features = payment_features(order, history)?;
+        let probability = self
+            .payment
+            .success_probability(&features)
+            .map_err(AiAppError::Scoring)?
+            .clamp(0.0, 1.0);
+        Ok(PaymentPrediction {
+            probability,
+            features,
+        })
+    }
+
+    /// The saga anomaly detector loaded from its file (trained on generated sagas).
+    pub fn anomaly_detector(&self) -> &SagaDetector {
+        &self.anomaly
+    }
+
+    /// The file models in use (fraud, payment success, saga anomalies), with their held-out
+    /// metrics.
     pub fn models(&self) -> Vec<ModelInfo> {
         self.infos.to_vec()
+    }
+
+    /// The file model named `name` (`fraud`, `payment_success`, `saga_anomaly`).
+    pub fn model(&self, name: &str) -> Option<&ModelInfo> {
+        self.infos.iter().find(|m| m.name == name)
     }
 }
 
@@ -418,6 +594,27 @@ mod tests {
         }
     }
 
+    /// A detector of generated normal sagas in the shop's words.
+    fn anomaly_model() -> SavedModel<SagaDetector> {
+        use saga_ai::anomaly::{DetectorConfig, TraceGeneratorConfig, generate_traces};
+        let normal = generate_traces(&TraceGeneratorConfig {
+            minutes: 10,
+            anomaly_rate: 0.0,
+            storms: 0,
+            ..TraceGeneratorConfig::default()
+        })
+        .unwrap();
+        let traces: Vec<_> = normal
+            .traces
+            .iter()
+            .map(|t| crate::ai::traces::in_shop_words(&t.trace))
+            .collect();
+        SavedModel {
+            meta: meta(ANOMALY_KIND, ANOMALY_FORMAT, vec![]),
+            model: SagaDetector::fit(&traces, &DetectorConfig::default()).unwrap(),
+        }
+    }
+
     fn engine() -> AiEngine {
         let model = FraudModel::new(SET, Estimator::Gbdt(gbdt(SET.len()))).unwrap();
         let fraud = SavedModel {
@@ -427,9 +624,9 @@ mod tests {
         AiEngine::from_models(
             Slots::new().unwrap(),
             fraud,
-            "fraud.json".into(),
             payment_model(),
-            "payment.json".into(),
+            anomaly_model(),
+            Files::in_dir(Path::new("models")),
         )
     }
 
@@ -475,10 +672,54 @@ mod tests {
     fn models_report_their_metadata() {
         let models = engine().models();
         let names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
-        assert_eq!(names, ["fraud", "payment_success"]);
+        assert_eq!(names, ["fraud", "payment_success", "saga_anomaly"]);
         assert_eq!(models[0].kind, "fraud.gbdt");
         assert_eq!(models[1].kind, PAYMENT_KIND);
-        assert_eq!(models[0].file, PathBuf::from("fraud.json"));
+        assert_eq!(models[2].kind, ANOMALY_KIND);
+        assert_eq!(
+            models[0].file.as_deref(),
+            Some(Path::new("models").join(FRAUD_MODEL_FILE).as_path())
+        );
+        assert!(models.iter().all(|m| m.format_version.is_some()));
+    }
+
+    #[test]
+    fn payment_predictions_read_the_customer_history() {
+        let engine = engine();
+        let o = order("credit_card");
+        let new = engine
+            .predict_payment(&o, &CustomerHistory::default())
+            .unwrap();
+        assert!((0.0..=1.0).contains(&new.probability));
+        assert_eq!(new.features.amount, 42.0);
+        let declined = CustomerHistory {
+            failed_payments: 6,
+            orders_total: 6,
+            first_order_at: Some(o.created_at - chrono::TimeDelta::days(3)),
+            ..CustomerHistory::default()
+        };
+        let risky = engine.predict_payment(&o, &declined).unwrap();
+        assert_eq!(risky.features.past_failures, 6);
+        assert!(risky.probability < new.probability, "{risky:?} vs {new:?}");
+        assert!(matches!(
+            engine.predict_payment(&order("gold_bars"), &CustomerHistory::default()),
+            Err(AiAppError::InvalidInput(_))
+        ));
+    }
+
+    #[test]
+    fn anomaly_detectors_must_score_the_shops_sagas() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(ANOMALY_MODEL_FILE);
+        let saved = anomaly_model();
+        save(&saved, &path).unwrap();
+        let back = load_anomaly(&path).unwrap().unwrap();
+        assert_eq!(back.model, saved.model);
+        std::fs::write(&path, b"{\"meta\": 1}").unwrap();
+        assert!(matches!(
+            load_anomaly(&path).unwrap_err(),
+            AiAppError::Model { .. }
+        ));
     }
 
     #[test]

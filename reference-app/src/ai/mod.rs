@@ -1,15 +1,20 @@
-//! The AI service's engine: fraud screening and payment-success prediction of orders, with
-//! the models of `saga-ai`. No HTTP and no database here: the AI service keeps its table of
-//! past orders and calls this.
+//! The AI service's engine: fraud screening and payment-success prediction of orders, demand
+//! forecasts, recommendations and saga anomalies, with the models of `saga-ai`. No HTTP and no
+//! database here: the AI service keeps its tables (past orders, sales, stock, purchases, saga
+//! events) and calls this.
 //!
 //! | file | what it holds |
 //! |------|---------------|
 //! | `facts.rs` | [`OrderFacts`], [`CustomerHistory`] (built from [`PastOrder`]s), [`address_key`] |
 //! | `features.rs` | the feature rows: `saga-ai`'s orders set as the shop fills it, payment features |
-//! | `training.rs` | training both models from `saga-ai`'s seeded generators, held-out metrics |
-//! | `engine.rs` | [`AiEngine`]: load or train, [`AiEngine::assess`], [`AiEngine::models`] |
+//! | `training.rs` | training the file models from `saga-ai`'s seeded generators, held-out metrics |
+//! | `engine.rs` | [`AiEngine`]: load or train, [`AiEngine::assess`], [`AiEngine::predict_payment`], [`AiEngine::models`] |
 //! | `reasons.rs` | per-feature contributions summed into reasons in plain words |
 //! | `assessment.rs` | [`Assessment`], [`RiskLevel`], [`decide`] and [`FraudDecision`] |
+//! | [`demand`] | daily sales to a forecast with intervals, stock-out date and reorder quantity |
+//! | [`recommendations`] | purchases to the order-aware recommender, with popularity for strangers |
+//! | [`traces`] | the order saga's events to `saga-ai`'s saga traces; generated traces in the shop's words |
+//! | [`anomalies`] | the saga anomaly detector in use (generated or the shop's own) and its findings |
 //! | `error.rs` | [`AiAppError`] |
 //!
 //! The fraud model is `saga-ai`'s default, gradient-boosted trees (`fraud.gbdt`, no extra
@@ -40,15 +45,22 @@
 //! # Ok(()) }
 //! ```
 
+pub mod anomalies;
 mod assessment;
+pub mod demand;
 mod engine;
 mod error;
 mod facts;
 mod features;
 mod reasons;
+pub mod recommendations;
+pub mod traces;
 mod training;
 
 pub use assessment::{Assessment, FraudDecision, RiskLevel, decide};
-pub use engine::{AiEngine, FRAUD_MODEL_FILE, ModelInfo, PAYMENT_MODEL_FILE};
+pub use engine::{
+    ANOMALY_MODEL_FILE, AiEngine, FRAUD_MODEL_FILE, ModelInfo, PAYMENT_MODEL_FILE,
+    PaymentPrediction,
+};
 pub use error::AiAppError;
 pub use facts::{AddressUse, CustomerHistory, OrderFacts, OrderOutcome, PastOrder, address_key};

@@ -70,6 +70,21 @@ pub struct PaymentMethod {
     pub kind: String,
 }
 
+impl PaymentMethod {
+    /// The method's name (`credit_card` when not given, as in the seed); one the gateway does
+    /// not know adds a `payment_method.type` error to `errors`.
+    pub fn name_of(method: Option<PaymentMethod>, errors: &mut Vec<FieldError>) -> String {
+        let name = method.map_or_else(|| "credit_card".to_owned(), |p| p.kind);
+        if !PAYMENT_METHODS.contains(&name.as_str()) {
+            errors.push(FieldError::new(
+                "payment_method.type",
+                format!("must be one of {}", PAYMENT_METHODS.join(", ")),
+            ));
+        }
+        name
+    }
+}
+
 /// The payment methods the simulated gateway knows.
 pub const PAYMENT_METHODS: [&str; 5] = [
     "credit_card",
@@ -157,15 +172,7 @@ impl CreateOrderRequest {
                 ));
             }
         }
-        let payment_method = self
-            .payment_method
-            .map_or_else(|| "credit_card".to_owned(), |p| p.kind);
-        if !PAYMENT_METHODS.contains(&payment_method.as_str()) {
-            errors.push(FieldError::new(
-                "payment_method.type",
-                format!("must be one of {}", PAYMENT_METHODS.join(", ")),
-            ));
-        }
+        let payment_method = PaymentMethod::name_of(self.payment_method, &mut errors);
         if !errors.is_empty() {
             return Err(Problem::validation(errors));
         }

@@ -11,9 +11,11 @@ use utoipa::openapi::{ContentBuilder, RefOr, Required};
 
 use super::schemas::Schemas;
 use super::{JSON, PATH};
-use crate::ai::Assessment;
+use crate::ai::demand::{DemandForecast, MAX_HORIZON_DAYS};
+use crate::ai::{Assessment, ModelInfo};
 use crate::api::order::{CreateOrderRequest, OrderResponse, OrderStatus};
-use crate::services::ai::AnalysisResponse;
+use crate::services::ai::{AnalysisResponse, PaymentSuccessRequest, PaymentSuccessResponse};
+use crate::services::ai_insights::{AnomaliesResponse, MAX_LIMIT, RecommendationsResponse};
 use crate::services::analytics::{EventStats, MetricsResponse, RecentOrder};
 use crate::services::common::Health;
 use crate::services::inventory::{ProductResponse, ReservationResponse};
@@ -394,7 +396,83 @@ fn ai_ops(schemas: &mut Schemas) -> Vec<Op> {
         )
         .params([id_param("order_id", "The order's id")])
         .errors(READ_BY_ID),
+        Op {
+            method: HttpMethod::Post,
+            path: "/predict/payment-success",
+            id: "predict_payment_success",
+            summary: "The probability that a charge succeeds, from the payment-success model and \
+                      the customer's past orders",
+            params: Vec::new(),
+            body: Some(json_body(schemas.of::<PaymentSuccessRequest>())),
+            ok: (200, Reply::json(schemas.of::<PaymentSuccessResponse>())),
+            errors: WRITE,
+        },
+        Op::get(
+            "/forecast/{product_id}",
+            "forecast_demand",
+            "A product's daily demand forecast with intervals, projected stock-out date and \
+             reorder quantity",
+            Reply::json(schemas.of::<DemandForecast>()),
+        )
+        .params([
+            path_param(
+                "product_id",
+                "The product's id (404 when the AI service has not seen it)",
+            ),
+            query(
+                "horizon",
+                count_schema(MAX_HORIZON_DAYS),
+                "Days to forecast, from today (default 14; outside 1 to 90 is answered 400)",
+            ),
+        ])
+        .errors(&[400, 404, 500, 503]),
+        Op::get(
+            "/recommendations/{customer_id}",
+            "recommend_products",
+            "Products for a customer from the purchases seen, or the most popular for a customer \
+             never seen buying",
+            Reply::json(schemas.of::<RecommendationsResponse>()),
+        )
+        .params([
+            id_param("customer_id", "The customer's id"),
+            limit_param("At most this many products (default 10)"),
+        ])
+        .errors(&[400, 500, 503]),
+        Op::get(
+            "/anomalies",
+            "saga_anomalies",
+            "The latest order sagas the anomaly detector flags, with its reasons",
+            Reply::json(schemas.of::<AnomaliesResponse>()),
+        )
+        .params([limit_param("At most this many sagas (default 20)")])
+        .errors(&[400, 500, 503]),
+        Op::get(
+            "/models",
+            "list_models",
+            "Every model of the AI service: kind, training time and data, held-out metrics",
+            Reply::json(list(schemas.of::<ModelInfo>())),
+        )
+        .errors(READ),
     ]
+}
+
+/// An integer query parameter from 1 to `max`.
+fn count_schema(max: u32) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+        .minimum(Some(1))
+        .maximum(Some(max))
+        .into()
+}
+
+/// `limit`, from 1 to [`MAX_LIMIT`]; anything else is answered 400.
+fn limit_param(description: &str) -> Parameter {
+    query(
+        "limit",
+        count_schema(MAX_LIMIT),
+        &format!("{description}; outside 1 to {MAX_LIMIT} is answered 400"),
+    )
 }
 
 fn json_body(schema: RefOr<Schema>) -> RequestBody {

@@ -1,9 +1,20 @@
 //! The AI service (8007): fraud screening on the saga's critical path and the seed's
 //! "real-time analysis" of every order (fraud score with its reasons, payment-success
-//! probability), from the models of `saga-ai` (see [`crate::ai`]).
+//! probability), demand forecasts, recommendations and saga anomalies, from the models of
+//! `saga-ai` (see [`crate::ai`]).
+//!
+//! | route | answers from |
+//! |-------|--------------|
+//! | `POST /fraud/check`, `GET /analysis/{order_id}` | the fraud and payment-success models |
+//! | `POST /predict/payment-success` | the payment-success model and the customer's past orders |
+//! | `GET /forecast/{product_id}` | `saga-ai`'s forecaster on the units sold per day, the projected stock |
+//! | `GET /recommendations/{customer_id}` | `saga-ai`'s recommender fitted on the purchases seen |
+//! | `GET /anomalies` | `saga-ai`'s saga anomaly detector on the order sagas recorded |
+//! | `GET /models` | every model's metadata and held-out metrics |
 //!
 //! It keeps its own table of past orders per customer (the history the models score against)
-//! and the analysis of every order it screened.
+//! and the analysis of every order it screened; [`super::ai_insights`] keeps the
+//! projections the other routes read, from a subscription of its own.
 
 use std::sync::Arc;
 
@@ -18,18 +29,19 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::ai::{
-    AiEngine, Assessment, CustomerHistory, FraudDecision, OrderFacts, OrderOutcome, PastOrder,
-    address_key, decide,
+    AiAppError, AiEngine, Assessment, CustomerHistory, FraudDecision, OrderFacts, OrderOutcome,
+    PastOrder, address_key, decide,
 };
 use crate::api::json::ApiJson;
 use crate::api::money::Money;
-use crate::api::order::CreateOrderRequest;
-use crate::api::problem::Problem;
+use crate::api::order::{Address, CreateOrderRequest, PaymentMethod};
+use crate::api::problem::{FieldError, Problem};
 use crate::consumer::Handler;
 use crate::context::{Running, ServiceContext};
 use crate::error::AppError;
 use crate::messages::{OrderPayload, Outcome};
 use crate::order_saga::events;
+use crate::services::ai_insights::{self, Insights};
 use crate::services::common::{health_routes, parse_ts, parse_uuid, reply, stored_uuid, ts};
 use crate::with_db;
 
@@ -48,6 +60,55 @@ pub const MIGRATIONS: &[&str] = &[
         body TEXT NOT NULL,
         decision TEXT NOT NULL,
         created_at TEXT NOT NULL)",
+    // The projections of `ai_insights`: the catalog with each product's initial stock ...
+    "CREATE TABLE IF NOT EXISTS {t}catalog (
+        product_id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        initial_stock BIGINT,
+        first_seen_at TEXT NOT NULL)",
+    // ... the lines of every order placed, and how the order ended (units sold, purchases) ...
+    "CREATE TABLE IF NOT EXISTS {t}order_lines (
+        order_id TEXT NOT NULL,
+        product_id TEXT NOT NULL,
+        line_no BIGINT NOT NULL,
+        quantity BIGINT NOT NULL,
+        customer_id TEXT NOT NULL,
+        placed_at TEXT NOT NULL,
+        placed_day TEXT NOT NULL,
+        PRIMARY KEY (order_id, product_id))",
+    "CREATE INDEX IF NOT EXISTS order_lines_by_product ON {t}order_lines (product_id, placed_day)",
+    "CREATE INDEX IF NOT EXISTS order_lines_by_time ON {t}order_lines (placed_at)",
+    "CREATE TABLE IF NOT EXISTS {t}order_states (
+        order_id TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        rank BIGINT NOT NULL,
+        recorded_at TEXT NOT NULL)",
+    // ... what the reservations hold (a reservation holds its lines until released) ...
+    "CREATE TABLE IF NOT EXISTS {t}stock_lines (
+        order_id TEXT NOT NULL,
+        product_id TEXT NOT NULL,
+        quantity BIGINT NOT NULL,
+        recorded_at TEXT NOT NULL,
+        PRIMARY KEY (order_id, product_id))",
+    "CREATE INDEX IF NOT EXISTS stock_lines_by_product ON {t}stock_lines (product_id)",
+    "CREATE TABLE IF NOT EXISTS {t}stock_releases (
+        order_id TEXT PRIMARY KEY,
+        recorded_at TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS {t}stock_base (
+        product_id TEXT PRIMARY KEY,
+        taken BIGINT NOT NULL)",
+    // ... and the order saga's events (saga traces).
+    "CREATE TABLE IF NOT EXISTS {t}saga_events (
+        event_id TEXT PRIMARY KEY,
+        saga_id TEXT NOT NULL,
+        event_type TEXT NOT NULL,
+        occurred_at TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS saga_events_by_saga ON {t}saga_events (saga_id)",
+    "CREATE INDEX IF NOT EXISTS saga_events_by_time ON {t}saga_events (occurred_at)",
+    "CREATE TABLE IF NOT EXISTS {t}saga_runs (
+        saga_id TEXT PRIMARY KEY,
+        started_at TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS saga_runs_by_start ON {t}saga_runs (started_at)",
 ];
 
 /// The subscription of the service.
@@ -76,17 +137,20 @@ struct Ai {
     engine: Arc<AiEngine>,
 }
 
-/// Starts the AI service: loads (or, the first time, trains) the models, then screens.
+/// Starts the AI service: loads (or, the first time, trains) the models, then screens orders
+/// and records its projections.
 pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
     ctx.db.migrate(MIGRATIONS).await?;
     let dir = ctx.settings.model_dir.clone();
     let engine = AiEngine::load_or_train(&dir, |m| tracing::info!("ai: {m}"))
         .await
         .map_err(|e| AppError::Config(format!("AI models in {}: {e}", dir.display())))?;
+    let engine = Arc::new(engine);
     let svc = Ai {
         ctx: ctx.clone(),
-        engine: Arc::new(engine),
+        engine: engine.clone(),
     };
+    let insights = Insights::new(&ctx, engine);
     let tasks = vec![
         ctx.consume(
             Subscription::new(
@@ -100,11 +164,37 @@ pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
             .ordered(),
             Arc::new(svc.clone()),
         ),
+        // Few in flight: each holds the database's one writer, which screening waits for.
+        ctx.consume(
+            Subscription {
+                prefetch: ai_insights::PREFETCH,
+                ..Subscription::new(ai_insights::SUBSCRIPTION, ai_insights::subscribed_events())
+            },
+            Arc::new(insights.clone()),
+        ),
+        tokio::spawn(ai_insights::prune_every(
+            ctx.db.clone(),
+            ctx.shutdown.clone(),
+        )),
+        // The catalog (with each product's stock) may have been published before this
+        // service subscribed.
+        tokio::spawn(crate::services::order::request_catalog(ctx.clone())),
     ];
+    let insight_routes = Router::new()
+        .route("/forecast/{product_id}", get(ai_insights::forecast))
+        .route(
+            "/recommendations/{customer_id}",
+            get(ai_insights::recommendations),
+        )
+        .route("/anomalies", get(ai_insights::anomalies))
+        .route("/models", get(ai_insights::models))
+        .with_state(insights);
     let router = Router::new()
         .route("/fraud/check", post(fraud_check))
         .route("/analysis/{order_id}", get(analysis))
+        .route("/predict/payment-success", post(predict_payment))
         .with_state(svc)
+        .merge(insight_routes)
         .merge(health_routes(ctx.service, ctx.db.clone()));
     Ok(Running { router, tasks })
 }
@@ -180,6 +270,7 @@ impl Ai {
             "INSERT INTO {t}analyses (order_id, body, decision, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (order_id) DO NOTHING",
         );
+        let trace = ai_insights::saga_event_statement(db);
         let body =
             serde_json::to_string(&assessment).map_err(|e| AppError::decode("assessment", e))?;
         let (decision_name, outcome, event) = match &decision {
@@ -233,28 +324,49 @@ impl Ai {
                 .bind(ts(Utc::now()))
                 .execute(uow.tx())
                 .await?;
+            for e in [command, &event] {
+                sqlx::query(trace.clone())
+                    .bind(e.event_id.to_string())
+                    .bind(&e.aggregate_id)
+                    .bind(&e.event_type)
+                    .bind(ts(e.timestamp))
+                    .execute(uow.tx())
+                    .await?;
+            }
             uow.publish(&[event]).await?;
             uow.commit().await?;
         });
         Ok(())
     }
 
-    /// Keeps the payment outcome of a past order (the models' history).
+    /// Keeps the payment outcome of a past order (the models' history), and the event in the
+    /// order's saga trace.
     async fn payment_outcome(
         &self,
         event: &Envelope,
         outcome: OrderOutcome,
     ) -> Result<(), AppError> {
-        let sql = self
-            .ctx
-            .db
-            .qualify("UPDATE {t}customer_orders SET outcome = $1 WHERE order_id = $2");
-        with_db!(&self.ctx.db, store => {
+        let db = &self.ctx.db;
+        let sql = db.qualify("UPDATE {t}customer_orders SET outcome = $1 WHERE order_id = $2");
+        let trace = ai_insights::saga_event_statement(db);
+        with_db!(db, store => {
+            let mut uow = store.begin().await?;
+            if !uow.mark_inbox(SUBSCRIPTION, event.event_id).await? {
+                return Ok(());
+            }
             sqlx::query(sql.clone())
                 .bind(outcome_name(outcome))
                 .bind(&event.aggregate_id)
-                .execute(store.write_pool())
+                .execute(uow.tx())
                 .await?;
+            sqlx::query(trace.clone())
+                .bind(event.event_id.to_string())
+                .bind(&event.aggregate_id)
+                .bind(&event.event_type)
+                .bind(ts(event.timestamp))
+                .execute(uow.tx())
+                .await?;
+            uow.commit().await?;
         });
         Ok(())
     }
@@ -308,6 +420,118 @@ async fn fraud_check(
     let facts = OrderFacts::from_valid_order(Uuid::now_v7(), &order, Utc::now());
     let history = svc.history(&facts).await?;
     Ok(Json(svc.engine.assess(&facts, &history)))
+}
+
+/// `POST /predict/payment-success`: what the payment-success model needs of an order.
+#[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentSuccessRequest {
+    /// The customer (their past orders, as the AI service saw them, are read).
+    pub customer_id: Uuid,
+    /// The amount to charge; more than 0.
+    pub amount: Money,
+    /// How the customer pays (`credit_card` when not given).
+    #[serde(default)]
+    pub payment_method: Option<PaymentMethod>,
+}
+
+/// What the payment-success model read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PaymentSuccessFeatures {
+    /// The model's payment method category (`card`, `wallet`, `bank_transfer`).
+    pub method: String,
+    /// The amount, in currency units.
+    pub amount: f64,
+    /// Days since the customer's first order the service saw (0 for a new customer).
+    pub account_age_days: f64,
+    /// The customer's earlier orders whose charge went through.
+    pub past_successes: u32,
+    /// The customer's earlier orders whose charge was declined.
+    pub past_failures: u32,
+    /// Recent attempts with this method at the gateway (the service does not watch the
+    /// gateway: 0, as in fraud screening).
+    pub gateway_attempts: u32,
+    /// How many of those failed (0, likewise).
+    pub gateway_failures: u32,
+}
+
+/// `POST /predict/payment-success`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PaymentSuccessResponse {
+    /// The customer.
+    pub customer_id: Uuid,
+    /// Estimated probability that the charge succeeds, in `[0, 1]`.
+    pub probability: f64,
+    /// What the model read.
+    pub features: PaymentSuccessFeatures,
+    /// The model (`payment_success`).
+    pub model: String,
+    /// Its kind.
+    pub kind: String,
+    /// Its file's format version.
+    pub format_version: u32,
+    /// When it was trained.
+    pub trained_at: chrono::DateTime<Utc>,
+}
+
+async fn predict_payment(
+    State(svc): State<Ai>,
+    ApiJson(request): ApiJson<PaymentSuccessRequest>,
+) -> Result<Json<PaymentSuccessResponse>, Problem> {
+    let mut errors = Vec::new();
+    if request.amount.cents() <= 0 {
+        errors.push(FieldError::new("amount", "must be more than 0"));
+    }
+    let method = PaymentMethod::name_of(request.payment_method, &mut errors);
+    if !errors.is_empty() {
+        return Err(Problem::validation(errors));
+    }
+    let facts = OrderFacts {
+        order_id: Uuid::now_v7(),
+        customer_id: request.customer_id,
+        items: Vec::new(),
+        total: request.amount,
+        shipping_address: Address {
+            street: String::new(),
+            city: String::new(),
+            state: String::new(),
+            zip: String::new(),
+        },
+        payment_method: method,
+        created_at: Utc::now(),
+    };
+    let history = svc.history(&facts).await?;
+    let prediction = svc
+        .engine
+        .predict_payment(&facts, &history)
+        .map_err(|e| match e {
+            AiAppError::InvalidInput(m) => {
+                Problem::validation(vec![FieldError::new("payment_method.type", m)])
+            }
+            other => {
+                tracing::error!(error = %other, "ai: the payment-success model failed");
+                Problem::internal()
+            }
+        })?;
+    let model = svc.engine.model("payment_success");
+    let f = prediction.features;
+    Ok(Json(PaymentSuccessResponse {
+        customer_id: request.customer_id,
+        probability: prediction.probability,
+        features: PaymentSuccessFeatures {
+            method: f.method.as_str().to_owned(),
+            amount: f.amount,
+            account_age_days: f.account_age_days,
+            past_successes: f.past_successes,
+            past_failures: f.past_failures,
+            gateway_attempts: f.gateway_attempts,
+            gateway_failures: f.gateway_failures,
+        },
+        model: "payment_success".to_owned(),
+        kind: model.map_or_else(String::new, |m| m.kind.clone()),
+        format_version: model.and_then(|m| m.format_version).unwrap_or_default(),
+        trained_at: model.and_then(|m| m.trained_at).unwrap_or_default(),
+    }))
 }
 
 async fn analysis(

@@ -142,6 +142,19 @@ pub struct ReservationResponse {
     pub updated_at: chrono::DateTime<Utc>,
 }
 
+/// `inventory.released`: what the release did, and the lines whose units it gave back (empty
+/// when nothing moved: no reservation, a failed one, or one released already).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Released {
+    /// The order.
+    pub order_id: Uuid,
+    /// In words.
+    pub detail: String,
+    /// The lines given back.
+    #[serde(default)]
+    pub items: Vec<ReservedItem>,
+}
+
 #[derive(Clone)]
 struct Inventory {
     ctx: ServiceContext,
@@ -248,20 +261,28 @@ impl Inventory {
         Ok(rows.into_iter().map(product_response).collect())
     }
 
-    /// Publishes every product as `product.upserted` (in answer to `inbox` if given).
+    /// Publishes every product as `product.upserted` (in answer to `inbox` if given), with the
+    /// units it was stocked with.
     async fn publish_catalog(&self, inbox: Option<Uuid>) -> Result<(), AppError> {
-        let products = self.products().await?;
+        let sql = self
+            .ctx
+            .db
+            .qualify("SELECT id, name, price_cents, initial_stock FROM {t}products ORDER BY name");
+        let products: Vec<(String, String, i64, i64)> = with_db!(&self.ctx.db, store => {
+            sqlx::query_as(sql.clone()).fetch_all(store.read_pool()).await?
+        });
         let events: Vec<Envelope> = products
-            .iter()
-            .map(|p| {
+            .into_iter()
+            .map(|(id, name, price, initial_stock)| {
                 let body = ProductUpserted {
-                    id: p.id.clone(),
-                    name: p.name.clone(),
-                    price: p.price,
+                    id: id.clone(),
+                    name,
+                    price: Money::from_cents(price),
+                    initial_stock: Some(initial_stock),
                 };
                 Envelope::new(
                     PRODUCT_UPSERTED,
-                    p.id.clone(),
+                    id,
                     serde_json::to_value(body).unwrap_or_default(),
                 )
                 .with_source("inventory")
@@ -441,6 +462,8 @@ impl Inventory {
             if !uow.mark_inbox(SUBSCRIPTION, command.event_id).await? {
                 return Ok(());
             }
+            // The lines whose units this release gave back (none when nothing moved).
+            let mut released: &[ReservedItem] = &[];
             let detail = match &existing {
                 Some(r) if r.status == "reserved" || r.status == "committed" => {
                     // Only one release wins the status change; only it moves stock.
@@ -460,6 +483,7 @@ impl Inventory {
                                 .execute(uow.tx())
                                 .await?;
                         }
+                        released = &r.items;
                         format!("released {} line(s)", r.items.len())
                     } else {
                         "already released".to_owned()
@@ -468,8 +492,12 @@ impl Inventory {
                 Some(r) => format!("nothing to release (reservation {})", r.status),
                 None => "nothing to release (no reservation)".to_owned(),
             };
-            let payload = serde_json::to_value(Outcome { order_id: order.order_id, detail })
-                .map_err(|e| AppError::decode("outcome", e))?;
+            let payload = serde_json::to_value(Released {
+                order_id: order.order_id,
+                detail,
+                items: released.to_vec(),
+            })
+            .map_err(|e| AppError::decode("outcome", e))?;
             uow.publish(&[reply(command, events::INVENTORY_RELEASED, payload)]).await?;
             uow.commit().await?;
         });

@@ -1,6 +1,7 @@
 //! The services of the order system, one module each.
 
 pub mod ai;
+pub mod ai_insights;
 pub mod analytics;
 pub mod analytics_cache;
 pub mod common;

@@ -173,7 +173,7 @@ pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
             Arc::new(Catalog(svc.clone())),
         ),
         tokio::spawn(sweep_deadlines(svc.clone())),
-        tokio::spawn(request_catalog(svc.clone())),
+        tokio::spawn(request_catalog(ctx.clone())),
     ];
     let router = Router::new()
         .route("/orders", post(create_order).get(list_orders))
@@ -916,6 +916,11 @@ pub struct ProductUpserted {
     pub name: String,
     /// Its price.
     pub price: Money,
+    /// The units it was stocked with (`available + reserved + sold` at the inventory); absent
+    /// in events of inventories older than this field. The AI service projects the available
+    /// stock from it and the reservations it sees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_stock: Option<i64>,
 }
 
 struct Catalog(OrderService);
@@ -943,15 +948,16 @@ impl Handler for Catalog {
     }
 }
 
-/// Asks the inventory for its catalog once this service's subscriptions exist (the inventory
-/// also publishes it when it starts: whichever comes second completes the exchange).
-async fn request_catalog(svc: OrderService) {
-    let ctx = &svc.ctx;
+/// Asks the inventory for its catalog once `ctx`'s subscriptions exist (the inventory also
+/// publishes it when it starts: whichever comes second completes the exchange). The order and
+/// the AI service both keep the catalog.
+pub async fn request_catalog(ctx: ServiceContext) {
+    let who = ctx.service;
     if !ctx.ready.wait_all(Duration::from_secs(30)).await {
-        tracing::warn!("order: subscriptions not ready after 30 s; asking for the catalog anyway");
+        tracing::warn!("{who}: subscriptions not ready after 30 s; asking for the catalog anyway");
     }
     let request = Envelope::new(CATALOG_SYNC_REQUESTED, "catalog", serde_json::json!({}))
-        .with_source("order");
+        .with_source(who.name());
     let db = &ctx.db;
     let sent: Result<(), AppError> = with_db!(db, store => {
         async {
@@ -963,7 +969,7 @@ async fn request_catalog(svc: OrderService) {
         .await
     });
     if let Err(e) = sent {
-        tracing::warn!(error = %e, "order: asking for the catalog failed");
+        tracing::warn!(error = %e, "{who}: asking for the catalog failed");
     }
 }
 

@@ -9,7 +9,7 @@
 //! | `/api/shipments`                        | shipping     |
 //! | `/api/notifications`                    | notification |
 //! | `/api/metrics`, `/api/events`, `/api/orders/recent` | analytics |
-//! | `/api/fraud`, `/api/analysis`           | ai           |
+//! | `/api/fraud`, `/api/analysis`, `/api/predict`, `/api/forecast`, `/api/recommendations`, `/api/anomalies`, `/api/models` | ai |
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -76,7 +76,8 @@ pub fn owner_of(path: &str) -> Option<Service> {
         "shipments" => Service::Shipping,
         "notifications" => Service::Notification,
         "metrics" | "events" => Service::Analytics,
-        "fraud" | "analysis" => Service::Ai,
+        "fraud" | "analysis" | "predict" | "forecast" | "recommendations" | "anomalies"
+        | "models" => Service::Ai,
         _ => return None,
     })
 }
