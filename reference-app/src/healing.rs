@@ -26,7 +26,9 @@ use crate::with_db;
 pub const HEALING_ACTION_TAKEN: &str = "healing.action_taken";
 
 /// A policy, as the command line names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum PolicySwitch {
     /// Retry a timed-out saga step once, then compensate.

@@ -711,14 +711,34 @@ async fn real_answers_validate_against_their_documented_schemas() {
         let path = fill(template, "not-a-uuid");
         exchange(&app, &mut c, Call::get(svc, template, path, 400)).await;
     }
+    let heal = "/self-healing/actions";
+    for (query, expect) in [
+        ("", 200),
+        ("?policy=circuit-breaker&limit=5", 200),
+        ("?policy=bogus", 400),
+        ("?limit=0", 400),
+    ] {
+        let call = Call::get(Ai, heal, format!("{heal}{query}"), expect);
+        exchange(&app, &mut c, call).await;
+    }
     // The simulated gateway's outage switch and its circuit breaker.
     let gw = "/gateway";
     exchange(&app, &mut c, Call::get(Payment, gw, gw, 200)).await;
     let outage = "/gateway/outage";
     let short = json!({"error_rate": 0.0, "seconds": 1});
-    exchange(&app, &mut c, Call::post(Payment, outage, json_body(&short), 200)).await;
+    exchange(
+        &app,
+        &mut c,
+        Call::post(Payment, outage, json_body(&short), 200),
+    )
+    .await;
     let bad = json!({"error_rate": -1.0, "seconds": 1});
-    exchange(&app, &mut c, Call::post(Payment, outage, json_body(&bad), 422)).await;
+    exchange(
+        &app,
+        &mut c,
+        Call::post(Payment, outage, json_body(&bad), 422),
+    )
+    .await;
     let end = Call {
         method: "DELETE",
         ..Call::get(Payment, outage, outage, 200)

@@ -453,6 +453,30 @@ fn ai_ops(schemas: &mut Schemas) -> Vec<Op> {
             Reply::json(list(schemas.of::<ModelInfo>())),
         )
         .errors(READ),
+        Op::get(
+            "/self-healing/actions",
+            "self_healing_actions",
+            "The self-healing policies (which run) and their latest decisions: what each saw, \
+             what it did, how it went",
+            Reply::json(schemas.of::<crate::services::healing_log::ActionsResponse>()),
+        )
+        .params([
+            limit_param("At most this many actions (default 50)"),
+            query(
+                "policy",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some([
+                        "stuck-sagas",
+                        "poison-messages",
+                        "circuit-breaker",
+                        "duration-drift",
+                    ]))
+                    .into(),
+                "Only this policy's actions (anything else is answered 400)",
+            ),
+        ])
+        .errors(&[400, 500, 503]),
     ]
 }
 

@@ -141,6 +141,9 @@ struct Ai {
 /// and records its projections.
 pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
     ctx.db.migrate(MIGRATIONS).await?;
+    ctx.db
+        .migrate(crate::services::healing_log::MIGRATIONS)
+        .await?;
     let dir = ctx.settings.model_dir.clone();
     let engine = AiEngine::load_or_train(&dir, |m| tracing::info!("ai: {m}"))
         .await
@@ -172,6 +175,7 @@ pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
             },
             Arc::new(insights.clone()),
         ),
+        crate::services::healing_log::consume(&ctx),
         tokio::spawn(ai_insights::prune_every(
             ctx.db.clone(),
             ctx.shutdown.clone(),
@@ -195,6 +199,14 @@ pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
         .route("/predict/payment-success", post(predict_payment))
         .with_state(svc)
         .merge(insight_routes)
+        .merge(
+            Router::new()
+                .route(
+                    "/self-healing/actions",
+                    get(crate::services::healing_log::actions),
+                )
+                .with_state(crate::services::healing_log::HealingLog::new(&ctx)),
+        )
         .merge(health_routes(ctx.service, ctx.db.clone()));
     Ok(Running { router, tasks })
 }

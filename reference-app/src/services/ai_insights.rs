@@ -161,12 +161,17 @@ fn bad_query(detail: impl Into<String>) -> Problem {
     Problem::new(StatusCode::BAD_REQUEST, "bad-query", "Bad query", detail)
 }
 
-fn query_problem(e: QueryRejection) -> Problem {
+pub(crate) fn query_problem(e: QueryRejection) -> Problem {
     bad_query(e.body_text())
 }
 
 /// A count parameter in `1..=max`, `default` when absent.
-fn bounded(name: &str, value: Option<i64>, default: u32, max: u32) -> Result<u32, Problem> {
+pub(crate) fn bounded(
+    name: &str,
+    value: Option<i64>,
+    default: u32,
+    max: u32,
+) -> Result<u32, Problem> {
     match value {
         None => Ok(default),
         Some(v) if (1..=i64::from(max)).contains(&v) => Ok(v as u32),

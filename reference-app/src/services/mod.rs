@@ -5,6 +5,7 @@ pub mod ai_insights;
 pub mod analytics;
 pub mod analytics_cache;
 pub mod common;
+pub mod healing_log;
 pub mod inventory;
 pub mod notification;
 pub mod order;
