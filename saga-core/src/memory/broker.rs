@@ -22,8 +22,9 @@
 //! Each subscriber waits on its own [`Notify`] (and a timer for the next delayed message): no
 //! polling. A change wakes only the subscribers that wait for it: a publish or a requeue wakes
 //! those idle on the subscription, a settlement wakes its own subscriber if that one was at its
-//! prefetch limit. Each subscription has its own lock; a publish copies its messages before
-//! taking it, and an ack of an unordered subscription takes no lock at all.
+//! prefetch limit. Each subscription has its own lock; a publish copies each message once,
+//! before taking any lock, into an `Arc` that the subscriptions it matches and its deliveries
+//! share, and an ack of an unordered subscription takes no lock at all.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> saga_core::Result<()> {
@@ -172,7 +173,8 @@ impl Slot {
 
 /// A queued message and the attempt number its next delivery will carry.
 struct Msg {
-    envelope: Envelope,
+    /// Shared by every subscription it was routed to and by its deliveries.
+    envelope: Arc<Envelope>,
     attempt: u32,
 }
 
@@ -486,7 +488,7 @@ impl MemoryBroker {
         match self.shared.dead_letters.replay(id).await? {
             ReplayOutcome::Replayed(letter) => {
                 let msg = Msg {
-                    envelope: letter.envelope,
+                    envelope: Arc::new(letter.envelope),
                     attempt: 1,
                 };
                 queue.update(|state| {
@@ -554,16 +556,28 @@ impl Publisher for MemoryBroker {
             }
             registry.queues.values().cloned().collect()
         };
-        for queue in queues {
-            // Copied before the queue's lock is taken: its consumers keep taking meanwhile.
-            let msgs: Vec<Msg> = batch
-                .iter()
-                .filter(|envelope| matches_any(&queue.patterns, &envelope.event_type))
-                .map(|envelope| Msg {
-                    envelope: envelope.clone(),
-                    attempt: 1,
-                })
-                .collect();
+        // Routed and copied before any queue's lock is taken (consumers keep taking
+        // meanwhile); one copy per message, shared by every subscription it matches.
+        let mut routed: Vec<(Arc<Queue>, Vec<Msg>)> = queues
+            .into_iter()
+            .map(|queue| (queue, Vec::new()))
+            .collect();
+        for envelope in batch {
+            let mut copy: Option<Arc<Envelope>> = None;
+            for (queue, msgs) in &mut routed {
+                if matches_any(&queue.patterns, &envelope.event_type) {
+                    if msgs.is_empty() {
+                        msgs.reserve(batch.len());
+                    }
+                    let envelope = copy.get_or_insert_with(|| Arc::new(envelope.clone()));
+                    msgs.push(Msg {
+                        envelope: envelope.clone(),
+                        attempt: 1,
+                    });
+                }
+            }
+        }
+        for (queue, msgs) in routed {
             if msgs.is_empty() {
                 continue;
             }
@@ -760,8 +774,8 @@ impl Acker for MemoryAcker {
         if let Some(msg) = self.msg.take() {
             if self.queue.ordered {
                 // Frees the key: its next message (if any) may go to any waiting subscriber.
-                let key = msg.envelope.aggregate_id;
-                self.queue.update(|state| state.lane.acked(&key));
+                self.queue
+                    .update(|state| state.lane.acked(&msg.envelope.aggregate_id));
             }
             // Unordered: nothing in the queue changes; `Drop` frees the prefetch slot.
         }
@@ -802,7 +816,7 @@ impl Acker for MemoryAcker {
         };
         let letter = DeadLetter::new(
             self.queue.name.clone(),
-            msg.envelope.clone(),
+            Envelope::clone(&msg.envelope),
             reason,
             msg.attempt,
             last_error,
