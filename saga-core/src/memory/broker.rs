@@ -558,14 +558,11 @@ impl Publisher for MemoryBroker {
         };
         // Routed and copied before any queue's lock is taken (consumers keep taking
         // meanwhile); one copy per message, shared by every subscription it matches.
-        let mut routed: Vec<(Arc<Queue>, Vec<Msg>)> = queues
-            .into_iter()
-            .map(|queue| (queue, Vec::new()))
-            .collect();
+        let mut routed: Vec<Route<'_>> = queues.into_iter().map(Route::new).collect();
         for envelope in batch {
             let mut copy: Option<Arc<Envelope>> = None;
-            for (queue, msgs) in &mut routed {
-                if matches_any(&queue.patterns, &envelope.event_type) {
+            for Route { queue, msgs, last } in &mut routed {
+                if queue.matches(&envelope.event_type, last) {
                     if msgs.is_empty() {
                         msgs.reserve(batch.len());
                     }
@@ -577,7 +574,7 @@ impl Publisher for MemoryBroker {
                 }
             }
         }
-        for (queue, msgs) in routed {
+        for Route { queue, msgs, .. } in routed {
             if msgs.is_empty() {
                 continue;
             }
@@ -594,6 +591,39 @@ impl Publisher for MemoryBroker {
             }
         }
         Ok(())
+    }
+}
+
+/// One subscription's share of a published batch.
+struct Route<'a> {
+    queue: Arc<Queue>,
+    msgs: Vec<Msg>,
+    /// The last event type matched against the queue's patterns, and the answer: a batch is
+    /// often of one type.
+    last: Option<(&'a str, bool)>,
+}
+
+impl Route<'_> {
+    fn new(queue: Arc<Queue>) -> Self {
+        Self {
+            queue,
+            msgs: Vec::new(),
+            last: None,
+        }
+    }
+}
+
+impl Queue {
+    /// Whether `event_type` is routed to this queue, remembering the answer in `last`.
+    fn matches<'a>(&self, event_type: &'a str, last: &mut Option<(&'a str, bool)>) -> bool {
+        match *last {
+            Some((seen, matched)) if seen == event_type => matched,
+            _ => {
+                let matched = matches_any(&self.patterns, event_type);
+                *last = Some((event_type, matched));
+                matched
+            }
+        }
     }
 }
 
