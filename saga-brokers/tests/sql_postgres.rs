@@ -148,7 +148,7 @@ fn notify_wakes_a_consumer_of_another_broker() {
             .expect("woken by NOTIFY")
             .expect("open")
             .expect("delivery");
-        assert_eq!(d.envelope, sent);
+        assert_eq!(*d.envelope, sent);
         d.ack().await.expect("ack");
         consumer_side.close().await;
         publisher_side.close().await;

@@ -187,7 +187,7 @@ fn reopened_file_keeps_subscriptions_and_messages() {
             .expect("delivered")
             .expect("open")
             .expect("delivery");
-        assert_eq!(d.envelope, sent);
+        assert_eq!(*d.envelope, sent);
         assert_eq!(d.attempt, 1);
         d.ack().await.expect("ack");
     });

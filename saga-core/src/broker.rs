@@ -5,6 +5,7 @@
 //! delivered again.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -109,8 +110,10 @@ pub trait Acker: Send + Sync {
 
 /// One message handed to one subscriber.
 pub struct Delivery {
-    /// The message.
-    pub envelope: Envelope,
+    /// The message, shared with the broker that may have to deliver it again (the in-memory
+    /// broker hands out its own copy instead of cloning it for each delivery). Read it through
+    /// the `Arc`; [`Arc::unwrap_or_clone`] gives an owned [`Envelope`].
+    pub envelope: Arc<Envelope>,
     /// Which delivery of this message this is, starting at 1.
     pub attempt: u32,
     /// The subscription it came through.
@@ -140,15 +143,15 @@ pub enum Settled {
 }
 
 impl Delivery {
-    /// Builds a delivery; for adapters.
+    /// Builds a delivery from an [`Envelope`] or an `Arc<Envelope>`; for adapters.
     pub fn new(
-        envelope: Envelope,
+        envelope: impl Into<Arc<Envelope>>,
         attempt: u32,
         subscription: impl Into<String>,
         acker: Box<dyn Acker>,
     ) -> Self {
         Self {
-            envelope,
+            envelope: envelope.into(),
             attempt,
             subscription: subscription.into(),
             acker,

@@ -89,10 +89,19 @@ impl TopicPattern {
     pub fn matches(&self, topic: &str) -> bool {
         let m = self.words.len();
         // reachable[i]: the first i pattern words can match the topic words read so far.
-        let mut reachable = vec![false; m + 1];
-        let mut next = vec![false; m + 1];
+        // Both state sets live on the stack unless the pattern is very long (one is matched
+        // per published message and subscription).
+        let mut stack = [false; 64];
+        let mut heap = Vec::new();
+        let states: &mut [bool] = if 2 * (m + 1) <= stack.len() {
+            &mut stack[..2 * (m + 1)]
+        } else {
+            heap.resize(2 * (m + 1), false);
+            &mut heap
+        };
+        let (mut reachable, mut next) = states.split_at_mut(m + 1);
         reachable[0] = true;
-        self.close(&mut reachable);
+        self.close(reachable);
         for word in topic_words(topic) {
             next.iter_mut().for_each(|r| *r = false);
             let mut any = false;
@@ -111,7 +120,7 @@ impl TopicPattern {
             if !any {
                 return false;
             }
-            self.close(&mut next);
+            self.close(next);
             std::mem::swap(&mut reachable, &mut next);
         }
         reachable[m]

@@ -203,3 +203,75 @@ async fn replay_of_an_unknown_letter_is_not_found() {
     let missing = broker.replay_dead_letter(uuid::Uuid::now_v7()).await;
     assert!(matches!(missing, Err(Error::NotFound { .. })));
 }
+
+#[tokio::test]
+async fn a_consumer_at_its_prefetch_limit_wakes_when_it_settles() {
+    let broker = memory_broker();
+    let mut stream = subscribe(&broker, &Subscription::new("s", ["a"]).with_prefetch(1)).await;
+    let batch = [msg("a", "k", 0), msg("a", "k", 1)];
+    broker.publish(&batch).await.ok();
+    let first = next(&mut stream).await;
+    // Waits at the limit while the first delivery is unsettled.
+    let waiter = tokio::spawn(async move { next(&mut stream).await.envelope.event_id });
+    tokio::task::yield_now().await;
+    first.ack().await.ok();
+    let second = tokio::time::timeout(Duration::from_secs(10), waiter).await;
+    assert!(
+        matches!(second, Ok(Ok(id)) if id == batch[1].event_id),
+        "the second message did not arrive after the ack: {second:?}"
+    );
+}
+
+#[tokio::test]
+async fn close_ends_a_stream_waiting_at_its_prefetch_limit() {
+    let broker = memory_broker();
+    let mut stream = subscribe(&broker, &Subscription::new("s", ["a"]).with_prefetch(1)).await;
+    broker
+        .publish(&[msg("a", "k", 0), msg("a", "k", 1)])
+        .await
+        .ok();
+    let held = next(&mut stream).await;
+    let waiter = tokio::spawn(async move { stream.next().await.is_none() });
+    tokio::task::yield_now().await;
+    broker.close();
+    let ended = tokio::time::timeout(Duration::from_secs(10), waiter).await;
+    assert!(
+        matches!(ended, Ok(Ok(true))),
+        "stream did not end: {ended:?}"
+    );
+    drop(held);
+}
+
+#[tokio::test]
+async fn every_idle_competitor_is_woken_by_a_batch() {
+    let broker = memory_broker();
+    let sub = Subscription::new("s", ["a"]).with_prefetch(1);
+    let mut waiters = Vec::new();
+    for _ in 0..3 {
+        let mut stream = subscribe(&broker, &sub).await;
+        // Each holds its delivery (prefetch 1), so each of the three messages goes to another.
+        waiters.push(tokio::spawn(async move {
+            let held = next(&mut stream).await;
+            (held, stream)
+        }));
+    }
+    tokio::task::yield_now().await;
+    let batch = [msg("a", "k", 0), msg("a", "k", 1), msg("a", "k", 2)];
+    broker.publish(&batch).await.ok();
+    let mut got = Vec::new();
+    for waiter in waiters {
+        match tokio::time::timeout(Duration::from_secs(10), waiter).await {
+            Ok(Ok((held, stream))) => {
+                got.push(held.envelope.event_id);
+                held.ack().await.ok();
+                drop(stream);
+            }
+            Ok(Err(e)) => panic!("an idle consumer failed: {e}"),
+            Err(_) => panic!("an idle consumer got nothing"),
+        }
+    }
+    got.sort();
+    let mut want: Vec<_> = batch.iter().map(|e| e.event_id).collect();
+    want.sort();
+    assert_eq!(got, want);
+}

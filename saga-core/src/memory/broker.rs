@@ -19,7 +19,12 @@
 //!   ([`MemoryBroker::discard_dead_letter`]). Other keys keep flowing.
 //! * [`MemoryBroker::close`] ends every stream.
 //!
-//! Consumers wait on a [`Notify`] (and a timer for the next delayed message): no polling.
+//! Each subscriber waits on its own [`Notify`] (and a timer for the next delayed message): no
+//! polling. A change wakes only the subscribers that wait for it: a publish or a requeue wakes
+//! those idle on the subscription, a settlement wakes its own subscriber if that one was at its
+//! prefetch limit. Each subscription has its own lock; a publish copies each message once,
+//! before taking any lock, into an `Arc` that the subscriptions it matches and its deliveries
+//! share, and an ack of an unordered subscription takes no lock at all.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> saga_core::Result<()> {
@@ -66,45 +71,110 @@ pub struct MemoryBroker {
 
 impl std::fmt::Debug for MemoryBroker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let state = self.shared.lock();
+        let registry = self.shared.lock();
         f.debug_struct("MemoryBroker")
-            .field("subscriptions", &state.queues.keys().collect::<Vec<_>>())
-            .field("closed", &state.closed)
+            .field("subscriptions", &registry.queues.keys().collect::<Vec<_>>())
+            .field("closed", &registry.closed)
             .finish_non_exhaustive()
     }
 }
 
 struct Shared {
-    state: Mutex<State>,
+    registry: Mutex<Registry>,
     dead_letters: Arc<dyn DeadLetterStore>,
     clock: SharedClock,
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The queue of subscription `name`, if someone ever subscribed to it.
+    fn queue(&self, name: &str) -> Option<Arc<Queue>> {
+        self.lock().queues.get(name).cloned()
     }
 }
 
+/// The subscriptions, by name.
 #[derive(Default)]
-struct State {
+struct Registry {
     closed: bool,
-    queues: HashMap<String, Queue>,
-    /// Tie-breaker for delayed entries due at the same instant.
-    seq: u64,
+    queues: HashMap<String, Arc<Queue>>,
 }
 
-/// One subscription's queue.
+/// One subscription's queue, shared by the broker, its subscribers and their deliveries.
 struct Queue {
+    name: String,
     patterns: Vec<TopicPattern>,
     ordered: bool,
+    dead_letters: Arc<dyn DeadLetterStore>,
+    clock: SharedClock,
+    state: Mutex<QueueState>,
+}
+
+struct QueueState {
+    /// Set by [`MemoryBroker::close`]; consumers end their streams.
+    closed: bool,
     lane: Lane,
-    notify: Arc<Notify>,
+    /// Tie-breaker for delayed entries due at the same instant.
+    seq: u64,
+    /// Every attached subscriber (woken by `close`).
+    consumers: Vec<Arc<Slot>>,
+    /// Subscribers waiting for a message or for the next delayed one: a change to the lane
+    /// wakes (and removes) them all, and each looks again.
+    waiting: Vec<Arc<Slot>>,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Changes the queue under its lock; if `change` says a subscriber may now find something
+    /// new (a message, or an earlier due time), wakes the waiting ones once the lock is released.
+    fn update(&self, change: impl FnOnce(&mut QueueState) -> bool) {
+        let waiting = {
+            let mut state = self.lock();
+            if !change(&mut state) {
+                return;
+            }
+            std::mem::take(&mut state.waiting)
+        };
+        wake(waiting);
+    }
+}
+
+fn wake(slots: Vec<Arc<Slot>>) {
+    for slot in slots {
+        slot.wake.notify_one();
+    }
+}
+
+/// One subscriber's deliveries in flight and its wake-up. `notify_one` keeps a permit when the
+/// subscriber is not waiting yet, so a wake-up between its look at the queue and its wait is not
+/// lost.
+struct Slot {
+    wake: Notify,
+    /// Unsettled deliveries this subscriber holds; only its own stream adds to it.
+    in_flight: AtomicUsize,
+    prefetch: usize,
+}
+
+impl Slot {
+    /// One of this subscriber's deliveries was settled (or dropped).
+    fn release(&self) {
+        if self.in_flight.fetch_sub(1, Ordering::AcqRel) >= self.prefetch {
+            // It was at its limit and may be waiting for this.
+            self.wake.notify_one();
+        }
+    }
 }
 
 /// A queued message and the attempt number its next delivery will carry.
 struct Msg {
-    envelope: Envelope,
+    /// Shared by every subscription it was routed to and by its deliveries.
+    envelope: Arc<Envelope>,
     attempt: u32,
 }
 
@@ -172,6 +242,24 @@ impl Lane {
         }
     }
 
+    /// Appends a published batch, in order.
+    fn extend(&mut self, msgs: Vec<Msg>) {
+        match self {
+            Lane::Unordered(u) => u.ready.extend(msgs),
+            Lane::Ordered(_) => msgs.into_iter().for_each(|msg| self.push(msg)),
+        }
+    }
+
+    /// Makes every delayed message that is due visible (reads the clock only if there is one).
+    fn promote_due(&mut self) {
+        if let Some(due) = self.next_due() {
+            let now = Instant::now();
+            if due <= now {
+                self.promote(now);
+            }
+        }
+    }
+
     /// Makes every delayed message due at `now` visible.
     fn promote(&mut self, now: Instant) {
         match self {
@@ -230,10 +318,11 @@ impl Lane {
         }
     }
 
-    /// The in-flight message of `key` was acked.
-    fn acked(&mut self, key: &str) {
-        if let Lane::Ordered(o) = self {
-            o.release(key);
+    /// The in-flight message of `key` was acked; true if that made a message deliverable.
+    fn acked(&mut self, key: &str) -> bool {
+        match self {
+            Lane::Ordered(o) => o.release(key),
+            Lane::Unordered(_) => false,
         }
     }
 
@@ -322,26 +411,28 @@ impl Lane {
 }
 
 impl Ordered {
-    /// Makes `key` idle: queued for delivery if it has messages, forgotten otherwise.
-    fn release(&mut self, key: &str) {
+    /// Makes `key` idle: queued for delivery if it has messages (then true), forgotten
+    /// otherwise.
+    fn release(&mut self, key: &str) -> bool {
         let Some(k) = self.keys.get_mut(key) else {
-            return;
+            return false;
         };
         k.state = KeyState::Idle;
         if k.queue.is_empty() {
             self.keys.remove(key);
+            false
         } else {
             self.ready.push_back(key.to_owned());
+            true
         }
     }
 }
-
 impl MemoryBroker {
     /// A broker writing dead letters to `dead_letters`, stamped with `clock`.
     pub fn new(dead_letters: Arc<dyn DeadLetterStore>, clock: SharedClock) -> Self {
         Self {
             shared: Arc::new(Shared {
-                state: Mutex::new(State::default()),
+                registry: Mutex::new(Registry::default()),
                 dead_letters,
                 clock,
             }),
@@ -357,21 +448,27 @@ impl MemoryBroker {
     /// if no one ever subscribed to that name.
     pub fn queued(&self, subscription: &str) -> Option<usize> {
         self.shared
-            .lock()
-            .queues
-            .get(subscription)
-            .map(|q| q.lane.len())
+            .queue(subscription)
+            .map(|queue| queue.lock().lane.len())
     }
 
     /// Shuts the broker down: every stream ends, and publish and subscribe fail with
     /// [`Error::Closed`]. Deliveries already handed out may still be settled.
     pub fn close(&self) {
-        let notifies: Vec<Arc<Notify>> = {
-            let mut state = self.shared.lock();
-            state.closed = true;
-            state.queues.values().map(|q| q.notify.clone()).collect()
+        let queues: Vec<Arc<Queue>> = {
+            let mut registry = self.shared.lock();
+            registry.closed = true;
+            registry.queues.values().cloned().collect()
         };
-        notifies.iter().for_each(|n| n.notify_waiters());
+        for queue in queues {
+            let consumers = {
+                let mut state = queue.lock();
+                state.closed = true;
+                state.waiting.clear();
+                state.consumers.clone()
+            };
+            wake(consumers);
+        }
     }
 
     /// Whether [`MemoryBroker::close`] was called.
@@ -387,21 +484,26 @@ impl MemoryBroker {
     /// not exist.
     pub async fn replay_dead_letter(&self, id: Uuid) -> Result<bool> {
         let letter = self.shared.dead_letters.get(id).await?;
-        self.ensure_subscription(&letter.subscription)?;
+        let queue = self.subscription(&letter.subscription)?;
         match self.shared.dead_letters.replay(id).await? {
             ReplayOutcome::Replayed(letter) => {
-                let letter = *letter;
                 let msg = Msg {
-                    envelope: letter.envelope,
+                    envelope: Arc::new(letter.envelope),
                     attempt: 1,
                 };
-                self.with_queue(&letter.subscription, |lane| lane.replay(msg, id));
+                queue.update(|state| {
+                    state.lane.replay(msg, id);
+                    true
+                });
                 Ok(true)
             }
             ReplayOutcome::AlreadyDone(_) => {
                 // Settled elsewhere (through the store directly): do not leave the key parked.
                 let key = letter.envelope.aggregate_id;
-                self.with_queue(&letter.subscription, |lane| lane.unpark(&key, id));
+                queue.update(|state| {
+                    state.lane.unpark(&key, id);
+                    true
+                });
                 Ok(false)
             }
         }
@@ -414,40 +516,23 @@ impl MemoryBroker {
     /// not exist.
     pub async fn discard_dead_letter(&self, id: Uuid) -> Result<bool> {
         let letter = self.shared.dead_letters.get(id).await?;
-        self.ensure_subscription(&letter.subscription)?;
+        let queue = self.subscription(&letter.subscription)?;
         let discarded = self.shared.dead_letters.discard(id).await?;
         let key = letter.envelope.aggregate_id;
-        self.with_queue(&letter.subscription, |lane| lane.unpark(&key, id));
+        queue.update(|state| {
+            state.lane.unpark(&key, id);
+            true
+        });
         Ok(discarded)
     }
 
-    fn ensure_subscription(&self, name: &str) -> Result<()> {
-        if self.shared.lock().queues.contains_key(name) {
-            Ok(())
-        } else {
-            Err(Error::NotFound {
-                entity: "subscription",
-                id: name.to_owned(),
-            })
-        }
+    /// The queue of subscription `name`, or [`Error::NotFound`].
+    fn subscription(&self, name: &str) -> Result<Arc<Queue>> {
+        self.shared.queue(name).ok_or_else(|| Error::NotFound {
+            entity: "subscription",
+            id: name.to_owned(),
+        })
     }
-
-    /// Changes one queue's lane and wakes its consumers.
-    fn with_queue(&self, name: &str, change: impl FnOnce(&mut Lane)) {
-        with_queue(&self.shared, name, change);
-    }
-}
-
-fn with_queue(shared: &Shared, name: &str, change: impl FnOnce(&mut Lane)) {
-    let notify = {
-        let mut state = shared.lock();
-        let Some(queue) = state.queues.get_mut(name) else {
-            return;
-        };
-        change(&mut queue.lane);
-        queue.notify.clone()
-    };
-    notify.notify_waiters();
 }
 
 #[async_trait]
@@ -464,29 +549,86 @@ impl DeadLetterReplay for MemoryBroker {
 #[async_trait]
 impl Publisher for MemoryBroker {
     async fn publish(&self, batch: &[Envelope]) -> Result<()> {
-        let mut touched: Vec<Arc<Notify>> = Vec::new();
-        {
-            let mut state = self.shared.lock();
-            if state.closed {
-                return Err(Error::Closed("memory broker".into()));
+        let queues: Vec<Arc<Queue>> = {
+            let registry = self.shared.lock();
+            if registry.closed {
+                return Err(closed());
             }
-            for envelope in batch {
-                for queue in state.queues.values_mut() {
-                    if matches_any(&queue.patterns, &envelope.event_type) {
-                        queue.lane.push(Msg {
-                            envelope: envelope.clone(),
-                            attempt: 1,
-                        });
-                        if !touched.iter().any(|n| Arc::ptr_eq(n, &queue.notify)) {
-                            touched.push(queue.notify.clone());
-                        }
+            registry.queues.values().cloned().collect()
+        };
+        // Routed and copied before any queue's lock is taken (consumers keep taking
+        // meanwhile); one copy per message, shared by every subscription it matches.
+        let mut routed: Vec<Route<'_>> = queues.into_iter().map(Route::new).collect();
+        for envelope in batch {
+            let mut copy: Option<Arc<Envelope>> = None;
+            for Route { queue, msgs, last } in &mut routed {
+                if queue.matches(&envelope.event_type, last) {
+                    if msgs.is_empty() {
+                        msgs.reserve(batch.len());
                     }
+                    let envelope = copy.get_or_insert_with(|| Arc::new(envelope.clone()));
+                    msgs.push(Msg {
+                        envelope: envelope.clone(),
+                        attempt: 1,
+                    });
                 }
             }
         }
-        touched.iter().for_each(|n| n.notify_waiters());
+        for Route { queue, msgs, .. } in routed {
+            if msgs.is_empty() {
+                continue;
+            }
+            let mut refused = false;
+            queue.update(|state| {
+                refused = state.closed;
+                if !refused {
+                    state.lane.extend(msgs);
+                }
+                !refused
+            });
+            if refused {
+                return Err(closed());
+            }
+        }
         Ok(())
     }
+}
+
+/// One subscription's share of a published batch.
+struct Route<'a> {
+    queue: Arc<Queue>,
+    msgs: Vec<Msg>,
+    /// The last event type matched against the queue's patterns, and the answer: a batch is
+    /// often of one type.
+    last: Option<(&'a str, bool)>,
+}
+
+impl Route<'_> {
+    fn new(queue: Arc<Queue>) -> Self {
+        Self {
+            queue,
+            msgs: Vec::new(),
+            last: None,
+        }
+    }
+}
+
+impl Queue {
+    /// Whether `event_type` is routed to this queue, remembering the answer in `last`.
+    fn matches<'a>(&self, event_type: &'a str, last: &mut Option<(&'a str, bool)>) -> bool {
+        match *last {
+            Some((seen, matched)) if seen == event_type => matched,
+            _ => {
+                let matched = matches_any(&self.patterns, event_type);
+                *last = Some((event_type, matched));
+                matched
+            }
+        }
+    }
+}
+
+fn closed() -> Error {
+    Error::Closed("memory broker".into())
 }
 
 #[async_trait]
@@ -508,19 +650,29 @@ impl Subscriber for MemoryBroker {
             .iter()
             .map(|p| TopicPattern::parse(p))
             .collect::<Result<Vec<_>>>()?;
-        let notify = {
-            let mut state = self.shared.lock();
-            if state.closed {
-                return Err(Error::Closed("memory broker".into()));
+        let queue = {
+            let mut registry = self.shared.lock();
+            if registry.closed {
+                return Err(closed());
             }
-            let queue = state
+            let queue = registry
                 .queues
                 .entry(subscription.name.clone())
-                .or_insert_with(|| Queue {
-                    patterns,
-                    ordered: subscription.ordered,
-                    lane: Lane::new(subscription.ordered),
-                    notify: Arc::new(Notify::new()),
+                .or_insert_with(|| {
+                    Arc::new(Queue {
+                        name: subscription.name.clone(),
+                        patterns,
+                        ordered: subscription.ordered,
+                        dead_letters: self.shared.dead_letters.clone(),
+                        clock: self.shared.clock.clone(),
+                        state: Mutex::new(QueueState {
+                            closed: false,
+                            lane: Lane::new(subscription.ordered),
+                            seq: 0,
+                            consumers: Vec::new(),
+                            waiting: Vec::new(),
+                        }),
+                    })
                 });
             if queue.ordered != subscription.ordered
                 || sorted(queue.patterns.iter().map(TopicPattern::as_str))
@@ -531,15 +683,21 @@ impl Subscriber for MemoryBroker {
                     subscription.name
                 )));
             }
-            queue.notify.clone()
+            queue.clone()
         };
-        let consumer = Consumer {
-            shared: self.shared.clone(),
-            name: subscription.name.clone(),
-            notify,
-            in_flight: Arc::new(AtomicUsize::new(0)),
+        let slot = Arc::new(Slot {
+            wake: Notify::new(),
+            in_flight: AtomicUsize::new(0),
             prefetch: usize::from(subscription.prefetch.max(1)),
-        };
+        });
+        {
+            let mut state = queue.lock();
+            if state.closed {
+                return Err(closed());
+            }
+            state.consumers.push(slot.clone());
+        }
+        let consumer = Consumer { queue, slot };
         Ok(Box::pin(futures_util::stream::unfold(
             consumer,
             |consumer| async move {
@@ -559,12 +717,8 @@ fn sorted<'a>(items: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
 
 /// One subscriber's side of a queue.
 struct Consumer {
-    shared: Arc<Shared>,
-    name: String,
-    notify: Arc<Notify>,
-    /// Unsettled deliveries this subscriber holds.
-    in_flight: Arc<AtomicUsize>,
-    prefetch: usize,
+    queue: Arc<Queue>,
+    slot: Arc<Slot>,
 }
 
 impl Consumer {
@@ -574,25 +728,30 @@ impl Consumer {
         // a consumer that never waits still yield to timers and other tasks.
         tokio::task::consume_budget().await;
         loop {
-            let mut notified = pin!(self.notify.notified());
-            // Registered before looking at the state, so no wake-up between the look and the
-            // wait is lost.
-            notified.as_mut().enable();
             let due = {
-                let mut state = self.shared.lock();
+                let mut state = self.queue.lock();
                 if state.closed {
                     return None;
                 }
-                let queue = state.queues.get_mut(&self.name)?;
-                queue.lane.promote(Instant::now());
-                if self.in_flight.load(Ordering::Acquire) < self.prefetch {
-                    if let Some(msg) = queue.lane.take() {
-                        self.in_flight.fetch_add(1, Ordering::AcqRel);
-                        return Some(self.deliver(msg, queue.ordered));
+                if self.slot.in_flight.load(Ordering::Acquire) >= self.slot.prefetch {
+                    // At the limit: woken by a settlement of its own (`Slot::release`) or by
+                    // `close`, not by changes to the queue.
+                    None
+                } else {
+                    state.lane.promote_due();
+                    if let Some(msg) = state.lane.take() {
+                        self.slot.in_flight.fetch_add(1, Ordering::AcqRel);
+                        drop(state);
+                        return Some(self.deliver(msg));
                     }
+                    if !state.waiting.iter().any(|s| Arc::ptr_eq(s, &self.slot)) {
+                        state.waiting.push(self.slot.clone());
+                    }
+                    state.lane.next_due()
                 }
-                queue.lane.next_due()
             };
+            // A wake-up given since the look above is kept as a permit: this returns at once.
+            let notified = pin!(self.slot.wake.notified());
             match due {
                 Some(at) => {
                     let sleep = pin!(sleep_until(at));
@@ -604,46 +763,51 @@ impl Consumer {
         }
     }
 
-    fn deliver(&self, msg: Msg, ordered: bool) -> Delivery {
+    fn deliver(&self, msg: Msg) -> Delivery {
         let envelope = msg.envelope.clone();
         let attempt = msg.attempt;
         let acker = MemoryAcker {
-            shared: self.shared.clone(),
-            subscription: self.name.clone(),
-            ordered,
+            queue: self.queue.clone(),
+            slot: self.slot.clone(),
             msg: Some(msg),
-            in_flight: self.in_flight.clone(),
-            notify: self.notify.clone(),
         };
-        Delivery::new(envelope, attempt, self.name.clone(), Box::new(acker))
+        Delivery::new(envelope, attempt, self.queue.name.as_str(), Box::new(acker))
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        let mut state = self.queue.lock();
+        state.waiting.retain(|s| !Arc::ptr_eq(s, &self.slot));
+        state.consumers.retain(|s| !Arc::ptr_eq(s, &self.slot));
     }
 }
 
 /// Settles one delivery. Dropped unsettled (or with a dead letter that failed to store), it
 /// queues the message again at once.
 struct MemoryAcker {
-    shared: Arc<Shared>,
-    subscription: String,
-    ordered: bool,
+    queue: Arc<Queue>,
+    slot: Arc<Slot>,
     /// The message while unsettled.
     msg: Option<Msg>,
-    in_flight: Arc<AtomicUsize>,
-    notify: Arc<Notify>,
 }
 
-impl MemoryAcker {
-    fn next_seq(state: &mut State) -> u64 {
-        state.seq = state.seq.wrapping_add(1);
-        state.seq
-    }
+/// The next tie-breaker for a delayed entry.
+fn next_seq(state: &mut QueueState) -> u64 {
+    state.seq = state.seq.wrapping_add(1);
+    state.seq
 }
 
 #[async_trait]
 impl Acker for MemoryAcker {
     async fn ack(mut self: Box<Self>) -> Result<()> {
         if let Some(msg) = self.msg.take() {
-            let key = msg.envelope.aggregate_id;
-            with_queue(&self.shared, &self.subscription, |lane| lane.acked(&key));
+            if self.queue.ordered {
+                // Frees the key: its next message (if any) may go to any waiting subscriber.
+                self.queue
+                    .update(|state| state.lane.acked(&msg.envelope.aggregate_id));
+            }
+            // Unordered: nothing in the queue changes; `Drop` frees the prefetch slot.
         }
         Ok(())
     }
@@ -662,11 +826,12 @@ impl Acker for MemoryAcker {
                         .unwrap_or(now),
                 )
             };
-            let mut state = self.shared.lock();
-            let seq = Self::next_seq(&mut state);
-            if let Some(queue) = state.queues.get_mut(&self.subscription) {
-                queue.lane.requeue(msg, at, seq);
-            }
+            // Waiting subscribers look again: at a message, or at an earlier next due time.
+            self.queue.update(|state| {
+                let seq = next_seq(state);
+                state.lane.requeue(msg, at, seq);
+                true
+            });
         }
         Ok(())
     }
@@ -680,24 +845,21 @@ impl Acker for MemoryAcker {
             return Ok(());
         };
         let letter = DeadLetter::new(
-            self.subscription.clone(),
-            msg.envelope.clone(),
+            self.queue.name.clone(),
+            Envelope::clone(&msg.envelope),
             reason,
             msg.attempt,
             last_error,
-            self.shared.clock.now(),
+            self.queue.clock.now(),
         );
         let id = letter.id;
-        if self.ordered {
+        if self.queue.ordered {
             // Parked before the letter is stored, so a replay racing with the store sees it.
             let key = msg.envelope.aggregate_id.clone();
-            let mut state = self.shared.lock();
-            if let Some(queue) = state.queues.get_mut(&self.subscription) {
-                queue.lane.park(&key, id);
-            }
+            self.queue.lock().lane.park(&key, id);
         }
         // On error (or if this future is dropped) `Drop` puts the message back and unparks.
-        self.shared.dead_letters.put(letter).await?;
+        self.queue.dead_letters.put(letter).await?;
         self.msg = None;
         Ok(())
     }
@@ -707,15 +869,14 @@ impl Drop for MemoryAcker {
     fn drop(&mut self) {
         if let Some(mut msg) = self.msg.take() {
             msg.attempt = msg.attempt.saturating_add(1);
-            let mut state = self.shared.lock();
-            let seq = Self::next_seq(&mut state);
-            if let Some(queue) = state.queues.get_mut(&self.subscription) {
+            self.queue.update(|state| {
+                let seq = next_seq(state);
                 // Requeuing makes the key idle again, which also lifts a park placed by a
                 // dead letter that was never stored.
-                queue.lane.requeue(msg, None, seq);
-            }
+                state.lane.requeue(msg, None, seq);
+                true
+            });
         }
-        self.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.notify.notify_waiters();
+        self.slot.release();
     }
 }

@@ -899,7 +899,7 @@ pub async fn empty_batch_is_fine(b: TestBroker) {
     let d = c
         .recv(&mut stream, "the message after an empty batch")
         .await;
-    assert_eq!(d.envelope, msg, "{}", c.case);
+    assert_eq!(*d.envelope, msg, "{}", c.case);
     c.ack(d).await;
     c.quiet(&mut stream, "after one message").await;
 }
