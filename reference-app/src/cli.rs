@@ -212,9 +212,16 @@ pub struct LoadgenArgs {
     /// How many orders are in flight at once.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
-    /// The order service.
-    #[arg(long, env = "ORDER_URL", default_value = "http://127.0.0.1:8001")]
-    pub order_url: String,
+    /// The order service: one base URL, or several comma-separated (replicas). Orders are
+    /// spread over them in turn, and a request that fails is retried on the next one.
+    #[arg(
+        long,
+        env = "ORDER_URL",
+        default_value = "http://127.0.0.1:8001",
+        value_delimiter = ',',
+        num_args = 1..
+    )]
+    pub order_url: Vec<String>,
     /// The inventory service (for the product list).
     #[arg(long, env = "INVENTORY_URL", default_value = "http://127.0.0.1:8002")]
     pub inventory_url: String,
@@ -349,5 +356,24 @@ mod tests {
         };
         assert_eq!(model_dir, PathBuf::from("/tmp/m"));
         assert!(Cli::try_parse_from(["reference-app", "ai"]).is_err());
+    }
+
+    #[test]
+    fn loadgen_takes_one_or_several_order_urls() {
+        let urls = |args: &[&str]| {
+            let cli = Cli::try_parse_from(["reference-app", "loadgen"].iter().chain(args)).unwrap();
+            let Some(Command::Loadgen(args)) = cli.command else {
+                panic!("not loadgen")
+            };
+            args.order_url
+        };
+        assert_eq!(
+            urls(&["--order-url", "http://a:1"]),
+            ["http://a:1".to_owned()]
+        );
+        assert_eq!(
+            urls(&["--order-url", "http://a:1,http://b:2"]),
+            ["http://a:1".to_owned(), "http://b:2".to_owned()]
+        );
     }
 }

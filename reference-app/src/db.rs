@@ -92,12 +92,33 @@ impl Db {
 
     /// Runs the service's `CREATE TABLE IF NOT EXISTS ...` statements (each with `{t}` where a
     /// table name goes, filled by [`Db::table`] with the name after it: `{t}orders`).
+    ///
+    /// On Postgres they run in one transaction holding an advisory lock keyed by the schema:
+    /// two replicas of a service starting at once would otherwise race, and Postgres's
+    /// `CREATE TABLE IF NOT EXISTS` is not safe against a concurrent one (the loser fails on
+    /// a unique index of the catalog and the replica does not start).
     pub async fn migrate(&self, statements: &[&str]) -> Result<(), AppError> {
-        for statement in statements {
-            let sql = self.qualify(statement);
-            with_db!(self, store => {
-                sqlx::query(sql.clone()).execute(store.write_pool()).await?;
-            });
+        match self {
+            Db::Sqlite(store) => {
+                for statement in statements {
+                    sqlx::query(self.qualify(statement))
+                        .execute(store.write_pool())
+                        .await?;
+                }
+            }
+            Db::Postgres { store, schema } => {
+                let mut tx = store.write_pool().begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                    .bind(format!("reference-app:{schema}"))
+                    .execute(&mut *tx)
+                    .await?;
+                for statement in statements {
+                    sqlx::query(self.qualify(statement))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+            }
         }
         Ok(())
     }

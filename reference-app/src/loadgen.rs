@@ -5,14 +5,24 @@
 //! [`LoadgenArgs::orders`] orders with [`LoadgenArgs::concurrency`] of them in flight at once.
 //! Each order is `POST /orders` with a fresh `Idempotency-Key`, then `GET
 //! /orders/{id}/wait?timeout_ms=N` long-polls until the order's saga is terminal or the order's
-//! time ([`LoadgenArgs::timeout_secs`]) is up. The orders are generated from the seed alone:
+//! time ([`LoadgenArgs::timeout_secs`]) is up.
+//!
+//! A client of a real shop survives a server that crashes or restarts: a `POST` that fails on
+//! the way (no connection, a timeout, a broken connection, a 5xx answer) is sent again with
+//! the *same* `Idempotency-Key` until the order's time is up, so an order the server committed
+//! before its answer was lost comes back as the same order instead of a second one. With
+//! several order URLs (replicas), order `i` goes to URL `i mod n` first and every retry, of the
+//! `POST` or of the long-poll, goes to the next URL. The orders are generated from the seed alone:
 //! order `i` of a seed has the same customer, items, address and payment method whatever the
 //! concurrency; only the idempotency keys are new on every run, so that running the same seed
 //! twice against one system places new orders rather than replaying the first run's answers.
 //!
 //! Nothing in here panics on what a server answers: every failed request is counted in
 //! [`Summary::errors`] under `<operation>:<kind>`, the kind being the HTTP status code or
-//! `timeout`, `connect`, `decode` or `request`.
+//! `timeout`, `connect`, `decode` or `request`, retried or not.
+//!
+//! [`run_observed`] is [`run`] for harnesses: it shows the counts while the run goes on
+//! ([`LiveCounts`]) and returns the ids of the accepted orders with the summary.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -37,10 +47,12 @@ pub const CUSTOMERS: usize = 500;
 pub const WAIT_CAP_MS: u64 = 10_000;
 /// How long a long-poll request may take beyond the `timeout_ms` it asked for.
 const WAIT_GRACE: Duration = Duration::from_secs(2);
-/// Pause before the first retry of a failed long-poll; doubles up to [`RETRY_MAX`].
+/// Pause before the first retry of a failed request; doubles up to [`RETRY_MAX`].
 const RETRY_FIRST: Duration = Duration::from_millis(50);
-/// The longest pause between retries of a failed long-poll.
+/// The longest pause between retries of a failed request.
 const RETRY_MAX: Duration = Duration::from_secs(2);
+/// The longest one `POST /orders` may take before it is abandoned and sent again.
+const POST_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time to open a TCP connection before the attempt counts as `connect`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -115,8 +127,9 @@ pub struct Summary {
     /// Terminal orders by order status (`confirmed`, `cancelled`, `failed`, ...).
     pub outcomes: BTreeMap<String, u64>,
     /// Failed requests by `<operation>:<kind>`: operation `post` or `wait`, kind the HTTP
-    /// status code or `timeout`, `connect`, `decode`, `request`. A failed `post` is an order
-    /// not accepted; a failed `wait` is retried until the order's time is up.
+    /// status code or `timeout`, `connect`, `decode`, `request`. Both are retried until the
+    /// order's time is up (a `post` with the same `Idempotency-Key`), except on a 4xx answer
+    /// (other than 408 and 429); an order whose `post` never succeeded is not accepted.
     pub errors: BTreeMap<String, u64>,
     /// Accepted orders with no terminal answer: the order's time ran out, or the long-poll
     /// answered a client error (4xx) that asking again would not change.
@@ -136,12 +149,51 @@ pub struct LatencyMs {
     pub max: f64,
 }
 
+/// The counts of a run while it goes on (for a harness that acts at some point of the run).
+#[derive(Debug, Default)]
+pub struct LiveCounts {
+    accepted: AtomicU64,
+    ended: AtomicU64,
+}
+
+impl LiveCounts {
+    /// Orders accepted so far.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Orders that ended so far: terminal, not accepted, or out of time.
+    pub fn ended(&self) -> u64 {
+        self.ended.load(Ordering::Relaxed)
+    }
+}
+
+/// What [`run_observed`] returns: the summary and which orders were accepted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// The summary [`run`] returns.
+    pub summary: Summary,
+    /// The ids of the accepted orders (as many as [`Summary::accepted`]), in the order they
+    /// ended.
+    pub accepted_orders: Vec<Uuid>,
+}
+
 /// Places the orders `args` describes and reports what happened.
 ///
 /// Must run inside a Tokio runtime (the orders are spawned as tasks; a multi-threaded runtime
 /// lets them use every core). Fails only when the run cannot start: bad arguments, or no
 /// well-stocked product to order.
 pub async fn run(args: &LoadgenArgs) -> Result<Summary, LoadgenError> {
+    Ok(run_observed(args, Arc::new(LiveCounts::default()))
+        .await?
+        .summary)
+}
+
+/// [`run`], counting into `live` as it goes and returning the accepted orders' ids too.
+pub async fn run_observed(
+    args: &LoadgenArgs,
+    live: Arc<LiveCounts>,
+) -> Result<Outcome, LoadgenError> {
     if args.concurrency == 0 {
         return Err(LoadgenError::InvalidArgs(
             "concurrency must be at least 1".into(),
@@ -150,6 +202,17 @@ pub async fn run(args: &LoadgenArgs) -> Result<Summary, LoadgenError> {
     if args.timeout_secs == 0 {
         return Err(LoadgenError::InvalidArgs(
             "timeout-secs must be at least 1".into(),
+        ));
+    }
+    let order_urls: Vec<String> = args
+        .order_url
+        .iter()
+        .map(|u| base(u.trim()).to_owned())
+        .filter(|u| !u.is_empty())
+        .collect();
+    if order_urls.is_empty() {
+        return Err(LoadgenError::InvalidArgs(
+            "at least one order URL is needed".into(),
         ));
     }
     let client = reqwest::Client::builder()
@@ -163,9 +226,9 @@ pub async fn run(args: &LoadgenArgs) -> Result<Summary, LoadgenError> {
     let plan = Arc::new(Plan::new(args.seed, products));
     let ctx = Arc::new(OrderCtx {
         client,
-        order_url: base(&args.order_url).to_owned(),
+        order_urls,
         timeout: Duration::from_secs(args.timeout_secs),
-        accepted: AtomicU64::new(0),
+        live: Arc::clone(&live),
     });
 
     let start = Instant::now();
@@ -178,21 +241,30 @@ pub async fn run(args: &LoadgenArgs) -> Result<Summary, LoadgenError> {
     loop {
         while next < args.orders && tasks.len() < args.concurrency {
             let (plan, ctx) = (Arc::clone(&plan), Arc::clone(&ctx));
-            tasks.spawn(async move { ctx.place(plan.order(next)).await });
+            tasks.spawn(async move { ctx.place(next, plan.order(next)).await });
             next += 1;
         }
         tokio::select! {
             joined = tasks.join_next() => match joined {
                 None => break,
-                Some(Ok(report)) => tally.add(report),
-                Some(Err(e)) => tally.count_error(if e.is_panic() { "task:panic" } else { "task:cancelled" }),
+                Some(joined) => {
+                    match joined {
+                        Ok(report) => tally.add(report),
+                        Err(e) => tally.count_error(if e.is_panic() { "task:panic" } else { "task:cancelled" }),
+                    }
+                    live.ended.fetch_add(1, Ordering::Relaxed);
+                }
             },
             _ = tick.tick() => {}
         }
-        progress.show(&tally, ctx.accepted.load(Ordering::Relaxed));
+        progress.show(&tally, live.accepted());
     }
     progress.finish();
-    Ok(tally.summary(args, plan.products.len(), start.elapsed()))
+    let accepted_orders = std::mem::take(&mut tally.accepted_orders);
+    Ok(Outcome {
+        summary: tally.summary(args, plan.products.len(), start.elapsed()),
+        accepted_orders,
+    })
 }
 
 /// A base URL without its trailing slashes.
@@ -419,6 +491,8 @@ enum End {
 /// One order's end and the errors on its way.
 #[derive(Debug)]
 struct Report {
+    /// The order's id, once accepted.
+    order: Option<Uuid>,
     end: End,
     errors: Vec<String>,
 }
@@ -426,10 +500,20 @@ struct Report {
 /// What every order task shares.
 struct OrderCtx {
     client: reqwest::Client,
-    order_url: String,
+    /// The order service's replicas (at least one).
+    order_urls: Vec<String>,
     timeout: Duration,
-    /// Orders accepted so far (for the progress bar).
-    accepted: AtomicU64,
+    /// The counts so far (for the progress bar and the caller).
+    live: Arc<LiveCounts>,
+}
+
+/// Why one `POST /orders` failed.
+enum PostFailure {
+    /// Sending it again may work: no connection, a timeout, a 5xx, 408 or 429, an answer cut
+    /// short.
+    Retry(String),
+    /// The server refused the order (another 4xx); asking again would not change that.
+    Refused(String),
 }
 
 /// The error kind of a failed request.
@@ -446,51 +530,116 @@ fn kind(e: &reqwest::Error) -> &'static str {
 }
 
 impl OrderCtx {
-    /// Places one order and follows it to a terminal status or its deadline.
-    async fn place(&self, body: OrderBody) -> Report {
+    /// The order URL of attempt `n` (counting over all URLs from the order's first).
+    fn url(&self, n: usize) -> &str {
+        &self.order_urls[n % self.order_urls.len()]
+    }
+
+    /// Places order `index` and follows it to a terminal status or its deadline.
+    async fn place(&self, index: u64, body: OrderBody) -> Report {
         let mut errors = Vec::new();
         let start = Instant::now();
         let deadline = start + self.timeout;
-        let order = match self.post(&body, deadline).await {
-            Ok(order) => order,
-            Err(kind) => {
-                errors.push(format!("post:{kind}"));
-                return Report {
-                    end: End::Rejected,
-                    errors,
-                };
-            }
+        // Order `index` starts on replica `index mod n`; each retry moves to the next one.
+        let mut attempt = usize::try_from(index % self.order_urls.len() as u64).unwrap_or(0);
+        let Some(order) = self.post(&body, &mut attempt, deadline, &mut errors).await else {
+            return Report {
+                order: None,
+                end: End::Rejected,
+                errors,
+            };
         };
-        self.accepted.fetch_add(1, Ordering::Relaxed);
-        let end = self.wait(order.id, start, deadline, &mut errors).await;
-        Report { end, errors }
+        self.live.accepted.fetch_add(1, Ordering::Relaxed);
+        let end = self
+            .wait(order.id, attempt, start, deadline, &mut errors)
+            .await;
+        Report {
+            order: Some(order.id),
+            end,
+            errors,
+        }
     }
 
-    /// `POST /orders`; the accepted order, or the error kind.
-    async fn post(&self, body: &OrderBody, deadline: Instant) -> Result<OrderResponse, String> {
+    /// `POST /orders` with one `Idempotency-Key`, sent again after each failure that may pass
+    /// (each counted in `errors`) until `deadline`; the accepted order, or `None`. `attempt`
+    /// ends on the URL that accepted it.
+    async fn post(
+        &self,
+        body: &OrderBody,
+        attempt: &mut usize,
+        deadline: Instant,
+        errors: &mut Vec<String>,
+    ) -> Option<OrderResponse> {
+        let key = Uuid::now_v7().to_string();
+        let mut pause = RETRY_FIRST;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return None;
+            }
+            let timeout = remaining.min(POST_ATTEMPT_TIMEOUT);
+            match self
+                .post_once(self.url(*attempt), &key, body, timeout)
+                .await
+            {
+                Ok(order) => return Some(order),
+                Err(PostFailure::Refused(kind)) => {
+                    errors.push(format!("post:{kind}"));
+                    return None;
+                }
+                Err(PostFailure::Retry(kind)) => errors.push(format!("post:{kind}")),
+            }
+            *attempt += 1;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            tokio::time::sleep(pause.min(remaining)).await;
+            pause = (pause * 2).min(RETRY_MAX);
+        }
+    }
+
+    /// One `POST {url}/orders`.
+    async fn post_once(
+        &self,
+        url: &str,
+        key: &str,
+        body: &OrderBody,
+        timeout: Duration,
+    ) -> Result<OrderResponse, PostFailure> {
         let res = self
             .client
-            .post(format!("{}/orders", self.order_url))
-            .header("Idempotency-Key", Uuid::now_v7().to_string())
+            .post(format!("{url}/orders"))
+            .header("Idempotency-Key", key)
             .json(body)
-            .timeout(deadline.saturating_duration_since(Instant::now()))
+            .timeout(timeout)
             .send()
             .await
-            .map_err(|e| kind(&e).to_owned())?;
-        let status = res.status().as_u16();
-        if status != 200 && status != 201 {
+            .map_err(|e| PostFailure::Retry(kind(&e).to_owned()))?;
+        let status = res.status();
+        if status.as_u16() != 200 && status.as_u16() != 201 {
             // Read the body so that the connection goes back to the pool.
             let _ = res.bytes().await;
-            return Err(status.to_string());
+            let code = status.as_u16().to_string();
+            let passing = status.is_server_error()
+                || status == reqwest::StatusCode::REQUEST_TIMEOUT
+                || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
+            return Err(if passing {
+                PostFailure::Retry(code)
+            } else {
+                PostFailure::Refused(code)
+            });
         }
-        res.json().await.map_err(|e| kind(&e).to_owned())
+        // An answer cut short: the order may be placed; the same key will tell.
+        res.json()
+            .await
+            .map_err(|e| PostFailure::Retry(kind(&e).to_owned()))
     }
 
-    /// Long-polls `GET /orders/{id}/wait` until the saga is terminal or `deadline` passes.
-    /// Server errors and transport failures are retried with a growing pause; a 4xx ends it.
+    /// Long-polls `GET /orders/{id}/wait` until the saga is terminal or `deadline` passes,
+    /// starting on the URL of attempt `attempt`. Server errors and transport failures are
+    /// retried on the next URL with a growing pause; a 4xx ends it.
     async fn wait(
         &self,
         id: Uuid,
+        mut attempt: usize,
         start: Instant,
         deadline: Instant,
         errors: &mut Vec<String>,
@@ -506,7 +655,7 @@ impl OrderCtx {
             }
             let url = format!(
                 "{}/orders/{id}/wait?timeout_ms={timeout_ms}",
-                self.order_url
+                self.url(attempt)
             );
             let asked = Instant::now();
             let sent = self
@@ -549,6 +698,7 @@ impl OrderCtx {
                 Err(e) => kind(&e).to_owned(),
             };
             errors.push(format!("wait:{failure}"));
+            attempt += 1;
             let remaining = deadline.saturating_duration_since(Instant::now());
             tokio::time::sleep(pause.min(remaining)).await;
             pause = (pause * 2).min(RETRY_MAX);
@@ -566,6 +716,7 @@ struct Tally {
     latencies_us: Vec<u64>,
     outcomes: BTreeMap<String, u64>,
     errors: BTreeMap<String, u64>,
+    accepted_orders: Vec<Uuid>,
 }
 
 /// The name of an order status as the API spells it.
@@ -586,6 +737,7 @@ impl Tally {
         for e in &report.errors {
             self.count_error(e);
         }
+        self.accepted_orders.extend(report.order);
         match report.end {
             End::Rejected => {}
             End::NotTerminal => self.not_terminal += 1,

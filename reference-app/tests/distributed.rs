@@ -460,3 +460,65 @@ async fn distributed_on_postgres_and_nats() {
     let stack = start_stack(db, nats, None);
     scenarios(&stack).await;
 }
+
+/// Replicas of a service started at once create the service's tables at once: each must
+/// start (Postgres's `CREATE TABLE IF NOT EXISTS` fails the loser of a race on the catalog's
+/// unique index unless the migrations are serialised; found by the crash-and-restart harness,
+/// which starts both order and payment replicas together).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_starting_at_once_all_migrate() {
+    use reference_app::db::Db;
+    use reference_app::services;
+    let Some(url) = env_url("DATABASE_URL", "replicas_starting_at_once_all_migrate") else {
+        return;
+    };
+    let prefix = format!("m{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+    let all: [(&str, &[&str]); 7] = [
+        ("order", services::order::MIGRATIONS),
+        ("inventory", services::inventory::MIGRATIONS),
+        ("payment", services::payment::MIGRATIONS),
+        ("shipping", services::shipping::MIGRATIONS),
+        ("notification", services::notification::MIGRATIONS),
+        ("analytics", services::analytics::MIGRATIONS),
+        ("ai", services::ai::MIGRATIONS),
+    ];
+    let mut failures = Vec::new();
+    for (service, statements) in all {
+        let schema = format!("{prefix}_{service}_service");
+        // The schema and the library's tables first (those are serialised already), then four
+        // replicas creating the service's tables together.
+        let mut dbs = Vec::new();
+        for _ in 0..4 {
+            dbs.push(Db::connect_postgres(&url, &schema, 2).await.unwrap());
+        }
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(dbs.len()));
+        let runs: Vec<_> = dbs
+            .iter()
+            .cloned()
+            .map(|db| {
+                let barrier = barrier.clone();
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    db.migrate(statements).await
+                })
+            })
+            .collect();
+        for run in runs {
+            if let Err(e) = run.await.unwrap() {
+                failures.push(format!("{service}: {e}"));
+            }
+        }
+        for db in &dbs {
+            db.close().await;
+        }
+        if let Ok(pool) = sqlx::PgPool::connect(&url).await {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP SCHEMA IF EXISTS {schema} CASCADE"
+            )))
+            .execute(&pool)
+            .await;
+            pool.close().await;
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}

@@ -3,7 +3,8 @@
 //! The fake implements the three routes the load generator drives, with the real request
 //! and response types, over an in-memory map: orders become terminal a short sleep after they
 //! are placed, every fifth accepted order is cancelled, one product is scarce. It can also
-//! answer 500 to some posts, 503 to some long-polls, or never finish some orders. It keeps
+//! answer 500 to some posts (before or after placing the order, as a server that crashes
+//! before or after its commit), 503 to some long-polls, or never finish some orders. It keeps
 //! its own counts, which the load generator's summary must agree with.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -37,6 +38,8 @@ struct Config {
     cancel_every: u64,
     /// Every n-th post (by arrival) answers 500 and places nothing.
     fail_post_every: Option<u64>,
+    /// Every n-th new order is placed, but its post answers 500 (the answer is lost).
+    lose_reply_every: Option<u64>,
     /// The first long-poll of every order answers 503.
     fail_first_wait: bool,
     /// Every n-th accepted order never becomes terminal.
@@ -55,6 +58,7 @@ impl Default for Config {
             terminal_after: Duration::from_millis(20),
             cancel_every: 5,
             fail_post_every: None,
+            lose_reply_every: None,
             fail_first_wait: false,
             stuck_every: None,
         }
@@ -214,6 +218,7 @@ async fn create_order(
     }
     books.bodies.push(body.to_string());
     books.keys.insert(key, (body, order.id));
+    let lost = fake.config.lose_reply_every.is_some_and(|k| n % k == 0);
     books.orders.insert(
         order.id,
         Placed {
@@ -224,6 +229,9 @@ async fn create_order(
             waits: 0,
         },
     );
+    if lost {
+        return Problem::internal().into_response();
+    }
     (StatusCode::CREATED, axum::Json(order)).into_response()
 }
 
@@ -297,7 +305,7 @@ fn args(url: &str, orders: u64, concurrency: usize, seed: u64) -> LoadgenArgs {
     LoadgenArgs {
         orders,
         concurrency,
-        order_url: url.to_owned(),
+        order_url: vec![url.to_owned()],
         inventory_url: format!("{url}/"),
         seed,
         timeout_secs: 30,
@@ -375,7 +383,7 @@ async fn every_order_is_accepted_and_followed_to_its_end() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failed_posts_are_counted_by_status_and_not_accepted() {
+async fn failed_posts_are_counted_and_sent_again_until_accepted() {
     let config = Config {
         fail_post_every: Some(4),
         ..Config::default()
@@ -383,12 +391,80 @@ async fn failed_posts_are_counted_by_status_and_not_accepted() {
     let (url, fake) = start(config).await;
     let s = loadgen::run(&args(&url, 100, 8, 1)).await.unwrap();
 
-    assert_eq!(s.errors, BTreeMap::from([("post:500".to_owned(), 25)]));
-    assert_eq!(s.accepted, 75);
-    assert_eq!(s.terminal, 75);
-    assert_eq!(s.outcomes.values().sum::<u64>(), 75);
+    let books = fake.books.lock().unwrap();
+    // Every fourth post failed, retries included; each failure is counted once.
+    assert_eq!(books.posts / 4, books.posts - 100);
+    assert!(
+        books.posts > 125,
+        "the retries were posts too: {}",
+        books.posts
+    );
+    assert_eq!(
+        s.errors,
+        BTreeMap::from([("post:500".to_owned(), books.posts - 100)])
+    );
+    assert_eq!(s.accepted, 100);
+    assert_eq!(s.terminal, 100);
+    assert_eq!(s.outcomes.values().sum::<u64>(), 100);
+    assert_eq!(books.accepted, 100);
+    drop(books);
     assert_eq!(s.completed_sagas, final_counts(&fake).0);
-    assert_eq!(fake.books.lock().unwrap().accepted, 75);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_whose_answer_was_lost_is_sent_again_with_the_same_key() {
+    let config = Config {
+        lose_reply_every: Some(3),
+        ..Config::default()
+    };
+    let (url, fake) = start(config).await;
+    let o = loadgen::run_observed(
+        &args(&url, 60, 6, 5),
+        Arc::new(loadgen::LiveCounts::default()),
+    )
+    .await
+    .unwrap();
+    let s = &o.summary;
+
+    let books = fake.books.lock().unwrap();
+    // Placed once each: the second post of an order whose answer was lost found its key.
+    assert_eq!(books.accepted, 60, "no order placed twice");
+    assert_eq!(books.keys.len(), 60);
+    assert_eq!(
+        books.replays, 20,
+        "every lost answer was asked again with its key"
+    );
+    assert_eq!(s.errors, BTreeMap::from([("post:500".to_owned(), 20)]));
+    assert_eq!(s.accepted, 60);
+    assert_eq!(s.terminal, 60);
+    let mut ids = o.accepted_orders.clone();
+    ids.sort();
+    let mut placed: Vec<Uuid> = books.orders.keys().copied().collect();
+    placed.sort();
+    assert_eq!(ids, placed, "the accepted ids are the fake's orders");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_are_spread_over_replicas_and_fail_over_from_a_dead_one() {
+    let (url, fake) = start(Config::default()).await;
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let mut a = args(&url, 40, 4, 9);
+    a.order_url = vec![closed, format!("{url}/")];
+    let live = Arc::new(loadgen::LiveCounts::default());
+    let o = loadgen::run_observed(&a, Arc::clone(&live)).await.unwrap();
+    let s = &o.summary;
+
+    // The even orders went to the dead replica first, then to the live one; the long-polls
+    // went where the order was accepted.
+    assert_eq!(s.errors, BTreeMap::from([("post:connect".to_owned(), 20)]));
+    assert_eq!(s.accepted, 40);
+    assert_eq!(s.terminal, 40);
+    assert_eq!(fake.books.lock().unwrap().accepted, 40);
+    assert_eq!(o.accepted_orders.len(), 40);
+    assert_eq!((live.accepted(), live.ended()), (40, 40));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -468,12 +544,15 @@ async fn an_unreachable_order_service_is_counted_not_fatal() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", listener.local_addr().unwrap())
     };
-    let mut a = args(&inventory, 20, 4, 1);
-    a.order_url = closed;
+    let mut a = args(&inventory, 8, 4, 1);
+    a.order_url = vec![closed];
+    a.timeout_secs = 1;
     let s = loadgen::run(&a).await.unwrap();
 
+    // Each order was tried until its second was up, every attempt counted.
     assert_eq!(s.accepted, 0);
-    assert_eq!(s.errors, BTreeMap::from([("post:connect".to_owned(), 20)]));
+    assert_eq!(s.errors.keys().collect::<Vec<_>>(), ["post:connect"]);
+    assert!(count(&s.errors, "post:connect") > 8, "{:?}", s.errors);
     assert_eq!(s.latency_ms, None);
     assert!(s.outcomes.is_empty());
 }

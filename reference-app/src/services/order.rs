@@ -555,6 +555,16 @@ async fn wait_order(
         let status = svc.saga_status(&order).await?;
         let now = tokio::time::Instant::now();
         if status.is_terminal() || now >= deadline {
+            // The order was read before the saga: if the saga ended in between, the row read
+            // is older than its end. The order's final status commits with the saga's end, so
+            // reading it again now sees it.
+            let order = if status.is_terminal() {
+                svc.load_order(id)
+                    .await?
+                    .ok_or_else(|| Problem::not_found("order", id))?
+            } else {
+                order
+            };
             return Ok(Json(WaitResponse {
                 terminal: status.is_terminal(),
                 saga_status: status.as_str().to_owned(),
