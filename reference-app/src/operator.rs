@@ -8,6 +8,8 @@ use saga_core::broker::DeadLetterReplay;
 use saga_core::dead_letter::{DeadLetter, DeadLetterFilter, DeadLetterStatus, DeadLetterStore};
 use tokio::sync::OnceCell;
 
+use saga_outbox::postgres::{PgOptions, PgStore};
+
 use crate::cli::{DlqAction, DlqArgs, ReplayArgs, StorageTarget};
 use crate::db::Db;
 use crate::error::AppError;
@@ -15,18 +17,17 @@ use crate::services;
 use crate::system::Broker;
 use crate::topology::Service;
 
-/// One store of dead letters, with a broker that can replay them.
-#[derive(Clone)]
+/// One store of dead letters, with the broker that replays them (once known).
 struct Source {
     store: Arc<dyn DeadLetterStore>,
-    replay: Arc<dyn DeadLetterReplay>,
+    replay: OnceCell<Arc<dyn DeadLetterReplay>>,
 }
 
 impl From<&Broker> for Source {
     fn from(broker: &Broker) -> Self {
         Self {
             store: broker.dead_letters.clone(),
-            replay: broker.replay.clone(),
+            replay: OnceCell::new_with(Some(broker.replay.clone())),
         }
     }
 }
@@ -50,23 +51,39 @@ pub struct DistributedTarget {
 }
 
 impl DistributedTarget {
-    /// Connects to every service's schema, each with a broker that replays into it.
+    /// Every service's dead-letter store, on one database connection each (reading and
+    /// settling dead letters takes one at a time); their brokers come when first needed.
     async fn connect(&self) -> Result<Vec<Source>, AppError> {
         let mut out = Vec::new();
         for svc in Service::ALL.into_iter().filter(|s| s.has_database()) {
-            let db = Db::connect_postgres(&self.database_url, &svc.schema(&self.schema_prefix), 2)
-                .await?;
-            let broker = Broker::connect(
-                &self.broker_url,
-                &self.broker_prefix,
-                &self.connection_name,
-                self.broker_ephemeral,
-                db.dead_letters(),
+            let store = PgStore::connect(
+                PgOptions::new(&self.database_url)
+                    .with_schema(svc.schema(&self.schema_prefix))
+                    .with_max_connections(1),
             )
             .await?;
-            out.push(Source::from(&broker));
+            out.push(Source {
+                store: Arc::new(store),
+                replay: OnceCell::new(),
+            });
         }
         Ok(out)
+    }
+
+    /// A broker that replays the dead letters of `store`.
+    async fn broker_for(
+        &self,
+        store: Arc<dyn DeadLetterStore>,
+    ) -> Result<Arc<dyn DeadLetterReplay>, AppError> {
+        let broker = Broker::connect(
+            &self.broker_url,
+            &self.broker_prefix,
+            &self.connection_name,
+            self.broker_ephemeral,
+            store,
+        )
+        .await?;
+        Ok(broker.replay)
     }
 }
 
@@ -84,9 +101,11 @@ pub enum Handled {
 /// The dead letters of a whole system, and the brokers that hand them back: what
 /// `reference-app dlq` and the order service's `/dead-letters` routes work on.
 ///
-/// The embedded system keeps every service's dead letters in one store beside its broker;
-/// the distributed one in each service's schema, each reached with a broker of its own
-/// (connected on first use, so a service that never serves an operator opens nothing).
+/// The embedded system keeps every service's dead letters in one store beside its broker.
+/// The distributed one keeps them in each service's schema: the desk connects to those on
+/// first use (one connection each), and to the broker for a schema's letters when the first
+/// of them is replayed or discarded, so a service that never serves an operator opens
+/// nothing.
 #[derive(Clone)]
 pub struct DeadLetterDesk {
     sources: Arc<Sources>,
@@ -124,8 +143,8 @@ impl DeadLetterDesk {
         }
     }
 
-    /// Opens what `target` names: an embedded system's data directory, or the distributed
-    /// system (connected now).
+    /// What `target` names: an embedded system's data directory (opened now), or the
+    /// distributed system (connected on first use).
     pub async fn open(target: &StorageTarget) -> Result<Self, AppError> {
         match &target.database_url {
             None => {
@@ -143,17 +162,14 @@ impl DeadLetterDesk {
                 let broker_url = target.broker_url.clone().ok_or_else(|| {
                     AppError::Config("the distributed system needs --broker-url too".into())
                 })?;
-                let target = DistributedTarget {
+                Ok(Self::distributed(DistributedTarget {
                     database_url: url.clone(),
                     broker_url,
                     schema_prefix: target.schema_prefix.clone(),
                     broker_prefix: target.broker_prefix.clone(),
                     connection_name: "reference-app-dlq".into(),
                     broker_ephemeral: false,
-                };
-                Ok(Self {
-                    sources: Arc::new(Sources::Open(target.connect().await?)),
-                })
+                }))
             }
         }
     }
@@ -211,10 +227,22 @@ impl DeadLetterDesk {
         let Some((_, source)) = self.find(id).await? else {
             return Ok(Handled::Unknown);
         };
+        let broker = source
+            .replay
+            .get_or_try_init(|| async {
+                match &*self.sources {
+                    Sources::Lazy { target, .. } => target.broker_for(source.store.clone()).await,
+                    // Opened with its broker.
+                    Sources::Open(_) => Err(AppError::Config(
+                        "a dead-letter store without its broker".into(),
+                    )),
+                }
+            })
+            .await?;
         let done = if replay {
-            source.replay.replay_dead_letter(id).await?
+            broker.replay_dead_letter(id).await?
         } else {
-            source.replay.discard_dead_letter(id).await?
+            broker.discard_dead_letter(id).await?
         };
         Ok(if done {
             Handled::Done
