@@ -14,6 +14,7 @@ use crate::cli::BusinessArgs;
 use crate::consumer::{Consumer, Handler, PoisonWatch, Ready, SettledHook};
 use crate::db::Db;
 use crate::metrics::AppMetrics;
+use crate::operator::DeadLetterDesk;
 use crate::payment_gateway::GatewayConfig;
 use crate::topology::Service;
 
@@ -101,6 +102,9 @@ pub struct ServiceContext {
     pub ready: Arc<Ready>,
     /// The service's Prometheus metrics.
     pub metrics: AppMetrics,
+    /// The whole system's dead letters and their replay, for the order service's operator
+    /// routes.
+    pub dead_letters: DeadLetterDesk,
 }
 
 impl ServiceContext {

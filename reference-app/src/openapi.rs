@@ -242,6 +242,7 @@ fn problem_description(status: u16) -> &'static str {
              that is not JSON"
         }
         404 => "No such resource",
+        409 => "The resource is not in a state that allows this (a dead letter not pending)",
         413 => "The body is larger than the service accepts (64 KiB)",
         415 => "The body is not sent as `application/json`",
         422 => "The body is JSON, but not of the route's shape or its values are not acceptable",

@@ -22,6 +22,7 @@ use crate::context::{Running, ServiceContext, Settings};
 use crate::db::Db;
 use crate::error::AppError;
 use crate::metrics::AppMetrics;
+use crate::operator::{DeadLetterDesk, DistributedTarget};
 use crate::services;
 use crate::topology::Service;
 
@@ -286,6 +287,7 @@ pub async fn start_embedded(config: EmbeddedConfig) -> Result<System, AppError> 
                     replica: format!("{svc}-embedded"),
                     ready: ready.clone(),
                     metrics: metrics.clone(),
+                    dead_letters: DeadLetterDesk::of_broker(&broker),
                 };
                 start_service(ctx, &upstreams).await?
             }
@@ -441,6 +443,14 @@ pub async fn start_distributed(config: DistributedConfig) -> Result<System, AppE
             replica: replica.clone(),
             ready: ready.clone(),
             metrics: metrics.clone(),
+            dead_letters: DeadLetterDesk::distributed(DistributedTarget {
+                database_url: url.to_owned(),
+                broker_url: broker_url.to_owned(),
+                schema_prefix: config.schema_prefix.clone(),
+                broker_prefix: config.broker_prefix.clone(),
+                connection_name: format!("{replica}-operator"),
+                broker_ephemeral: config.broker_ephemeral,
+            }),
         };
         let running = start_service(ctx, &config.upstreams).await?;
         if !ready.wait_all(Duration::from_secs(30)).await {

@@ -1,6 +1,8 @@
 //! The distributed mode: every service its own `reference-app serve` process on Postgres (a
 //! schema each) and RabbitMQ or NATS, two replicas of the order and payment services, the web
-//! front in front; the seed's scenarios against it.
+//! front in front; the seed's scenarios against it, an order's event stream read from the
+//! replica that did not take the order, and a dead letter replayed and discarded through the
+//! order replicas' operator routes.
 //!
 //! Needs `DATABASE_URL` and `AMQP_URL` / `NATS_URL`; without them each test prints `SKIP` and
 //! passes (with `CI=true` it fails). Each run uses its own schema and broker prefix and removes
@@ -431,6 +433,114 @@ async fn scenarios(stack: &Stack) {
             "{orders:?}"
         );
     }
+
+    event_stream_across_replicas(stack, &client, &laptop).await;
+    dead_letters_over_http(stack, &client).await;
+}
+
+/// An order placed on one order replica, its saga log streamed from the other: the lines the
+/// first wrote reach the second's stream by its reading the log again.
+async fn event_stream_across_replicas(stack: &Stack, client: &reqwest::Client, laptop: &Value) {
+    let orders = stack.urls(Service::Order);
+    let (status, order) = place(
+        client,
+        &orders[0],
+        &order_body(laptop, 1, "94102"),
+        "d-stream",
+    )
+    .await;
+    assert_eq!(status, 201, "{order}");
+    let id = order["id"].as_str().unwrap();
+    let response = client
+        .get(format!("{}/orders/{id}/events", orders[1]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    // The stream closes once the saga has ended.
+    let text = response.text().await.unwrap();
+    let events: Vec<(String, Value)> = text
+        .split("\n\n")
+        .filter_map(|block| {
+            let name = block.lines().find_map(|l| l.strip_prefix("event:"))?.trim();
+            let data = block.lines().find_map(|l| l.strip_prefix("data:"))?.trim();
+            Some((name.to_owned(), serde_json::from_str(data).unwrap()))
+        })
+        .collect();
+    let (end, lines) = events.split_last().expect("events");
+    assert_eq!(end.0, "end", "{text}");
+    assert_eq!(end.1["terminal"], true, "{text}");
+    let types: Vec<&str> = lines
+        .iter()
+        .map(|(_, l)| l["event_type"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "order.placed",
+        "fraud.check.passed",
+        "inventory.reserved",
+        "payment.requested",
+    ] {
+        assert!(types.contains(&expected), "{expected}: {types:?}");
+    }
+}
+
+/// A dead letter of the AI service's schema, listed and replayed through one order replica
+/// and discarded through the other (each reaches every service's schema).
+async fn dead_letters_over_http(stack: &Stack, client: &reqwest::Client) {
+    let schema = Service::Ai.schema(&format!("{}_", stack.prefix));
+    let db = reference_app::db::Db::connect_postgres(&stack.database_url, &schema, 2)
+        .await
+        .unwrap();
+    let broker = reference_app::system::Broker::connect(
+        &stack.broker_url,
+        &stack.prefix,
+        "dead-letter-test",
+        true,
+        db.dead_letters(),
+    )
+    .await
+    .unwrap();
+    // A screening request that is no order: the AI service dead-letters it at once.
+    let poison = saga_core::Envelope::new(
+        "fraud.check.requested",
+        "o-poison",
+        serde_json::json!({"nope": 1}),
+    );
+    broker
+        .publisher
+        .publish(std::slice::from_ref(&poison))
+        .await
+        .unwrap();
+    let orders = stack.urls(Service::Order);
+    let list = eventually(client, &format!("{}/dead-letters", orders[0]), |v| {
+        v.as_array().is_some_and(|a| a.len() == 1)
+    })
+    .await;
+    assert_eq!(list[0]["event_id"], poison.event_id.to_string(), "{list}");
+    assert_eq!(list[0]["subscription"], "ai");
+    let first = list[0]["id"].as_str().unwrap().to_owned();
+    let post = |url: String| async move {
+        let r = client.post(url).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().await.unwrap())
+    };
+    let (status, replayed) = post(format!("{}/dead-letters/{first}/replay", orders[0])).await;
+    assert_eq!(status, 200, "{replayed}");
+    assert_eq!(replayed["status"], "replayed");
+    // Delivered again, it fails again: a new pending letter, discarded through the other
+    // replica.
+    let list = eventually(client, &format!("{}/dead-letters", orders[1]), |v| {
+        v.as_array()
+            .is_some_and(|a| a.len() == 1 && a[0]["id"] != first.as_str())
+    })
+    .await;
+    let second = list[0]["id"].as_str().unwrap().to_owned();
+    let (status, discarded) = post(format!("{}/dead-letters/{second}/discard", orders[1])).await;
+    assert_eq!(status, 200, "{discarded}");
+    assert_eq!(discarded["status"], "discarded");
+    let (status, _) = post(format!("{}/dead-letters/{second}/discard", orders[0])).await;
+    assert_eq!(status, 409);
+    db.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -680,10 +680,11 @@ async fn real_answers_validate_against_their_documented_schemas() {
         )
         .await;
     }
-    let by_order: [(Service, &str); 8] = [
+    let by_order: [(Service, &str); 9] = [
         (Order, "/orders/{id}"),
         (Order, "/orders/{id}/saga-logs"),
         (Order, "/orders/{id}/wait"),
+        (Order, "/orders/{id}/events"),
         (Inventory, "/reservations/{order_id}"),
         (Payment, "/transactions/{order_id}"),
         (Shipping, "/shipments/{order_id}"),
@@ -771,6 +772,27 @@ async fn real_answers_validate_against_their_documented_schemas() {
     for template in ["/metrics", "/events/stats", "/orders/recent"] {
         exchange(&app, &mut c, Call::get(Analytics, template, template, 200)).await;
     }
+    let series = "/metrics/timeseries";
+    for (query, expect) in [
+        ("", 200),
+        ("?minutes=5", 200),
+        ("?minutes=0", 400),
+        ("?minutes=x", 400),
+    ] {
+        let path = format!("{series}{query}");
+        exchange(&app, &mut c, Call::get(Analytics, series, path, expect)).await;
+    }
+    for asset in ["/app.js", "/app.css"] {
+        exchange(&app, &mut c, Call::get(Web, asset, asset, 200)).await;
+    }
+    let path = format!("{}?timeout_ms=bogus", fill("/orders/{id}/events", good_id));
+    exchange(
+        &app,
+        &mut c,
+        Call::get(Order, "/orders/{id}/events", path, 400),
+    )
+    .await;
+    dead_letter_calls(&app, &mut c).await;
 
     // The AI service's model routes, with what they refuse.
     let predict = "/predict/payment-success";
@@ -873,4 +895,78 @@ async fn real_answers_validate_against_their_documented_schemas() {
         "a line without quantity passed"
     );
     app.stop().await;
+}
+
+/// The operator routes, on dead letters made on purpose: replay and discard change the
+/// letter, so each is called once directly and once through the web front on letters of its
+/// own, then again on the same letters (409).
+async fn dead_letter_calls(app: &App, c: &mut Checker) {
+    use Service::{Order, Web};
+    app.publish_poison(&["o-poison-1", "o-poison-2"]).await;
+    let pending = |n: usize| {
+        app.eventually(Order, "/dead-letters", move |v| {
+            v.as_array().is_some_and(|a| a.len() == n)
+        })
+    };
+    let letters = pending(2).await;
+    let mut ids: Vec<String> = letters
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap().to_owned())
+        .collect();
+    let list = "/dead-letters";
+    for (query, expect) in [
+        ("", 200),
+        ("?status=all&limit=5", 200),
+        ("?status=lost", 400),
+        ("?limit=-1", 400),
+    ] {
+        exchange(
+            app,
+            c,
+            Call::get(Order, list, format!("{list}{query}"), expect),
+        )
+        .await;
+    }
+    let one = "/dead-letters/{id}";
+    let unknown = uuid::Uuid::now_v7().to_string();
+    for (id, expect) in [(ids[0].as_str(), 200), (&unknown, 404), ("not-a-uuid", 400)] {
+        exchange(app, c, Call::get(Order, one, fill(one, id), expect)).await;
+    }
+    let empty = || Some(("application/json", "{}".to_owned()));
+    for template in ["/dead-letters/{id}/replay", "/dead-letters/{id}/discard"] {
+        let api = format!("/api{template}");
+        // Letters 0 and 1 are pending: one is handled directly, the other through the web.
+        let first = send(app, Order, "POST", &fill(template, &ids[0]), empty(), &[]).await;
+        assert_eq!(first.status, 200, "{template}: {}", first.text);
+        c.check(Order, "POST", template, &first);
+        let second = send(app, Web, "POST", &fill(&api, &ids[1]), empty(), &[]).await;
+        assert_eq!(second.status, 200, "{api}: {}", second.text);
+        c.check(Web, "POST", &api, &second);
+        // Not pending any more.
+        let again = send(app, Order, "POST", &fill(template, &ids[1]), empty(), &[]).await;
+        assert_eq!(again.status, 409, "{template}: {}", again.text);
+        c.check(Order, "POST", template, &again);
+        let again = send(app, Web, "POST", &fill(&api, &ids[0]), empty(), &[]).await;
+        assert_eq!(again.status, 409, "{api}: {}", again.text);
+        c.check(Web, "POST", &api, &again);
+        for (id, expect) in [(unknown.as_str(), 404), ("not-a-uuid", 400)] {
+            let answer = send(app, Order, "POST", &fill(template, id), empty(), &[]).await;
+            assert_eq!(answer.status, expect, "{template}: {}", answer.text);
+            c.check(Order, "POST", template, &answer);
+        }
+        if template.ends_with("/replay") {
+            // Both replayed letters fail again: two new pending letters to discard.
+            let letters = pending(2).await;
+            let fresh: Vec<String> = letters
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["id"].as_str().unwrap().to_owned())
+                .collect();
+            assert!(fresh.iter().all(|f| !ids.contains(f)), "{letters}");
+            ids = fresh;
+        }
+    }
 }

@@ -7,7 +7,6 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use saga_core::Envelope;
 use saga_core::dead_letter::{DeadLetterFilter, DeadLetterStatus};
 use support::App;
 
@@ -49,20 +48,7 @@ async fn pending(app: &App, n: usize) -> Vec<saga_core::DeadLetter> {
 async fn an_operator_lists_replays_and_discards_dead_letters() {
     let dir = tempfile::tempdir().unwrap();
     let app = App::start_in(dir.path(), 0.0, Duration::from_millis(1)).await;
-    // A screening request whose payload is not an order: the AI service cannot handle it,
-    // ever, so it is dead-lettered at once with the reason.
-    let poison = Envelope::new(
-        "fraud.check.requested",
-        "o-poison",
-        serde_json::json!({"nope": 1}),
-    );
-    app.system
-        .broker()
-        .unwrap()
-        .publisher
-        .publish(std::slice::from_ref(&poison))
-        .await
-        .unwrap();
+    let poison = app.publish_poison(&["o-poison"]).await.remove(0);
     let letters = pending(&app, 1).await;
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert_eq!(letters[0].envelope.event_id, poison.event_id);

@@ -86,6 +86,11 @@ impl Problem {
         )
     }
 
+    /// 400: a query parameter is missing, unknown or of the wrong form.
+    pub fn bad_query(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad-query", "Bad query", detail)
+    }
+
     /// 404: the resource does not exist.
     pub fn not_found(what: &str, id: impl std::fmt::Display) -> Self {
         Self::new(
@@ -114,6 +119,13 @@ impl Problem {
     /// The status as a `StatusCode`.
     pub fn status_code(&self) -> StatusCode {
         StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+}
+
+impl From<axum::extract::rejection::QueryRejection> for Problem {
+    /// 400: the query string does not parse into the route's parameters.
+    fn from(rejection: axum::extract::rejection::QueryRejection) -> Self {
+        Problem::bad_query(rejection.body_text())
     }
 }
 

@@ -16,11 +16,15 @@ use crate::ai::{Assessment, ModelInfo};
 use crate::api::order::{CreateOrderRequest, OrderResponse, OrderStatus};
 use crate::services::ai::{AnalysisResponse, PaymentSuccessRequest, PaymentSuccessResponse};
 use crate::services::ai_insights::{AnomaliesResponse, MAX_LIMIT, RecommendationsResponse};
-use crate::services::analytics::{EventStats, MetricsResponse, RecentOrder};
+use crate::services::analytics::{
+    EventStats, MAX_SERIES_MINUTES, MetricsResponse, RecentOrder, TimeseriesResponse,
+};
 use crate::services::common::Health;
 use crate::services::inventory::{ProductResponse, ReservationResponse};
 use crate::services::notification::NotificationResponse;
-use crate::services::order::{SagaLogResponse, WaitResponse};
+use crate::services::order::{
+    DeadLetterResponse, DeadLetterStatusFilter, SagaLogResponse, WaitResponse,
+};
 use crate::services::payment::{GatewayStatus, OutageRequest, TransactionResponse};
 use crate::services::shipping::ShipmentResponse;
 use crate::services::web::AllHealth;
@@ -151,6 +155,18 @@ fn web_ops(schemas: &mut Schemas) -> Vec<Op> {
     vec![
         Op::get("/", "dashboard", "The dashboard", Reply::text("text/html")),
         Op::get(
+            "/app.js",
+            "dashboard_script",
+            "The dashboard's script",
+            Reply::text("text/javascript"),
+        ),
+        Op::get(
+            "/app.css",
+            "dashboard_style",
+            "The dashboard's style sheet",
+            Reply::text("text/css"),
+        ),
+        Op::get(
             "/api/health",
             "all_health",
             "The health of every service, as the web front reaches them",
@@ -208,12 +224,7 @@ fn order_ops(schemas: &mut Schemas) -> Vec<Op> {
             ),
             query(
                 "limit",
-                ObjectBuilder::new()
-                    .schema_type(Type::Integer)
-                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
-                    .minimum(Some(0))
-                    .maximum(Some(u32::MAX))
-                    .into(),
+                integer(0, Some(u32::MAX)),
                 "At most this many (default 50; 0 counts as 1, above 500 as 500)",
             ),
         ])
@@ -244,16 +255,90 @@ fn order_ops(schemas: &mut Schemas) -> Vec<Op> {
             id_param("id", "The order's id"),
             query(
                 "timeout_ms",
-                ObjectBuilder::new()
-                    .schema_type(Type::Integer)
-                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
-                    .minimum(Some(0))
-                    .into(),
+                integer(0, None),
                 "How long to wait, in milliseconds (default 10000; above 60000 counts as 60000)",
             ),
         ])
         .errors(READ_BY_ID),
+        Op::get(
+            "/orders/{id}/events",
+            "order_events",
+            "The order's saga log as server-sent events: event `log` (a SagaLogResponse) for \
+             each line so far and each line appended later, then event `end` (a WaitResponse) \
+             once the saga has ended or the stream's time is up; then the stream closes. \
+             Comments keep an idle stream alive.",
+            Reply::text("text/event-stream"),
+        )
+        .params([
+            id_param("id", "The order's id"),
+            query(
+                "timeout_ms",
+                integer(0, None),
+                "How long the stream may last, in milliseconds (default and most: 300000)",
+            ),
+        ])
+        .errors(READ_BY_ID),
+        Op::get(
+            "/dead-letters",
+            "list_dead_letters",
+            "Messages the consumers gave up on, oldest first, with why",
+            Reply::json(list(schemas.of::<DeadLetterResponse>())),
+        )
+        .params([
+            query(
+                "status",
+                schemas.of::<DeadLetterStatusFilter>(),
+                "Only dead letters of this status (default `pending`; `all` for every one)",
+            ),
+            query(
+                "limit",
+                integer(0, Some(u32::MAX)),
+                "At most this many (default 100; 0 counts as 1, above 1000 as 1000)",
+            ),
+        ])
+        .errors(&[400, 500, 503]),
+        Op::get(
+            "/dead-letters/{id}",
+            "get_dead_letter",
+            "A dead letter",
+            Reply::json(schemas.of::<DeadLetterResponse>()),
+        )
+        .params([id_param("id", "The dead letter's id")])
+        .errors(READ_BY_ID),
+        operator_op(
+            "/dead-letters/{id}/replay",
+            "replay_dead_letter",
+            "Deliver a pending dead letter again, to its own subscription only; answers the \
+             letter, now `replayed` (409 if it was not pending)",
+            schemas,
+        ),
+        operator_op(
+            "/dead-letters/{id}/discard",
+            "discard_dead_letter",
+            "Drop a pending dead letter, so that its key's later messages flow on; answers the \
+             letter, now `discarded` (409 if it was not pending)",
+            schemas,
+        ),
     ]
+}
+
+/// A `POST` on one dead letter (no body).
+fn operator_op(
+    path: &'static str,
+    id: &'static str,
+    summary: &'static str,
+    schemas: &mut Schemas,
+) -> Op {
+    Op {
+        method: HttpMethod::Post,
+        path,
+        id,
+        summary,
+        params: vec![id_param("id", "The dead letter's id")],
+        body: None,
+        ok: (200, Reply::json(schemas.of::<DeadLetterResponse>())),
+        errors: &[400, 404, 409, 500, 503],
+    }
 }
 
 fn inventory_ops(schemas: &mut Schemas) -> Vec<Op> {
@@ -359,6 +444,19 @@ fn analytics_ops(schemas: &mut Schemas) -> Vec<Op> {
             Reply::json(schemas.of::<MetricsResponse>()),
         )
         .errors(READ),
+        Op::get(
+            "/metrics/timeseries",
+            "business_timeseries",
+            "The business minute by minute from the event log: orders placed, confirmed and \
+             failed, completed sagas, revenue, success rate and p95 saga duration",
+            Reply::json(schemas.of::<TimeseriesResponse>()),
+        )
+        .params([query(
+            "minutes",
+            integer(1, Some(MAX_SERIES_MINUTES)),
+            "How many minutes, the current one last (default 60)",
+        )])
+        .errors(&[400, 500, 503]),
         Op::get(
             "/events/stats",
             "event_stats",
@@ -508,6 +606,16 @@ fn json_body(schema: RefOr<Schema>) -> RequestBody {
 
 fn list(item: RefOr<Schema>) -> RefOr<Schema> {
     ArrayBuilder::new().items(item).into()
+}
+
+/// A whole number from `minimum` (to `maximum`, if any).
+fn integer(minimum: u32, maximum: Option<u32>) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+        .minimum(Some(minimum))
+        .maximum(maximum)
+        .into()
 }
 
 fn uuid_schema() -> RefOr<Schema> {

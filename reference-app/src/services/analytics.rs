@@ -7,16 +7,18 @@
 //! nothing (`reference-app replay analytics`); the fold is insensitive to the order of events
 //! of different orders, so the rebuilt figures equal the live ones. The log is kept for a
 //! retention period (`--event-log-retention-days`, 30 by default); pruned events are folded
-//! into a baseline first, and a rebuild starts from it.
+//! into a baseline first, and a rebuild starts from it. `GET /metrics/timeseries` reads the
+//! log minute by minute (orders placed, confirmed and failed, completed sagas, revenue, p95
+//! saga duration).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::Utc;
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use saga_core::broker::Subscription;
 use saga_core::{Envelope, HandlerError};
 use serde::{Deserialize, Serialize};
@@ -43,6 +45,7 @@ pub const MIGRATIONS: &[&str] = &[
         recorded_at TEXT NOT NULL,
         body TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS event_log_by_recorded ON {t}event_log (recorded_at)",
+    "CREATE INDEX IF NOT EXISTS event_log_by_occurred ON {t}event_log (occurred_at)",
     "CREATE TABLE IF NOT EXISTS {t}event_counts (
         event_type TEXT PRIMARY KEY,
         count BIGINT NOT NULL)",
@@ -157,6 +160,7 @@ pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
     }
     let router = Router::new()
         .route("/metrics", get(metrics))
+        .route("/metrics/timeseries", get(timeseries))
         .route("/events/stats", get(event_stats))
         .route("/orders/recent", get(recent_orders))
         .with_state(svc)
@@ -483,4 +487,329 @@ pub async fn logged_events(db: &Db) -> Result<Vec<Envelope>, AppError> {
         .into_iter()
         .map(|(b,)| serde_json::from_str(&b).map_err(|e| AppError::decode("logged event", e)))
         .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// The figures minute by minute.
+
+/// `GET /metrics/timeseries`: the business minute by minute, from the event log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TimeseriesResponse {
+    /// How many minutes the series covers (the last one is the current, unfinished minute).
+    pub minutes: u32,
+    /// One bucket per minute, oldest first.
+    pub buckets: Vec<MinuteFigures>,
+}
+
+/// What happened in one minute, by the time the events happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MinuteFigures {
+    /// The minute's start.
+    pub minute: DateTime<Utc>,
+    /// Orders placed (`order.placed`).
+    pub orders_placed: i64,
+    /// Orders confirmed, that is paid (`order.confirmed`; an order whose shipping then fails
+    /// is cancelled later).
+    pub orders_confirmed: i64,
+    /// Orders that failed or were cancelled: sagas that ended compensated or failed.
+    pub orders_failed: i64,
+    /// Sagas that completed (shipping scheduled).
+    pub sagas_completed: i64,
+    /// Totals of the orders confirmed in this minute that are still confirmed (so the
+    /// buckets add up to the revenue of `/metrics`).
+    pub revenue: Money,
+    /// Completed sagas of the sagas that ended in this minute; null when none ended.
+    #[schema(required = true)]
+    pub success_rate: Option<f64>,
+    /// 95th percentile (nearest rank) of the sagas that ended in this minute, from
+    /// `order.placed` to their last event (shipping scheduled, order cancelled or failed), in
+    /// milliseconds; null when none ended.
+    #[schema(required = true)]
+    pub p95_saga_ms: Option<i64>,
+}
+
+/// One event the time series counts, with what analytics knows of its order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesEvent {
+    /// `order.placed|confirmed|cancelled|failed` or `shipping.scheduled`.
+    pub event_type: String,
+    /// The order.
+    pub order_id: String,
+    /// When the event happened.
+    pub at: DateTime<Utc>,
+    /// When the order was placed, if analytics knows the order.
+    pub placed_at: Option<DateTime<Utc>>,
+    /// Whether the order's latest status is confirmed.
+    pub still_confirmed: bool,
+    /// The order's total, in cents.
+    pub total_cents: i64,
+}
+
+/// The event types the time series counts.
+const SERIES_EVENTS: [&str; 5] = [
+    events::ORDER_PLACED,
+    events::ORDER_CONFIRMED,
+    events::ORDER_CANCELLED,
+    events::ORDER_FAILED,
+    events::SHIPPING_SCHEDULED,
+];
+
+/// The most minutes one request covers (a day).
+pub const MAX_SERIES_MINUTES: u32 = 1440;
+
+/// The start of the minute `at` falls in.
+fn minute_of(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.duration_trunc(TimeDelta::minutes(1)).unwrap_or(at)
+}
+
+/// Buckets `events` into the `minutes` minutes that end with the one `now` falls in; events
+/// outside are left out, and each (order, event type) counts once.
+pub fn bucket_series(
+    events: &[SeriesEvent],
+    now: DateTime<Utc>,
+    minutes: u32,
+) -> Vec<MinuteFigures> {
+    let minutes = minutes.max(1);
+    let first = minute_of(now) - TimeDelta::minutes(i64::from(minutes) - 1);
+    let mut buckets: Vec<MinuteFigures> = (0..minutes)
+        .map(|i| MinuteFigures {
+            minute: first + TimeDelta::minutes(i64::from(i)),
+            orders_placed: 0,
+            orders_confirmed: 0,
+            orders_failed: 0,
+            sagas_completed: 0,
+            revenue: Money::from_cents(0),
+            success_rate: None,
+            p95_saga_ms: None,
+        })
+        .collect();
+    let mut revenue = vec![0i64; buckets.len()];
+    let mut durations: Vec<Vec<i64>> = vec![Vec::new(); buckets.len()];
+    let mut seen = std::collections::HashSet::new();
+    for e in events {
+        let offset = (e.at - first).num_minutes();
+        let Some(i) = usize::try_from(offset).ok().filter(|i| *i < buckets.len()) else {
+            continue;
+        };
+        if e.at < first || !seen.insert((e.order_id.as_str(), e.event_type.as_str())) {
+            continue;
+        }
+        let b = &mut buckets[i];
+        let ended = match e.event_type.as_str() {
+            events::ORDER_PLACED => {
+                b.orders_placed += 1;
+                false
+            }
+            events::ORDER_CONFIRMED => {
+                b.orders_confirmed += 1;
+                if e.still_confirmed {
+                    revenue[i] += e.total_cents;
+                }
+                false
+            }
+            events::ORDER_CANCELLED | events::ORDER_FAILED => {
+                b.orders_failed += 1;
+                true
+            }
+            events::SHIPPING_SCHEDULED => {
+                b.sagas_completed += 1;
+                true
+            }
+            _ => false,
+        };
+        if ended && let Some(placed) = e.placed_at {
+            durations[i].push((e.at - placed).num_milliseconds().max(0));
+        }
+    }
+    for ((b, cents), mut d) in buckets.iter_mut().zip(revenue).zip(durations) {
+        b.revenue = Money::from_cents(cents);
+        let ended = b.sagas_completed + b.orders_failed;
+        if ended > 0 {
+            b.success_rate = Some(b.sagas_completed as f64 / ended as f64);
+        }
+        if !d.is_empty() {
+            d.sort_unstable();
+            // Nearest rank: the smallest value with at least 95 % of them at or below it.
+            let rank = (d.len() * 95).div_ceil(100).max(1);
+            b.p95_saga_ms = Some(d[rank - 1]);
+        }
+    }
+    buckets
+}
+
+/// The time series of the last `minutes` minutes, read from the event log.
+pub async fn series(
+    db: &Db,
+    now: DateTime<Utc>,
+    minutes: u32,
+) -> Result<TimeseriesResponse, AppError> {
+    let minutes = minutes.clamp(1, MAX_SERIES_MINUTES);
+    let from = minute_of(now) - TimeDelta::minutes(i64::from(minutes) - 1);
+    let kinds = SERIES_EVENTS
+        .iter()
+        .map(|k| format!("'{k}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = db.qualify(&format!(
+        "SELECT e.event_type, e.aggregate_id, e.occurred_at, f.created_at, f.status, \
+         f.total_cents FROM {{t}}event_log e LEFT JOIN {{t}}order_facts f \
+         ON f.order_id = e.aggregate_id \
+         WHERE e.occurred_at >= $1 AND e.event_type IN ({kinds})"
+    ));
+    type Row = (
+        String,
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+    );
+    let rows: Vec<Row> = with_db!(db, store => {
+        sqlx::query_as(sql.clone()).bind(ts(from)).fetch_all(store.read_pool()).await?
+    });
+    let events: Vec<SeriesEvent> = rows
+        .into_iter()
+        .map(
+            |(event_type, order_id, at, placed, status, total)| SeriesEvent {
+                event_type,
+                order_id,
+                at: parse_ts(&at),
+                placed_at: placed.as_deref().map(parse_ts),
+                still_confirmed: status.as_deref() == Some("confirmed"),
+                total_cents: total.unwrap_or(0),
+            },
+        )
+        .collect();
+    Ok(TimeseriesResponse {
+        minutes,
+        buckets: bucket_series(&events, now, minutes),
+    })
+}
+
+/// `GET /metrics/timeseries?minutes=`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeriesQuery {
+    minutes: Option<u32>,
+}
+
+async fn timeseries(
+    State(svc): State<Analytics>,
+    query: Result<Query<SeriesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<TimeseriesResponse>, Problem> {
+    let Query(q) = query?;
+    let minutes = q.minutes.unwrap_or(60);
+    if !(1..=MAX_SERIES_MINUTES).contains(&minutes) {
+        return Err(Problem::bad_query(format!(
+            "minutes must be from 1 to {MAX_SERIES_MINUTES}, not {minutes}"
+        )));
+    }
+    Ok(Json(series(&svc.ctx.db, Utc::now(), minutes).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        parse_ts(text)
+    }
+
+    fn event(kind: &str, order: &str, when: &str, placed: &str, confirmed: bool) -> SeriesEvent {
+        SeriesEvent {
+            event_type: kind.to_owned(),
+            order_id: order.to_owned(),
+            at: at(when),
+            placed_at: Some(at(placed)),
+            still_confirmed: confirmed,
+            total_cents: 1000,
+        }
+    }
+
+    #[test]
+    fn events_fall_into_their_minutes() {
+        let now = at("2025-01-01T10:02:30Z");
+        let p = "2025-01-01T10:00:10Z";
+        let events = vec![
+            // Before the window: left out.
+            event(
+                events::ORDER_PLACED,
+                "old",
+                "2025-01-01T09:59:59Z",
+                p,
+                false,
+            ),
+            event(events::ORDER_PLACED, "a", "2025-01-01T10:00:10Z", p, true),
+            event(events::ORDER_PLACED, "b", "2025-01-01T10:00:20Z", p, false),
+            // A redelivered event counts once.
+            event(events::ORDER_PLACED, "b", "2025-01-01T10:00:20Z", p, false),
+            event(
+                events::ORDER_CONFIRMED,
+                "a",
+                "2025-01-01T10:01:00Z",
+                p,
+                true,
+            ),
+            // Confirmed, then cancelled: no revenue.
+            event(
+                events::ORDER_CONFIRMED,
+                "b",
+                "2025-01-01T10:01:05Z",
+                p,
+                false,
+            ),
+            event(
+                events::SHIPPING_SCHEDULED,
+                "a",
+                "2025-01-01T10:01:10Z",
+                p,
+                true,
+            ),
+            event(
+                events::ORDER_CANCELLED,
+                "b",
+                "2025-01-01T10:02:10Z",
+                p,
+                false,
+            ),
+            // In the future of `now`: left out.
+            event(events::ORDER_PLACED, "c", "2025-01-01T10:03:00Z", p, false),
+        ];
+        let b = bucket_series(&events, now, 3);
+        assert_eq!(b.len(), 3);
+        assert_eq!(b[0].minute, at("2025-01-01T10:00:00Z"));
+        assert_eq!(
+            b.iter().map(|m| m.orders_placed).collect::<Vec<_>>(),
+            [2, 0, 0]
+        );
+        assert_eq!(b[1].orders_confirmed, 2);
+        assert_eq!(b[1].revenue, Money::from_cents(1000));
+        assert_eq!(b[1].sagas_completed, 1);
+        assert_eq!(b[1].success_rate, Some(1.0));
+        assert_eq!(b[1].p95_saga_ms, Some(60_000));
+        assert_eq!(b[2].orders_failed, 1);
+        assert_eq!(b[2].success_rate, Some(0.0));
+        assert_eq!(b[2].p95_saga_ms, Some(120_000));
+        assert_eq!(b[0].success_rate, None);
+        assert_eq!(b[0].p95_saga_ms, None);
+    }
+
+    #[test]
+    fn the_95th_percentile_is_the_nearest_rank() {
+        let now = at("2025-01-01T10:00:59Z");
+        let events: Vec<SeriesEvent> = (1..=40)
+            .map(|i| SeriesEvent {
+                event_type: events::SHIPPING_SCHEDULED.into(),
+                order_id: format!("o{i}"),
+                at: at("2025-01-01T10:00:50Z"),
+                placed_at: Some(at("2025-01-01T10:00:50Z") - TimeDelta::milliseconds(i * 10)),
+                still_confirmed: true,
+                total_cents: 0,
+            })
+            .collect();
+        let b = bucket_series(&events, now, 1);
+        // 40 durations 10..=400 ms: rank ceil(0.95 * 40) = 38, so 380 ms.
+        assert_eq!(b[0].p95_saga_ms, Some(380));
+        assert_eq!(b[0].sagas_completed, 40);
+    }
 }

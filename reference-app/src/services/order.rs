@@ -11,8 +11,15 @@
 //! it takes no part in come by the `order-saga-log` subscription; `rebuild_saga_log` projects
 //! the event log again. The known products are a read model of the inventory's
 //! `product.upserted` events.
+//!
+//! `GET /orders/{id}/events` streams the saga log as server-sent events while the saga runs:
+//! a stream wakes when this process commits lines of its order and reads the log again every
+//! half second besides, so lines another replica wrote reach it too. The `/dead-letters`
+//! routes are the operator's `reference-app dlq` over HTTP, on the whole system's dead
+//! letters ([`crate::operator::DeadLetterDesk`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,6 +27,7 @@ use async_trait::async_trait;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
@@ -28,7 +36,7 @@ use saga_core::saga::transition::{self, Outcome, SagaInput, Transition};
 use saga_core::saga::{SagaDefinition, SagaInstance, SagaStatus};
 use saga_core::{Envelope, HandlerError};
 use serde::{Deserialize, Serialize};
-use tokio::sync::oneshot;
+use tokio::sync::{broadcast, oneshot};
 use uuid::Uuid;
 
 use crate::api::json::ApiJson;
@@ -39,6 +47,7 @@ use crate::consumer::Handler;
 use crate::context::{Running, ServiceContext};
 use crate::error::AppError;
 use crate::messages::{OrderPayload, OrderStatusChanged};
+use crate::operator::Handled;
 use crate::order_saga::{self, events};
 use crate::services::common::{health_routes, parse_ts, parse_uuid, stored_uuid, ts};
 use crate::with_db;
@@ -108,6 +117,9 @@ pub struct OrderService {
     ctx: ServiceContext,
     definition: Arc<SagaDefinition>,
     waiters: Arc<Waiters>,
+    /// Fired with the order's id after a unit of work wrote lines into its saga log: wakes
+    /// the streams of `GET /orders/{id}/events` of this process.
+    log_appended: broadcast::Sender<Uuid>,
 }
 
 impl std::fmt::Debug for OrderService {
@@ -148,6 +160,7 @@ pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
     let svc = OrderService {
         definition: Arc::new(order_saga::definition(ctx.settings.step_deadline)),
         waiters: Arc::new(Waiters::default()),
+        log_appended: broadcast::channel(LOG_WAKE_CAPACITY).0,
         ctx: ctx.clone(),
     };
     let tasks = vec![
@@ -180,6 +193,11 @@ pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
         .route("/orders/{id}", get(get_order))
         .route("/orders/{id}/saga-logs", get(saga_logs))
         .route("/orders/{id}/wait", get(wait_order))
+        .route("/orders/{id}/events", get(order_events))
+        .route("/dead-letters", get(list_dead_letters))
+        .route("/dead-letters/{id}", get(get_dead_letter))
+        .route("/dead-letters/{id}/replay", post(replay_dead_letter))
+        .route("/dead-letters/{id}/discard", post(discard_dead_letter))
         .with_state(svc)
         .merge(health_routes(ctx.service, ctx.db.clone()));
     Ok(Running { router, tasks })
@@ -363,6 +381,10 @@ impl OrderService {
             .await
         });
         match result {
+            Ok(Placed::Created(o)) => {
+                self.log_appended(o.id);
+                Ok(o)
+            }
             Ok(Placed::KeyReused) => Err(Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency-key-reused",
@@ -370,7 +392,7 @@ impl OrderService {
                 "this Idempotency-Key was first used with a different request body; \
                  use a new key for a different order",
             )),
-            Ok(Placed::Created(o) | Placed::Repeated(o)) => Ok(o),
+            Ok(Placed::Repeated(o)) => Ok(o),
             Err(e) => Err(e.into()),
         }
     }
@@ -480,14 +502,7 @@ async fn list_orders(
     State(svc): State<OrderService>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<OrderResponse>>, Problem> {
-    let Query(q) = query.map_err(|e| {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            "bad-query",
-            "Bad query",
-            e.body_text(),
-        )
-    })?;
+    let Query(q) = query?;
     let limit = i64::from(q.limit.unwrap_or(50).clamp(1, 500));
     let sql = svc.ctx.db.qualify(&format!(
         "SELECT {ORDER_COLUMNS} FROM {{t}}orders \
@@ -536,14 +551,7 @@ async fn wait_order(
     query: Result<Query<WaitQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<WaitResponse>, Problem> {
     let id = parse_uuid("order", &id)?;
-    let Query(q) = query.map_err(|e| {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            "bad-query",
-            "Bad query",
-            e.body_text(),
-        )
-    })?;
+    let Query(q) = query?;
     let timeout = Duration::from_millis(q.timeout_ms.unwrap_or(10_000).min(60_000));
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
@@ -565,6 +573,305 @@ async fn wait_order(
         let nap = (deadline - now).min(Duration::from_millis(250));
         let _ = tokio::time::timeout(nap, woken).await;
     }
+}
+
+/// How many wake-ups of event streams may wait unread (a stream that falls behind reads its
+/// log again, so a lost wake-up costs nothing).
+const LOG_WAKE_CAPACITY: usize = 1024;
+/// The longest an event stream of `GET /orders/{id}/events` lasts (also its default).
+const EVENTS_MAX: Duration = Duration::from_secs(300);
+/// How often an event stream reads the log without a wake-up: lines another replica
+/// appended reach it within this.
+const EVENTS_POLL: Duration = Duration::from_millis(500);
+/// How often an idle event stream sends a comment, so proxies keep the connection.
+const EVENTS_KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    timeout_ms: Option<u64>,
+}
+
+/// `GET /orders/{id}/events`: the order's saga log as server-sent events. First the lines so
+/// far, then each new one as it is appended (event `log`, a [`SagaLogResponse`]), then event
+/// `end` (a [`WaitResponse`]) when the saga has ended or the stream's time is up, and the
+/// stream closes.
+async fn order_events(
+    State(svc): State<OrderService>,
+    Path(id): Path<String>,
+    query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>, Problem> {
+    let id = parse_uuid("order", &id)?;
+    let Query(q) = query?;
+    let lifetime = q
+        .timeout_ms
+        .map_or(EVENTS_MAX, Duration::from_millis)
+        .min(EVENTS_MAX);
+    // Listen before the first read, so that no line appended after it goes unnoticed.
+    let woken = svc.log_appended.subscribe();
+    let Some(order) = svc.load_order(id).await? else {
+        return Err(Problem::not_found("order", id));
+    };
+    let stream = LogStream {
+        saga_id: order.correlation_id,
+        order_id: id,
+        svc,
+        woken,
+        sent: HashSet::new(),
+        queue: VecDeque::new(),
+        deadline: tokio::time::Instant::now() + lifetime,
+        started: false,
+        done: false,
+    };
+    let events =
+        futures_util::stream::unfold(
+            stream,
+            |mut s| async move { s.next().await.map(|e| (Ok(e), s)) },
+        );
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(EVENTS_KEEP_ALIVE)))
+}
+
+/// One event stream of an order's saga log.
+struct LogStream {
+    svc: OrderService,
+    order_id: Uuid,
+    saga_id: Uuid,
+    woken: broadcast::Receiver<Uuid>,
+    /// The lines sent (by event id): lines may be appended out of time order.
+    sent: HashSet<Uuid>,
+    queue: VecDeque<Event>,
+    deadline: tokio::time::Instant,
+    started: bool,
+    done: bool,
+}
+
+impl LogStream {
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(event) = self.queue.pop_front() {
+                return Some(event);
+            }
+            if self.done {
+                return None;
+            }
+            if self.started {
+                self.wait().await;
+            }
+            self.started = true;
+            if let Err(e) = self.read().await {
+                tracing::warn!(order = %self.order_id, error = %e, "order events: reading failed");
+                // Read again at the next tick, until the stream's time is up.
+                if tokio::time::Instant::now() >= self.deadline
+                    || self.svc.ctx.shutdown.is_cancelled()
+                {
+                    self.done = true;
+                }
+            }
+        }
+    }
+
+    /// Until this order's log may have grown: a wake-up for it, the next tick, the deadline
+    /// or shutdown.
+    async fn wait(&mut self) {
+        let until = (tokio::time::Instant::now() + EVENTS_POLL).min(self.deadline);
+        let shutdown = self.svc.ctx.shutdown.clone();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => return,
+                _ = shutdown.cancelled() => return,
+                woken = self.woken.recv() => match woken {
+                    Ok(order) if order != self.order_id => continue,
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => return,
+                    Err(broadcast::error::RecvError::Closed) => {
+                        tokio::time::sleep_until(until).await;
+                        return;
+                    }
+                },
+            }
+        }
+    }
+
+    /// Queues the lines not sent yet, and the end when the saga has ended or time is up.
+    async fn read(&mut self) -> Result<(), AppError> {
+        // The saga's status before the log: the lines of the unit of work that ended it are
+        // in a log read after it.
+        let status = self.svc.ctx.db.sagas().load(self.saga_id).await?.status;
+        for line in self.svc.saga_log(self.order_id).await? {
+            if self.sent.insert(line.id) {
+                self.queue.push_back(json_event("log", &line)?);
+            }
+        }
+        let out_of_time =
+            tokio::time::Instant::now() >= self.deadline || self.svc.ctx.shutdown.is_cancelled();
+        if status.is_terminal() || out_of_time {
+            let Some(order) = self.svc.load_order(self.order_id).await? else {
+                return Err(AppError::Core(saga_core::Error::NotFound {
+                    entity: "order",
+                    id: self.order_id.to_string(),
+                }));
+            };
+            let end = WaitResponse {
+                terminal: status.is_terminal(),
+                saga_status: status.as_str().to_owned(),
+                order,
+            };
+            self.queue.push_back(json_event("end", &end)?);
+            self.done = true;
+        }
+        Ok(())
+    }
+}
+
+fn json_event(name: &str, data: &impl Serialize) -> Result<Event, AppError> {
+    let text = serde_json::to_string(data).map_err(|e| AppError::decode("event data", e))?;
+    Ok(Event::default().event(name).data(text))
+}
+
+// ---------------------------------------------------------------------------------------
+// Dead letters, for operators: what `reference-app dlq` does, over HTTP.
+
+/// A message a consumer gave up on, as the operator routes show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeadLetterResponse {
+    /// The dead letter's id (what replay and discard take).
+    pub id: Uuid,
+    /// The subscription (consumer) that gave up.
+    pub subscription: String,
+    /// The message's event id.
+    pub event_id: Uuid,
+    /// The message's type.
+    pub event_type: String,
+    /// The message's aggregate (an order's id, for the saga's messages).
+    pub aggregate_id: String,
+    /// Why it was given up on.
+    pub reason: String,
+    /// How many deliveries were tried.
+    pub attempts: u32,
+    /// The handler's last error.
+    #[schema(required = true)]
+    pub last_error: Option<String>,
+    /// `pending`, `replayed` or `discarded`.
+    pub status: String,
+    /// When it was given up on.
+    pub dead_lettered_at: chrono::DateTime<Utc>,
+    /// When its status last changed.
+    pub updated_at: chrono::DateTime<Utc>,
+    /// The message's payload.
+    pub payload: serde_json::Value,
+}
+
+impl From<saga_core::DeadLetter> for DeadLetterResponse {
+    fn from(d: saga_core::DeadLetter) -> Self {
+        Self {
+            id: d.id,
+            subscription: d.subscription,
+            event_id: d.envelope.event_id,
+            event_type: d.envelope.event_type,
+            aggregate_id: d.envelope.aggregate_id,
+            reason: d.reason,
+            attempts: d.attempts,
+            last_error: d.last_error,
+            status: d.status.as_str().to_owned(),
+            dead_lettered_at: d.dead_lettered_at,
+            updated_at: d.updated_at,
+            payload: d.envelope.payload,
+        }
+    }
+}
+
+/// `GET /dead-letters?status=&limit=`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeadLetterQuery {
+    status: Option<DeadLetterStatusFilter>,
+    limit: Option<u32>,
+}
+
+/// Which dead letters to list.
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadLetterStatusFilter {
+    /// Waiting for an operator (the default).
+    Pending,
+    /// Delivered again.
+    Replayed,
+    /// Dropped on purpose.
+    Discarded,
+    /// Every status.
+    All,
+}
+
+async fn list_dead_letters(
+    State(svc): State<OrderService>,
+    query: Result<Query<DeadLetterQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<DeadLetterResponse>>, Problem> {
+    use saga_core::dead_letter::{DeadLetterFilter, DeadLetterStatus};
+    let Query(q) = query?;
+    let status = match q.status.unwrap_or(DeadLetterStatusFilter::Pending) {
+        DeadLetterStatusFilter::Pending => Some(DeadLetterStatus::Pending),
+        DeadLetterStatusFilter::Replayed => Some(DeadLetterStatus::Replayed),
+        DeadLetterStatusFilter::Discarded => Some(DeadLetterStatus::Discarded),
+        DeadLetterStatusFilter::All => None,
+    };
+    let filter = DeadLetterFilter {
+        status,
+        limit: Some(q.limit.unwrap_or(100).clamp(1, 1000) as usize),
+        ..DeadLetterFilter::default()
+    };
+    let letters = svc.ctx.dead_letters.list(&filter).await?;
+    Ok(Json(letters.into_iter().map(Into::into).collect()))
+}
+
+async fn get_dead_letter(
+    State(svc): State<OrderService>,
+    Path(id): Path<String>,
+) -> Result<Json<DeadLetterResponse>, Problem> {
+    let id = parse_uuid("dead letter", &id)?;
+    match svc.ctx.dead_letters.get(id).await? {
+        Some(letter) => Ok(Json(letter.into())),
+        None => Err(Problem::not_found("dead letter", id)),
+    }
+}
+
+async fn replay_dead_letter(
+    State(svc): State<OrderService>,
+    Path(id): Path<String>,
+) -> Result<Json<DeadLetterResponse>, Problem> {
+    let id = parse_uuid("dead letter", &id)?;
+    let handled = svc.ctx.dead_letters.replay(id).await?;
+    operator_answer(&svc, id, handled, "replayed").await
+}
+
+async fn discard_dead_letter(
+    State(svc): State<OrderService>,
+    Path(id): Path<String>,
+) -> Result<Json<DeadLetterResponse>, Problem> {
+    let id = parse_uuid("dead letter", &id)?;
+    let handled = svc.ctx.dead_letters.discard(id).await?;
+    operator_answer(&svc, id, handled, "discarded").await
+}
+
+/// The letter after a replay or discard; 409 if it was not pending, 404 if unknown.
+async fn operator_answer(
+    svc: &OrderService,
+    id: Uuid,
+    handled: Handled,
+    verb: &str,
+) -> Result<Json<DeadLetterResponse>, Problem> {
+    let letter = match handled {
+        Handled::Unknown => None,
+        Handled::Done | Handled::NotPending => svc.ctx.dead_letters.get(id).await?,
+    };
+    let Some(letter) = letter else {
+        return Err(Problem::not_found("dead letter", id));
+    };
+    if handled == Handled::NotPending {
+        return Err(Problem::conflict(format!(
+            "dead letter {id} is {}, not pending: it cannot be {verb}",
+            letter.status.as_str()
+        )));
+    }
+    Ok(Json(letter.into()))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -661,10 +968,11 @@ impl OrderService {
         if !applied {
             return Ok(None);
         }
-        if t.instance.is_terminal()
-            && let Ok(id) = Uuid::parse_str(&order_id)
-        {
-            self.waiters.wake(id);
+        if let Ok(id) = Uuid::parse_str(&order_id) {
+            self.log_appended(id);
+            if t.instance.is_terminal() {
+                self.waiters.wake(id);
+            }
         }
         Ok(Some(t))
     }
@@ -854,9 +1162,13 @@ struct SagaLogProjection(OrderService);
 impl Handler for SagaLogProjection {
     async fn handle(&self, envelope: &Envelope) -> Result<(), HandlerError> {
         // Idempotent by the event id: no inbox needed.
-        project_saga_log(&self.0.ctx.db, envelope)
-            .await
-            .map_err(Into::into)
+        project_saga_log(&self.0.ctx.db, envelope).await?;
+        if log_line(&envelope.event_type).is_some()
+            && let Ok(id) = Uuid::parse_str(&envelope.aggregate_id)
+        {
+            self.0.log_appended(id);
+        }
+        Ok(())
     }
 }
 
@@ -868,29 +1180,34 @@ async fn saga_logs(
     if svc.load_order(id).await?.is_none() {
         return Err(Problem::not_found("order", id));
     }
-    let sql = svc.ctx.db.qualify(
-        "SELECT event_id, order_id, correlation_id, step, status, event_type, details, created_at \
-         FROM {t}saga_log_view WHERE order_id = $1 ORDER BY created_at, event_id",
-    );
-    type Row = (
-        String,
-        String,
-        String,
-        String,
-        String,
-        String,
-        Option<String>,
-        String,
-    );
-    let rows: Vec<Row> = with_db!(&svc.ctx.db, store => {
-        sqlx::query_as(sql.clone())
-            .bind(id.to_string())
-            .fetch_all(store.read_pool())
-            .await
-            .map_err(AppError::from)?
-    });
-    Ok(Json(
-        rows.into_iter()
+    Ok(Json(svc.saga_log(id).await?))
+}
+
+impl OrderService {
+    /// The order's saga log, oldest first.
+    async fn saga_log(&self, id: Uuid) -> Result<Vec<SagaLogResponse>, AppError> {
+        let sql = self.ctx.db.qualify(
+            "SELECT event_id, order_id, correlation_id, step, status, event_type, details, \
+             created_at FROM {t}saga_log_view WHERE order_id = $1 ORDER BY created_at, event_id",
+        );
+        type Row = (
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            Option<String>,
+            String,
+        );
+        let rows: Vec<Row> = with_db!(&self.ctx.db, store => {
+            sqlx::query_as(sql.clone())
+                .bind(id.to_string())
+                .fetch_all(store.read_pool())
+                .await?
+        });
+        Ok(rows
+            .into_iter()
             .map(
                 |(e, o, c, step, status, event_type, details, at)| SagaLogResponse {
                     id: stored_uuid(&e),
@@ -903,8 +1220,13 @@ async fn saga_logs(
                     created_at: parse_ts(&at),
                 },
             )
-            .collect(),
-    ))
+            .collect())
+    }
+
+    /// Wakes this process's event streams of the order (nobody listening is fine).
+    fn log_appended(&self, order: Uuid) {
+        let _ = self.log_appended.send(order);
+    }
 }
 
 /// `product.upserted`: a product of the inventory's catalog, as the order service keeps it.

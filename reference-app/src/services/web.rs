@@ -3,7 +3,7 @@
 //!
 //! | prefix                                  | service      |
 //! |-----------------------------------------|--------------|
-//! | `/api/orders...` (but `/orders/recent`) | order        |
+//! | `/api/orders...` (but `/orders/recent`), `/api/dead-letters...` | order |
 //! | `/api/products...`, `/api/reservations` | inventory    |
 //! | `/api/transactions`                     | payment      |
 //! | `/api/shipments`                        | shipping     |
@@ -29,6 +29,11 @@ use crate::topology::Service;
 /// Largest request body passed on.
 const MAX_BODY: usize = 1 << 20;
 
+/// How long an upstream has to answer a request (the long polls of `/orders/{id}/wait` last
+/// up to 60 s); an event stream may last longer, but no read of it may take this long (its
+/// keep-alive comments come every 15 s).
+const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(65);
+
 /// Where each service is.
 #[derive(Debug, Clone)]
 pub struct Web {
@@ -51,8 +56,11 @@ impl Web {
         .into_iter()
         .map(|(s, u)| (s, u.trim_end_matches('/').to_owned()))
         .collect();
+        // No overall timeout on the client: an event stream lasts minutes. Each request gets
+        // one (`proxy`) unless it asks for an event stream; a stalled read ends any.
         let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(65))
+            .connect_timeout(Duration::from_secs(5))
+            .read_timeout(UPSTREAM_TIMEOUT)
             .build()
             .unwrap_or_default();
         Self {
@@ -70,7 +78,7 @@ pub fn owner_of(path: &str) -> Option<Service> {
     }
     let first = trimmed.split('/').next().unwrap_or("");
     Some(match first {
-        "orders" => Service::Order,
+        "orders" | "dead-letters" => Service::Order,
         "products" | "reservations" => Service::Inventory,
         "transactions" => Service::Payment,
         "shipments" => Service::Shipping,
@@ -87,6 +95,11 @@ pub fn router(web: Web) -> Router {
     Router::new()
         .route("/", get(index))
         .route(
+            "/app.js",
+            get(|| async { asset("text/javascript", APP_JS) }),
+        )
+        .route("/app.css", get(|| async { asset("text/css", APP_CSS) }))
+        .route(
             "/health",
             get(|| async { Json(serde_json::json!({"service": "web", "status": "healthy"})) }),
         )
@@ -95,8 +108,26 @@ pub fn router(web: Web) -> Router {
         .with_state(web)
 }
 
+/// The dashboard (`reference-app/dashboard`): plain HTML, JavaScript and CSS, compiled into
+/// the binary; it talks to the `/api` routes only.
+const INDEX_HTML: &str = include_str!("../../dashboard/index.html");
+const APP_JS: &str = include_str!("../../dashboard/app.js");
+const APP_CSS: &str = include_str!("../../dashboard/app.css");
+
 async fn index() -> Html<&'static str> {
-    Html(include_str!("web_index.html"))
+    Html(INDEX_HTML)
+}
+
+/// A file of the dashboard, as `media` in UTF-8; browsers check for a newer one each time.
+fn asset(media: &str, text: &'static str) -> Response {
+    let mut response = Response::new(Body::from(text));
+    if let Ok(v) = HeaderValue::from_str(&format!("{media}; charset=utf-8")) {
+        response.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
 }
 
 /// `GET /api/health`: each service's health.
@@ -173,7 +204,14 @@ async fn proxy(State(web): State<Web>, request: Request) -> Response {
             .into_response();
         }
     };
+    let event_stream = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
     let mut upstream = web.client.request(method, &url).body(body);
+    if !event_stream {
+        upstream = upstream.timeout(UPSTREAM_TIMEOUT);
+    }
     for name in [header::CONTENT_TYPE, header::ACCEPT] {
         if let Some(v) = headers.get(&name) {
             upstream = upstream.header(name, v);
@@ -185,12 +223,17 @@ async fn proxy(State(web): State<Web>, request: Request) -> Response {
     match upstream.send().await {
         Ok(r) => {
             let status = r.status();
-            let passed: Vec<_> = [header::CONTENT_TYPE, header::ALLOW, header::RETRY_AFTER]
-                .into_iter()
-                .filter_map(|name| r.headers().get(&name).cloned().map(|v| (name, v)))
-                .collect();
-            let bytes = r.bytes().await.unwrap_or_default();
-            let mut response = Response::new(Body::from(bytes));
+            let passed: Vec<_> = [
+                header::CONTENT_TYPE,
+                header::ALLOW,
+                header::RETRY_AFTER,
+                header::CACHE_CONTROL,
+            ]
+            .into_iter()
+            .filter_map(|name| r.headers().get(&name).cloned().map(|v| (name, v)))
+            .collect();
+            // Passed on as it arrives: an event stream is never held back.
+            let mut response = Response::new(Body::from_stream(r.bytes_stream()));
             *response.status_mut() = status;
             for (name, value) in passed {
                 response.headers_mut().insert(name, value);

@@ -111,6 +111,42 @@ impl App {
         r.json().await.unwrap()
     }
 
+    /// Sends `method` (no body) to `path` of `service`: the status, the media type and the
+    /// JSON body (null if none).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        service: Service,
+        path: &str,
+    ) -> (u16, String, Value) {
+        let url = format!("{}{path}", self.system.url(service));
+        let r = self.client.request(method, &url).send().await.unwrap();
+        let status = r.status().as_u16();
+        let media = r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        (status, media, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Publishes, for each key, a screening request whose payload is not an order: the AI
+    /// service can never handle it, so it is dead-lettered at once with the reason (one key
+    /// each, as a dead letter parks its key).
+    pub async fn publish_poison(&self, keys: &[&str]) -> Vec<saga_core::Envelope> {
+        let letters: Vec<saga_core::Envelope> = keys
+            .iter()
+            .map(|k| saga_core::Envelope::new("fraud.check.requested", *k, json!({"nope": 1})))
+            .collect();
+        let broker = self
+            .system
+            .broker()
+            .expect("the embedded system has a broker");
+        broker.publisher.publish(&letters).await.unwrap();
+        letters
+    }
+
     /// GETs `path` until `ok` holds (10 s at most).
     pub async fn eventually(
         &self,
