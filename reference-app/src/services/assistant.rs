@@ -547,7 +547,7 @@ pub struct ChatResponse {
     pub conversation_id: String,
     /// The answer, plain text.
     pub text: String,
-    /// What the message was taken to ask: `{"kind": ..., ...entities}` as `saga-ai` defines
+    /// What the message was taken to ask: `{"intent": ..., ...entities}` as `saga-ai` defines
     /// it.
     #[schema(value_type = Object)]
     pub intent: Intent,
