@@ -64,7 +64,10 @@ async fn the_assistant_answers_from_live_orders_stock_and_dead_letters() {
     if ok_id[..8] == bad_id[..8] {
         assert_eq!(r["data"]["kind"], "candidates", "{r}");
         let candidates = r["data"]["value"].to_string();
-        assert!(candidates.contains(&bad_id) && candidates.contains(&ok_id), "{r}");
+        assert!(
+            candidates.contains(&bad_id) && candidates.contains(&ok_id),
+            "{r}"
+        );
     }
     let prefix = &bad_id[..13];
     let r = ask(&app, "c1", &format!("why did order {prefix} fail")).await;
@@ -95,7 +98,10 @@ async fn the_assistant_answers_from_live_orders_stock_and_dead_letters() {
         })
         .await;
     assert_eq!(intent(&r), "stock", "{r}");
-    assert_eq!(r["data"]["value"]["product"]["name"], "Laptop Pro 14", "{r}");
+    assert_eq!(
+        r["data"]["value"]["product"]["name"], "Laptop Pro 14",
+        "{r}"
+    );
     assert!(
         r["text"].as_str().unwrap().contains(&available.to_string()),
         "{r}"

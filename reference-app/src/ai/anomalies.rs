@@ -12,8 +12,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use saga_ai::anomaly::{
     ANOMALY_FORMAT, ANOMALY_KIND, AnomalyReport, DetectorConfig, SagaAnomalyDetector, SagaDetector,
-    SagaTrace,
-    TraceStatus,
+    SagaTrace, TraceStatus,
 };
 use saga_ai::{AiError, ModelMeta};
 use serde::{Deserialize, Serialize};

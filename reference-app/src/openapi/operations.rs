@@ -16,10 +16,10 @@ use crate::ai::{Assessment, ModelInfo};
 use crate::api::order::{CreateOrderRequest, OrderResponse, OrderStatus};
 use crate::services::ai::{AnalysisResponse, PaymentSuccessRequest, PaymentSuccessResponse};
 use crate::services::ai_insights::{AnomaliesResponse, MAX_LIMIT, RecommendationsResponse};
-use crate::services::assistant::{ChatRequest, ChatResponse};
 use crate::services::analytics::{
     EventStats, MAX_SERIES_MINUTES, MetricsResponse, RecentOrder, TimeseriesResponse,
 };
+use crate::services::assistant::{ChatRequest, ChatResponse};
 use crate::services::common::Health;
 use crate::services::inventory::{ProductResponse, ReservationResponse};
 use crate::services::notification::NotificationResponse;

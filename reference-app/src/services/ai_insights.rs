@@ -38,7 +38,6 @@ use uuid::Uuid;
 use crate::ai::anomalies::{
     Detector, DetectorSource, DetectorSummary, SagaAnomaly, find_anomalies, fit_observed,
 };
-use saga_ai::anomaly::SagaDetector;
 use crate::ai::demand::{
     DEFAULT_HORIZON_DAYS, DemandFit, DemandForecast, DemandInput, MAX_HISTORY_DAYS,
     MAX_HORIZON_DAYS, daily_series, fit_demand, forecast_info,
@@ -57,6 +56,7 @@ use crate::services::common::{parse_ts, parse_uuid, ts};
 use crate::services::inventory::{Released, ReservedItem};
 use crate::services::order::{PRODUCT_UPSERTED, ProductUpserted};
 use crate::with_db;
+use saga_ai::anomaly::SagaDetector;
 
 /// The subscription of the AI service's projections.
 pub const SUBSCRIPTION: &str = "ai-insights";
@@ -479,7 +479,10 @@ impl Projection {
         let rows: Vec<(String, String)> = with_db!(db, store => {
             sqlx::query_as(sql.clone()).fetch_all(store.read_pool()).await?
         });
-        Ok(rows.into_iter().filter_map(|(c, _)| Uuid::parse_str(&c).ok()).collect())
+        Ok(rows
+            .into_iter()
+            .filter_map(|(c, _)| Uuid::parse_str(&c).ok())
+            .collect())
     }
 
     /// Units of confirmed orders per product and day, from `since`; only `product` if given.

@@ -21,13 +21,13 @@ use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use saga_ai::anomaly::AnomalyReport;
 use saga_ai::assistant::{
-    Assistant, CustomerRecommendations, DemandOutlook, Failure, IdRef, Intent, Lookup,
-    OrderEvent, OrderInfo, OrderStats, Outcome, PendingAction, Period, Product, Recommendation,
-    ReplyData, StockInfo, ToolError, Tools, Via,
+    Assistant, CustomerRecommendations, DemandOutlook, Failure, IdRef, Intent, Lookup, OrderEvent,
+    OrderInfo, OrderStats, Outcome, PendingAction, Period, Product, Recommendation, ReplyData,
+    StockInfo, ToolError, Tools, Via,
 };
 use saga_ai::forecast::stockout::cumulative_demand;
-use saga_core::dead_letter::{DeadLetter, DeadLetterStatus};
 use saga_core::Envelope;
+use saga_core::dead_letter::{DeadLetter, DeadLetterStatus};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -204,7 +204,9 @@ fn compensation_of(step: &str) -> String {
 fn order_info(order: OrderResponse, log: &[SagaLogResponse]) -> OrderInfo {
     let outcome = outcome_of(order.status);
     let failure = (outcome == Outcome::Failed).then(|| {
-        let failed = log.iter().find(|l| l.status == "failed" && l.step != "order");
+        let failed = log
+            .iter()
+            .find(|l| l.status == "failed" && l.step != "order");
         let ended = log
             .iter()
             .rev()
@@ -213,7 +215,10 @@ fn order_info(order: OrderResponse, log: &[SagaLogResponse]) -> OrderInfo {
             .or(ended)
             .and_then(|l| l.details.as_deref())
             .map(reason_text)
-            .map_or_else(|| format!("the order was {}", status_name(order.status)), str::to_owned);
+            .map_or_else(
+                || format!("the order was {}", status_name(order.status)),
+                str::to_owned,
+            );
         Failure {
             step: failed.map(|l| l.step.clone()),
             reason,
@@ -294,8 +299,7 @@ fn resolve(id: &IdRef, ids: impl Iterator<Item = Uuid>) -> Lookup<Uuid> {
 /// reach back to the period's start.
 fn stats_of(orders: &[OrderResponse], period: &Period) -> Result<OrderStats, ToolError> {
     let within = |at: DateTime<Utc>| at >= period.start && at < period.end;
-    if orders.len() >= ORDER_WINDOW && orders.last().is_some_and(|o| o.created_at >= period.start)
-    {
+    if orders.len() >= ORDER_WINDOW && orders.last().is_some_and(|o| o.created_at >= period.start) {
         return Err(ToolError::Refused(format!(
             "more than {ORDER_WINDOW} orders were placed {}: too many to count from the order list",
             period.label
@@ -476,7 +480,7 @@ impl Tools for ShopTools {
             .into_iter()
             .map(dead_letter_of)
             .collect::<Result<Vec<_>, _>>()?;
-        letters.sort_by(|a, b| a.dead_lettered_at.cmp(&b.dead_lettered_at));
+        letters.sort_by_key(|l| l.dead_lettered_at);
         Ok(letters)
     }
 
@@ -629,8 +633,14 @@ mod tests {
         let b: Uuid = "0190a3b2-7c1d-7e00-8000-000000000002".parse().unwrap();
         let c: Uuid = "0290a3b2-7c1d-7e00-8000-000000000002".parse().unwrap();
         let p = |t: &str| IdRef::parse_token(t).unwrap();
-        assert_eq!(resolve(&p("0290a3b2"), [a, b, c].into_iter()), Lookup::Found(c));
-        assert_eq!(resolve(&p("0390a3b2"), [a, b, c].into_iter()), Lookup::NotFound);
+        assert_eq!(
+            resolve(&p("0290a3b2"), [a, b, c].into_iter()),
+            Lookup::Found(c)
+        );
+        assert_eq!(
+            resolve(&p("0390a3b2"), [a, b, c].into_iter()),
+            Lookup::NotFound
+        );
         assert_eq!(
             resolve(&p("0190a3b2"), [a, b, c].into_iter()),
             Lookup::Ambiguous(vec![a, b])
@@ -663,7 +673,13 @@ mod tests {
         ];
         let s = stats_of(&orders, &period).unwrap();
         assert_eq!(
-            (s.orders, s.succeeded, s.failed, s.in_progress, s.revenue_cents),
+            (
+                s.orders,
+                s.succeeded,
+                s.failed,
+                s.in_progress,
+                s.revenue_cents
+            ),
             (3, 1, 1, 1, 250)
         );
         let full: Vec<OrderResponse> = (0..ORDER_WINDOW)
