@@ -165,7 +165,8 @@ pub struct ServeArgs {
     /// last queue (tests and demos; never in production).
     #[arg(long)]
     pub broker_ephemeral: bool,
-    /// Where the web front finds the other services.
+    /// Where the web front finds the other services (and the AI service's assistant the
+    /// order service: `--order-url`).
     #[command(flatten)]
     pub upstreams: Upstreams,
     /// Business settings.

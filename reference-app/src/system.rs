@@ -124,7 +124,7 @@ pub async fn start_service(
         Service::Shipping => services::shipping::start(ctx).await,
         Service::Notification => services::notification::start(ctx).await,
         Service::Analytics => services::analytics::start(ctx).await,
-        Service::Ai => services::ai::start(ctx).await,
+        Service::Ai => services::ai::start(ctx, &upstreams.order_url).await,
     }
 }
 
@@ -386,7 +386,8 @@ pub struct DistributedConfig {
     pub broker_ephemeral: bool,
     /// Most Postgres connections.
     pub db_max_connections: u32,
-    /// Where the web front finds the others.
+    /// Where the web front finds the others, and the AI service's assistant the order
+    /// service.
     pub upstreams: Upstreams,
     /// Business settings.
     pub settings: Settings,

@@ -839,6 +839,23 @@ async fn real_answers_validate_against_their_documented_schemas() {
         exchange(&app, &mut c, Call::get(Ai, "/anomalies", path, expect)).await;
     }
     exchange(&app, &mut c, Call::get(Ai, "/models", "/models", 200)).await;
+    let chat = "/chat";
+    let long = "x".repeat(2001);
+    for (body, expect) in [
+        (json_body(&json!({"message": "how many orders today"})), 200),
+        (
+            json_body(&json!({"message": "help", "conversation_id": "openapi-chat"})),
+            200,
+        ),
+        (json_body(&json!({"message": "  "})), 422),
+        (json_body(&json!({"message": long})), 422),
+        (json_body(&json!({"message": "hi", "mood": "fine"})), 422),
+        (json_body(&json!({"conversation_id": "c"})), 422),
+        (("application/json", "{".to_owned()), 400),
+        (("text/plain", "hello".to_owned()), 415),
+    ] {
+        exchange(&app, &mut c, Call::post(Ai, chat, body, expect)).await;
+    }
 
     // Every documented operation was seen succeeding; every problem status of the
     // scenarios was validated.

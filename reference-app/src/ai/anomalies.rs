@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use saga_ai::anomaly::{
-    ANOMALY_FORMAT, ANOMALY_KIND, DetectorConfig, SagaAnomalyDetector, SagaDetector, SagaTrace,
-    TraceStatus,
+    ANOMALY_FORMAT, ANOMALY_KIND, AnomalyReport, DetectorConfig, SagaAnomalyDetector, SagaDetector,
+    SagaTrace, TraceStatus,
 };
 use saga_ai::{AiError, ModelMeta};
 use serde::{Deserialize, Serialize};
@@ -154,6 +154,20 @@ pub fn fit_observed(
     }))
 }
 
+/// The reports of the sagas of `traces` (scored together, so compensation storms show) whose
+/// score is above the detector's normal limit, each with its trace, in the order of `traces`.
+pub fn anomalous<'t>(
+    detector: &SagaDetector,
+    traces: &'t [SagaTrace],
+) -> Result<Vec<(AnomalyReport, &'t SagaTrace)>, AiError> {
+    Ok(detector
+        .score_all(traces)?
+        .into_iter()
+        .zip(traces)
+        .filter(|(r, _)| r.is_anomalous())
+        .collect())
+}
+
 /// The sagas of `traces` (scored together, so compensation storms show) whose score is above
 /// the detector's normal limit, most recently started first, at most `limit`.
 pub fn find_anomalies(
@@ -161,11 +175,8 @@ pub fn find_anomalies(
     traces: &[SagaTrace],
     limit: usize,
 ) -> Result<Vec<SagaAnomaly>, AiError> {
-    let reports = detector.score_all(traces)?;
-    let mut found: Vec<SagaAnomaly> = reports
+    let mut found: Vec<SagaAnomaly> = anomalous(detector, traces)?
         .into_iter()
-        .zip(traces)
-        .filter(|(r, _)| r.is_anomalous())
         .map(|(r, t)| SagaAnomaly {
             order_id: r.saga_id.clone(),
             started_at: t.started_at,

@@ -10,7 +10,8 @@
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use saga_ai::AiError;
 use saga_ai::forecast::simulate::method_for;
-use saga_ai::forecast::{DEFAULT_LEVEL, stockout};
+use saga_ai::forecast::stockout::StockoutRisk;
+use saga_ai::forecast::{DEFAULT_LEVEL, Forecast, stockout};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -176,6 +177,24 @@ pub fn daily_series(
 /// than [`MIN_HISTORY_DAYS`] of them. CPU work of about a millisecond: run it off the async
 /// threads.
 pub fn forecast_demand(input: &DemandInput) -> Result<DemandForecast, AiAppError> {
+    fit_demand(input).map(|fit| fit.answer)
+}
+
+/// A [`DemandForecast`] with what it was made from: `saga-ai`'s forecast (at least
+/// [`LEAD_TIME_DAYS`] steps; none when history is too short) and the stock-out risk (none
+/// without a forecast or a stock figure). The assistant reads the totals over a horizon there.
+#[derive(Debug, Clone)]
+pub struct DemandFit {
+    /// The answer of `GET /forecast/{product_id}`.
+    pub answer: DemandForecast,
+    /// The fitted forecast.
+    pub forecast: Option<Forecast>,
+    /// The stock-out assessment against the available stock.
+    pub risk: Option<StockoutRisk>,
+}
+
+/// [`forecast_demand`], keeping the fitted forecast and the stock-out risk.
+pub fn fit_demand(input: &DemandInput) -> Result<DemandFit, AiAppError> {
     let today = input.now.date_naive();
     let (start, series, today_units) = daily_series(input.first_day, today, &input.sales);
     let history = SalesHistory {
@@ -219,7 +238,11 @@ pub fn forecast_demand(input: &DemandInput) -> Result<DemandForecast, AiAppError
     };
     if series.len() < MIN_HISTORY_DAYS {
         insufficient(&mut answer);
-        return Ok(answer);
+        return Ok(DemandFit {
+            answer,
+            forecast: None,
+            risk: None,
+        });
     }
     let method = method_for(&series);
     let mut model = method.forecaster();
@@ -231,7 +254,11 @@ pub fn forecast_demand(input: &DemandInput) -> Result<DemandForecast, AiAppError
         Ok(f) => f,
         Err(AiError::NotEnoughData(_)) => {
             insufficient(&mut answer);
-            return Ok(answer);
+            return Ok(DemandFit {
+                answer,
+                forecast: None,
+                risk: None,
+            });
         }
         Err(e) => return Err(AiAppError::Scoring(e)),
     };
@@ -265,6 +292,7 @@ pub fn forecast_demand(input: &DemandInput) -> Result<DemandForecast, AiAppError
         answer.history.units_sold,
         forecast.level * 100.0,
     );
+    let mut kept = None;
     match input.available {
         Some(available) => {
             let risk = stockout::assess(&forecast, available as f64, LEAD_TIME_DAYS, SERVICE_LEVEL)
@@ -276,12 +304,17 @@ pub fn forecast_demand(input: &DemandInput) -> Result<DemandForecast, AiAppError
             answer.stock.stockout_probability = Some(risk.probability);
             answer.stock.order_up_to = Some(risk.order_up_to);
             answer.stock.reorder_quantity = Some(risk.reorder_quantity.ceil() as i64);
+            kept = Some(risk);
         }
         None => answer
             .explanation
             .push_str("; the available stock is unknown, so no stock-out projection"),
     }
-    Ok(answer)
+    Ok(DemandFit {
+        answer,
+        forecast: Some(forecast),
+        risk: kept,
+    })
 }
 
 /// Days held out by [`forecast_info`]'s measure.

@@ -19,6 +19,7 @@ use crate::services::ai_insights::{AnomaliesResponse, MAX_LIMIT, Recommendations
 use crate::services::analytics::{
     EventStats, MAX_SERIES_MINUTES, MetricsResponse, RecentOrder, TimeseriesResponse,
 };
+use crate::services::assistant::{ChatRequest, ChatResponse};
 use crate::services::common::Health;
 use crate::services::inventory::{ProductResponse, ReservationResponse};
 use crate::services::notification::NotificationResponse;
@@ -544,6 +545,18 @@ fn ai_ops(schemas: &mut Schemas) -> Vec<Op> {
         )
         .params([limit_param("At most this many sagas (default 20)")])
         .errors(&[400, 500, 503]),
+        Op {
+            method: HttpMethod::Post,
+            path: "/chat",
+            id: "chat",
+            summary: "Ask the assistant about orders, stock, forecasts, recommendations, \
+                      anomalies and dead letters; replays and discards wait for a \"yes\" in the \
+                      same conversation",
+            params: Vec::new(),
+            body: Some(json_body(schemas.of::<ChatRequest>())),
+            ok: (200, Reply::json(schemas.of::<ChatResponse>())),
+            errors: WRITE,
+        },
         Op::get(
             "/models",
             "list_models",

@@ -11,6 +11,7 @@
 //! | `GET /recommendations/{customer_id}` | `saga-ai`'s recommender fitted on the purchases seen |
 //! | `GET /anomalies` | `saga-ai`'s saga anomaly detector on the order sagas recorded |
 //! | `GET /models` | every model's metadata and held-out metrics |
+//! | `POST /chat` | `saga-ai`'s assistant over the projections and the order service ([`super::assistant`]) |
 //!
 //! It keeps its own table of past orders per customer (the history the models score against)
 //! and the analysis of every order it screened; [`super::ai_insights`] keeps the
@@ -42,6 +43,7 @@ use crate::error::AppError;
 use crate::messages::{OrderPayload, Outcome};
 use crate::order_saga::events;
 use crate::services::ai_insights::{self, Insights};
+use crate::services::assistant::{self, ShopTools};
 use crate::services::common::{health_routes, parse_ts, parse_uuid, reply, stored_uuid, ts};
 use crate::with_db;
 
@@ -137,9 +139,10 @@ struct Ai {
     engine: Arc<AiEngine>,
 }
 
-/// Starts the AI service: loads (or, the first time, trains) the models, then screens orders
-/// and records its projections.
-pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
+/// Starts the AI service: loads (or, the first time, trains) the models and the chat
+/// assistant (which reads orders and dead letters from the order service at `order_url`),
+/// then screens orders and records its projections.
+pub async fn start(ctx: ServiceContext, order_url: &str) -> Result<Running, AppError> {
     ctx.db.migrate(MIGRATIONS).await?;
     ctx.db
         .migrate(crate::services::healing_log::MIGRATIONS)
@@ -154,6 +157,7 @@ pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
         engine: engine.clone(),
     };
     let insights = Insights::new(&ctx, engine);
+    let chat = assistant::assistant(ShopTools::new(insights.clone(), order_url)?).await?;
     let tasks = vec![
         ctx.consume(
             Subscription::new(
@@ -199,6 +203,11 @@ pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
         .route("/predict/payment-success", post(predict_payment))
         .with_state(svc)
         .merge(insight_routes)
+        .merge(
+            Router::new()
+                .route("/chat", post(assistant::chat))
+                .with_state(chat),
+        )
         .merge(
             Router::new()
                 .route(

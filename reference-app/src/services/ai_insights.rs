@@ -39,8 +39,8 @@ use crate::ai::anomalies::{
     Detector, DetectorSource, DetectorSummary, SagaAnomaly, find_anomalies, fit_observed,
 };
 use crate::ai::demand::{
-    DEFAULT_HORIZON_DAYS, DemandForecast, DemandInput, MAX_HISTORY_DAYS, MAX_HORIZON_DAYS,
-    daily_series, forecast_demand, forecast_info,
+    DEFAULT_HORIZON_DAYS, DemandFit, DemandForecast, DemandInput, MAX_HISTORY_DAYS,
+    MAX_HORIZON_DAYS, daily_series, fit_demand, forecast_info,
 };
 use crate::ai::recommendations::{FittedRecommender, Purchase, Strategy, fit_recommender};
 use crate::ai::traces::{RecordedEvent, TRACE_EVENTS, trace_of};
@@ -56,6 +56,7 @@ use crate::services::common::{parse_ts, parse_uuid, ts};
 use crate::services::inventory::{Released, ReservedItem};
 use crate::services::order::{PRODUCT_UPSERTED, ProductUpserted};
 use crate::with_db;
+use saga_ai::anomaly::SagaDetector;
 
 /// The subscription of the AI service's projections.
 pub const SUBSCRIPTION: &str = "ai-insights";
@@ -452,6 +453,38 @@ impl Projection {
         Ok(held.0 + folded.map_or(0, |f| f.0))
     }
 
+    /// Units of `id` the reservations of orders still running hold (reserved, not yet sold
+    /// nor released).
+    async fn in_flight(&self, id: &str) -> Result<i64, AppError> {
+        let db = &self.db;
+        let sql = db.qualify(
+            "SELECT CAST(COALESCE(SUM(l.quantity), 0) AS BIGINT) FROM {t}stock_lines l \
+             LEFT JOIN {t}order_states s ON s.order_id = l.order_id \
+             WHERE l.product_id = $1 AND COALESCE(s.rank, 0) = 0 AND NOT EXISTS \
+             (SELECT 1 FROM {t}stock_releases r WHERE r.order_id = l.order_id)",
+        );
+        let (units,): (i64,) = with_db!(db, store => {
+            sqlx::query_as(sql.clone()).bind(id).fetch_one(store.read_pool()).await?
+        });
+        Ok(units)
+    }
+
+    /// The customers of the orders recorded, latest order first.
+    async fn customer_ids(&self) -> Result<Vec<Uuid>, AppError> {
+        let db = &self.db;
+        let sql = db.qualify(
+            "SELECT customer_id, MAX(placed_at) AS last FROM {t}order_lines \
+             GROUP BY customer_id ORDER BY last DESC",
+        );
+        let rows: Vec<(String, String)> = with_db!(db, store => {
+            sqlx::query_as(sql.clone()).fetch_all(store.read_pool()).await?
+        });
+        Ok(rows
+            .into_iter()
+            .filter_map(|(c, _)| Uuid::parse_str(&c).ok())
+            .collect())
+    }
+
     /// Units of confirmed orders per product and day, from `since`; only `product` if given.
     async fn sales(
         &self,
@@ -621,6 +654,105 @@ impl Insights {
         Ok(fitted)
     }
 
+    /// Runs `score` off the async threads with the detector that scores sagas now (the one
+    /// fitted on the shop's sagas when there are enough, else the generated model), its
+    /// summary, and the traces of the latest sagas.
+    pub(crate) async fn score_sagas<R: Send + 'static>(
+        &self,
+        score: impl FnOnce(&SagaDetector, DetectorSummary, &[SagaTrace]) -> Result<R, AiAppError>
+        + Send
+        + 'static,
+    ) -> Result<R, Problem> {
+        let traces = self.projection.traces(Utc::now()).await?;
+        let observed = self.observed_detector(&traces).await?;
+        let engine = self.engine.clone();
+        off_thread(move || {
+            let (detector, summary) = match observed.as_ref() {
+                Some(d) => (&d.detector, d.summary.clone()),
+                None => {
+                    let file = engine.model("saga_anomaly");
+                    (
+                        engine.anomaly_detector(),
+                        DetectorSummary {
+                            source: DetectorSource::Generated,
+                            kind: file.map_or_else(String::new, |m| m.kind.clone()),
+                            trained_at: file.and_then(|m| m.trained_at).unwrap_or_default(),
+                            trained_on: file.map_or(0, |m| m.training_rows),
+                        },
+                    )
+                }
+            };
+            score(detector, summary, &traces)
+        })
+        .await
+    }
+
+    /// The demand forecast of product `id` over `horizon` days, with the fitted forecast and
+    /// stock-out risk; `None` for a product the service has not seen in the catalog.
+    pub(crate) async fn demand(
+        &self,
+        id: &str,
+        horizon: u32,
+    ) -> Result<Option<DemandFit>, Problem> {
+        let Some(input) = self
+            .projection
+            .demand_input(id, horizon, Utc::now())
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(off_thread(move || fit_demand(&input)).await?))
+    }
+
+    /// The catalog's product names by id.
+    pub(crate) async fn product_names(&self) -> Result<BTreeMap<String, String>, AppError> {
+        self.projection.product_names().await
+    }
+
+    /// Product `id`'s stock as projected: units that can be ordered (none when the inventory
+    /// has not told its initial stock) and units reserved by orders still running. `None` for
+    /// a product the service has not seen in the catalog.
+    pub(crate) async fn stock(&self, id: &str) -> Result<Option<(Option<i64>, i64)>, AppError> {
+        let Some(product) = self.projection.product(id).await? else {
+            return Ok(None);
+        };
+        let available = match product.initial_stock {
+            Some(initial) => Some(initial - self.projection.held(id).await?),
+            None => None,
+        };
+        Ok(Some((available, self.projection.in_flight(id).await?)))
+    }
+
+    /// The customers the service saw place orders whose id starts as `matches` says, at
+    /// most `limit`.
+    pub(crate) async fn customers(
+        &self,
+        matches: impl Fn(&Uuid) -> bool,
+        limit: usize,
+    ) -> Result<Vec<Uuid>, AppError> {
+        Ok(self
+            .projection
+            .customer_ids()
+            .await?
+            .into_iter()
+            .filter(|c| matches(c))
+            .take(limit)
+            .collect())
+    }
+
+    /// The top `limit` products for `customer` (strategy, `(product, score)` best first), the
+    /// products it bought, and the model's metadata.
+    pub(crate) async fn recommend(
+        &self,
+        customer: Uuid,
+        limit: usize,
+    ) -> Result<(Strategy, Vec<(String, f64)>, Vec<String>, ModelInfo), Problem> {
+        let model = self.recommender().await?;
+        let key = customer.to_string();
+        let (strategy, items) = model.recommend(&key, limit).map_err(model_problem)?;
+        Ok((strategy, items, model.purchased(&key), model.info().clone()))
+    }
+
     /// The detector fitted on the shop's sagas, if there are enough; chosen again when older
     /// than [`DETECTOR_REFRESH`].
     async fn observed_detector(
@@ -749,12 +881,11 @@ pub(crate) async fn forecast(
 ) -> Result<Json<DemandForecast>, Problem> {
     let Query(q) = query.map_err(query_problem)?;
     let horizon = bounded("horizon", q.horizon, DEFAULT_HORIZON_DAYS, MAX_HORIZON_DAYS)?;
-    let input = svc
-        .projection
-        .demand_input(&product_id, horizon, Utc::now())
+    let fit = svc
+        .demand(&product_id, horizon)
         .await?
         .ok_or_else(|| Problem::not_found("product", &product_id))?;
-    Ok(Json(off_thread(move || forecast_demand(&input)).await?))
+    Ok(Json(fit.answer))
 }
 
 /// `GET /recommendations/{customer_id}?limit=`.
@@ -804,13 +935,7 @@ pub(crate) async fn recommendations(
     let customer = parse_uuid("customer", &customer_id)?;
     let Query(q) = query.map_err(query_problem)?;
     let limit = bounded("limit", q.limit, 10, MAX_LIMIT)?;
-    let model = svc.recommender().await?;
-    let key = customer.to_string();
-    let (strategy, items) = model
-        .recommend(&key, limit as usize)
-        .map_err(model_problem)?;
-    let excluded = model.purchased(&key);
-    let info = model.info();
+    let (strategy, items, excluded, info) = svc.recommend(customer, limit as usize).await?;
     let explanation = match strategy {
         Strategy::Personalized => format!(
             "from the customer's {} purchased product(s), by the model fitted on {} purchase(s)",
@@ -840,8 +965,8 @@ pub(crate) async fn recommendations(
             })
             .collect(),
         excluded_purchased: excluded,
-        model: info.kind.clone(),
         trained_at: info.trained_at.unwrap_or_else(Utc::now),
+        model: info.kind,
     }))
 }
 
@@ -866,31 +991,17 @@ pub(crate) async fn anomalies(
 ) -> Result<Json<AnomaliesResponse>, Problem> {
     let Query(q) = query.map_err(query_problem)?;
     let limit = bounded("limit", q.limit, 20, MAX_LIMIT)? as usize;
-    let traces = svc.projection.traces(Utc::now()).await?;
-    let observed = svc.observed_detector(&traces).await?;
-    let engine = svc.engine.clone();
-    let window_start = traces.first().map(|t| t.started_at);
-    let sagas_scored = traces.len();
-    let (detector, anomalies) = off_thread(move || {
-        let (detector, summary) = match observed.as_ref() {
-            Some(d) => (&d.detector, d.summary.clone()),
-            None => {
-                let file = engine.model("saga_anomaly");
-                (
-                    engine.anomaly_detector(),
-                    DetectorSummary {
-                        source: DetectorSource::Generated,
-                        kind: file.map_or_else(String::new, |m| m.kind.clone()),
-                        trained_at: file.and_then(|m| m.trained_at).unwrap_or_default(),
-                        trained_on: file.map_or(0, |m| m.training_rows),
-                    },
-                )
-            }
-        };
-        let found = find_anomalies(detector, &traces, limit).map_err(AiAppError::Scoring)?;
-        Ok((summary, found))
-    })
-    .await?;
+    let (detector, sagas_scored, window_start, anomalies) = svc
+        .score_sagas(move |detector, summary, traces| {
+            let found = find_anomalies(detector, traces, limit).map_err(AiAppError::Scoring)?;
+            Ok((
+                summary,
+                traces.len(),
+                traces.first().map(|t| t.started_at),
+                found,
+            ))
+        })
+        .await?;
     Ok(Json(AnomaliesResponse {
         detector,
         sagas_scored,

@@ -4,6 +4,7 @@ pub mod ai;
 pub mod ai_insights;
 pub mod analytics;
 pub mod analytics_cache;
+pub mod assistant;
 pub mod common;
 pub mod healing_log;
 pub mod inventory;

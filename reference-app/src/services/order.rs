@@ -753,6 +753,19 @@ pub struct DeadLetterResponse {
     pub event_type: String,
     /// The message's aggregate (an order's id, for the saga's messages).
     pub aggregate_id: String,
+    /// The message's correlation id (the saga's).
+    pub correlation_id: Uuid,
+    /// The message that caused it, if recorded.
+    #[schema(required = true)]
+    pub causation_id: Option<Uuid>,
+    /// When the message was sent.
+    pub sent_at: chrono::DateTime<Utc>,
+    /// The message's schema version.
+    pub version: u32,
+    /// The service that sent it.
+    pub source: String,
+    /// The message's headers.
+    pub headers: std::collections::BTreeMap<String, String>,
     /// Why it was given up on.
     pub reason: String,
     /// How many deliveries were tried.
@@ -778,6 +791,12 @@ impl From<saga_core::DeadLetter> for DeadLetterResponse {
             event_id: d.envelope.event_id,
             event_type: d.envelope.event_type,
             aggregate_id: d.envelope.aggregate_id,
+            correlation_id: d.envelope.correlation_id,
+            causation_id: d.envelope.causation_id,
+            sent_at: d.envelope.timestamp,
+            version: d.envelope.version,
+            source: d.envelope.source,
+            headers: d.envelope.headers,
             reason: d.reason,
             attempts: d.attempts,
             last_error: d.last_error,
