@@ -3,7 +3,7 @@
 //!
 //! | tool | answers from |
 //! |------|--------------|
-//! | products, stock, forecast, recommendations, anomalies | the AI service's own projections ([`Insights`]) |
+//! | products, stock, forecast, recommendations, anomalies | the AI service's own projections (`ai_insights`) |
 //! | order, order stats | the order service over HTTP: `GET /orders/{id}`, `/orders/{id}/saga-logs`, `GET /orders?limit=` |
 //! | dead letters, replay, discard | the order service's operator routes, `/dead-letters` |
 //!
