@@ -42,6 +42,9 @@ pub struct Tables {
     pub(crate) index_prefix: String,
     /// Outgoing events.
     pub outbox: String,
+    /// Published events kept for the retention period (SQLite; on Postgres they stay in
+    /// `outbox`, marked).
+    pub outbox_published: String,
     /// Processed messages per consumer.
     pub inbox: String,
     /// Saga instances.
@@ -77,6 +80,7 @@ impl Tables {
         let name = |t: &str| format!("{qualifier}{t}");
         Self {
             outbox: name("outbox"),
+            outbox_published: name("outbox_published"),
             inbox: name("inbox"),
             sagas: name("sagas"),
             saga_log: name("saga_log"),
@@ -94,6 +98,7 @@ impl Tables {
     #[cfg_attr(not(feature = "_sql"), allow(dead_code))]
     pub(crate) fn render(&self, template: &str) -> String {
         template
+            .replace("{outbox_published}", &self.outbox_published)
             .replace("{outbox}", &self.outbox)
             .replace("{inbox}", &self.inbox)
             .replace("{sagas}", &self.sagas)

@@ -154,6 +154,113 @@ macro_rules! uow_cases {
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn one_statement_writes_and_publishes_together() {
+            let Some((store, orders, _guard)) =
+                $setup("one_statement_writes_and_publishes_together").await
+            else {
+                return;
+            };
+            let events: Vec<Envelope> = (0..3)
+                .map(|n| Envelope::new("invoice.created", "order-1", serde_json::json!({ "n": n })))
+                .collect();
+            let mut uow = store.begin().await.unwrap_or_else(|e| panic!("{e}"));
+            // A trailing `;` must not cut the statement (nor a trailing comment, below).
+            uow.execute_and_publish(
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO {orders} (id) VALUES ($1);  "
+                )))
+                .bind("order-1"),
+                &events,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(uow.published_count(), 3);
+            // Several events through `publish` also go in one statement, in order.
+            let more: Vec<Envelope> = (3..5)
+                .map(|n| Envelope::new("invoice.created", "order-1", serde_json::json!({ "n": n })))
+                .collect();
+            let seqs = uow.publish(&more).await.unwrap_or_else(|e| panic!("{e}"));
+            assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+            uow.commit().await.unwrap_or_else(|e| panic!("{e}"));
+
+            assert_eq!(count(store.read_pool(), &orders).await, 1);
+            let pending = store
+                .unpublished(10)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let ids: Vec<Uuid> = pending.iter().map(|r| r.envelope.event_id).collect();
+            let expected: Vec<Uuid> = events.iter().chain(&more).map(|e| e.event_id).collect();
+            assert_eq!(ids, expected, "appended in the order given");
+
+            // Without events it is a plain execute.
+            let mut uow = store.begin().await.unwrap_or_else(|e| panic!("{e}"));
+            uow.execute_and_publish(
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO {orders} (id) VALUES ($1) -- the second order"
+                )))
+                .bind("order-2"),
+                &[],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+            uow.commit().await.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(count(store.read_pool(), &orders).await, 2);
+            let mut uow = store.begin().await.unwrap_or_else(|e| panic!("{e}"));
+            uow.execute_and_publish(
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO {orders} (id) VALUES ($1) -- the third order"
+                )))
+                .bind("order-3"),
+                &[Envelope::new("invoice.created", "order-3", serde_json::json!({}))],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+            uow.commit().await.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(count(store.read_pool(), &orders).await, 3);
+            assert_eq!(store.pending_count().await.unwrap_or_else(|e| panic!("{e}")), 6);
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_failing_one_statement_write_appends_nothing() {
+            let Some((store, orders, _guard)) =
+                $setup("a_failing_one_statement_write_appends_nothing").await
+            else {
+                return;
+            };
+            let insert = format!("INSERT INTO {orders} (id) VALUES ($1)");
+            let event = || Envelope::new("invoice.created", "order-1", serde_json::json!({}));
+            let mut uow = store.begin().await.unwrap_or_else(|e| panic!("{e}"));
+            uow.execute_and_publish(
+                sqlx::query(sqlx::AssertSqlSafe(insert.clone())).bind("order-1"),
+                &[event()],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+            // Dropped without commit: neither the row nor the event.
+            drop(uow);
+            assert_eq!(count(store.read_pool(), &orders).await, 0);
+            assert_eq!(store.pending_count().await.unwrap_or_else(|e| panic!("{e}")), 0);
+
+            sqlx::query(sqlx::AssertSqlSafe(insert.clone()))
+                .bind("order-1")
+                .execute(store.write_pool())
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            // The business write fails (the id is taken): the event is not appended either.
+            let mut uow = store.begin().await.unwrap_or_else(|e| panic!("{e}"));
+            let failed = uow
+                .execute_and_publish(
+                    sqlx::query(sqlx::AssertSqlSafe(insert.clone())).bind("order-1"),
+                    &[event()],
+                )
+                .await;
+            assert!(failed.is_err(), "a duplicate key must fail the statement");
+            assert_eq!(uow.published_count(), 0);
+            drop(uow);
+            assert_eq!(store.pending_count().await.unwrap_or_else(|e| panic!("{e}")), 0);
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn a_stale_saga_version_is_refused() {
             let Some((store, orders, _guard)) = $setup("a_stale_saga_version_is_refused").await
             else {

@@ -5,7 +5,9 @@
 //!
 //! Per database: the plain `BEGIN/INSERT/COMMIT` rate, the producing rate (business row +
 //! outbox row through a unit of work) and its ceiling for the same work (the same two rows
-//! written by hand in raw sqlx, into the store's own outbox table), the plain claim loop, the relay draining a filled
+//! written by hand in raw sqlx, into the store's own outbox table), the one-statement
+//! producing path (`execute_and_publish`) against plain commits in alternating rounds (the
+//! issue's target), the plain claim loop, the relay draining a filled
 //! outbox, and the commit-to-publish latency (p50/p99/max) at a steady 2,000 events/s from
 //! 8 producers paced by tokio intervals. Each line ends with the load average, since other
 //! work on the machine moves every number.
@@ -27,6 +29,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 const PRODUCERS: usize = 8;
+/// Alternating rounds of the plain commit and the one-statement unit of work.
+const ROUNDS: usize = 4;
 /// The outbox row of the by-hand ceiling, into the store's own outbox table.
 const BY_HAND_OUTBOX: &str = "INSERT INTO outbox (event_id, aggregate_id, part, envelope, created_at) \
      VALUES ($1, $2, $3, $4, $5)";
@@ -251,6 +255,39 @@ async fn sqlite(
     let by_hand = rate(n, start.elapsed());
     sqlx::query("DELETE FROM outbox").execute(w).await?;
 
+    // The target's comparison, alternating so that both see the same machine: plain
+    // BEGIN/INSERT/COMMIT against the unit of work's one-statement path (the business write
+    // and the outbox row in one call, `execute_and_publish`, inside BEGIN/COMMIT).
+    let (mut plain_t2, mut one_t) = (Duration::ZERO, Duration::ZERO);
+    let round = (n / ROUNDS).max(1);
+    for r in 0..ROUNDS {
+        let start = Instant::now();
+        for _ in 0..round {
+            let mut tx = w.begin().await?;
+            sqlx::query("INSERT INTO plain (body) VALUES ($1)")
+                .bind(&body)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        plain_t2 += start.elapsed();
+        let start = Instant::now();
+        for i in 0..round {
+            let mut uow = store.begin().await?;
+            let ev = [event(i)];
+            uow.execute_and_publish(
+                sqlx::query("INSERT INTO business (id) VALUES ($1)").bind(format!("one-{r}-{i}")),
+                &ev,
+            )
+            .await?;
+            uow.commit().await?;
+        }
+        one_t += start.elapsed();
+    }
+    let plain_alt = rate(round * ROUNDS, plain_t2);
+    let one_stmt = rate(round * ROUNDS, one_t);
+    sqlx::query("DELETE FROM outbox").execute(w).await?;
+
     let start = Instant::now();
     loop {
         let done = sqlx::query(
@@ -283,7 +320,8 @@ async fn sqlite(
     });
     let (p50, p99, max) = latency(SqliteRelaySource::new(store.clone()), one, lat_n).await?;
     println!(
-        "sqlite {durability:?}: plain commit {plain:.0}/s | produce {produce:.0}/s ({:.0}%; by hand {by_hand:.0}/s, {:.0}%) | claim loop {claim:.0}/s | relay {relay:.0}/s ({:.0}% of claim loop) | latency at {LATENCY_RATE}/s p50 {:.2} ms p99 {:.2} ms max {:.2} ms | load {}",
+        "sqlite {durability:?}: plain commit {plain:.0}/s | alternating {ROUNDS} rounds: plain {plain_alt:.0}/s, produce one statement {one_stmt:.0}/s ({:.0}%) | produce two statements {produce:.0}/s ({:.0}% of the first plain; by hand {by_hand:.0}/s, {:.0}%) | claim loop {claim:.0}/s | relay {relay:.0}/s ({:.0}% of claim loop) | latency at {LATENCY_RATE}/s p50 {:.2} ms p99 {:.2} ms max {:.2} ms | load {}",
+        100.0 * one_stmt / plain_alt,
         100.0 * produce / plain,
         100.0 * produce / by_hand,
         100.0 * relay / claim,
@@ -416,6 +454,69 @@ async fn postgres(url: &str, n: usize, lat_n: usize) -> Result<(), Box<dyn std::
         .execute(&w)
         .await?;
 
+    // The target's comparison, alternating so that both see the same machine: plain
+    // BEGIN/INSERT/COMMIT against the unit of work's one-statement path (business row and
+    // outbox row in one statement, inside BEGIN/COMMIT), ROUNDS rounds each.
+    let (mut plain_t2, mut one_t) = (Duration::ZERO, Duration::ZERO);
+    let round = (per / ROUNDS).max(1);
+    for r in 0..ROUNDS {
+        let start = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..PRODUCERS {
+            let (w, body, sql) = (
+                w.clone(),
+                body.clone(),
+                format!("INSERT INTO {plain_t} (body) VALUES ($1)"),
+            );
+            tasks.spawn(async move {
+                for _ in 0..round {
+                    let mut tx = w.begin().await?;
+                    sqlx::query(AssertSqlSafe(sql.clone()))
+                        .bind(&body)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                }
+                Ok::<_, sqlx::Error>(())
+            });
+        }
+        while let Some(res) = tasks.join_next().await {
+            res??;
+        }
+        plain_t2 += start.elapsed();
+
+        let start = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for p in 0..PRODUCERS {
+            let (store, sql) = (
+                store.clone(),
+                format!("INSERT INTO {biz_t} (id) VALUES ($1)"),
+            );
+            tasks.spawn(async move {
+                for i in 0..round {
+                    let ev = [event(p * round + i)];
+                    let mut uow = store.begin().await?;
+                    uow.execute_and_publish(
+                        sqlx::query(AssertSqlSafe(sql.clone())).bind(format!("one-{r}-{p}-{i}")),
+                        &ev,
+                    )
+                    .await?;
+                    uow.commit().await?;
+                }
+                Ok::<_, saga_core::Error>(())
+            });
+        }
+        while let Some(res) = tasks.join_next().await {
+            res??;
+        }
+        one_t += start.elapsed();
+    }
+    let plain_alt = rate(round * PRODUCERS * ROUNDS, plain_t2);
+    let one_stmt = rate(round * PRODUCERS * ROUNDS, one_t);
+    sqlx::raw_sql(AssertSqlSafe(format!("DELETE FROM \"{schema}\".outbox")))
+        .execute(&w)
+        .await?;
+
     let start = Instant::now();
     let claim_sql = format!(
         "DELETE FROM {plain_t} WHERE id IN (SELECT id FROM {plain_t} ORDER BY id LIMIT 500 FOR UPDATE SKIP LOCKED)"
@@ -453,7 +554,8 @@ async fn postgres(url: &str, n: usize, lat_n: usize) -> Result<(), Box<dyn std::
     let source = PgRelaySource::new(store.clone(), LeaseConfig::new("bench-latency"));
     let (p50, p99, max) = latency(source, one, lat_n).await?;
     println!(
-        "postgres: plain commit {plain:.0}/s | produce {produce:.0}/s ({:.0}%; by hand {by_hand:.0}/s, {:.0}%) | claim loop {claim:.0}/s | relay {relay:.0}/s ({:.0}% of claim loop) | latency at {LATENCY_RATE}/s p50 {:.2} ms p99 {:.2} ms max {:.2} ms | load {}",
+        "postgres: plain commit {plain:.0}/s | alternating {ROUNDS} rounds: plain {plain_alt:.0}/s, produce one statement {one_stmt:.0}/s ({:.0}%) | produce two statements {produce:.0}/s ({:.0}% of the first plain; by hand {by_hand:.0}/s, {:.0}%) | claim loop {claim:.0}/s | relay {relay:.0}/s ({:.0}% of claim loop) | latency at {LATENCY_RATE}/s p50 {:.2} ms p99 {:.2} ms max {:.2} ms | load {}",
+        100.0 * one_stmt / plain_alt,
         100.0 * produce / plain,
         100.0 * produce / by_hand,
         100.0 * relay / claim,

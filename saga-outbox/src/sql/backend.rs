@@ -71,26 +71,52 @@ macro_rules! impl_sql_backend {
                 conn: &mut $conn,
                 events: &[__Envelope],
             ) -> saga_core::Result<Vec<i64>> {
+                if events.is_empty() {
+                    return Ok(Vec::new());
+                }
+                // One statement for all of them: rows get increasing `seq`s in the order
+                // given, which is the order the relay publishes them in.
+                let sql = if events.len() == 1 {
+                    self.inner.sql.outbox_insert.clone()
+                } else {
+                    sqlx::SqlSafeStr::into_sql_str(sqlx::AssertSqlSafe(format!(
+                        "{} RETURNING seq",
+                        self.inner.sql.outbox_values(1, events.len())
+                    )))
+                };
+                let query = self.bind_outbox(sqlx::query(sql), events)?;
+                let rows = query.fetch_all(&mut *conn).await.map_err(__db_err)?;
+                let mut seqs = rows
+                    .iter()
+                    .map(|row| row.try_get::<i64, _>(0).map_err(__db_err))
+                    .collect::<saga_core::Result<Vec<i64>>>()?;
+                seqs.sort_unstable();
+                Ok(seqs)
+            }
+
+            /// Binds the outbox columns of `events` (in [`Statements::outbox_values`] order)
+            /// after the parameters `query` already has.
+            fn bind_outbox<'q>(
+                &self,
+                mut query: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments>,
+                events: &'q [__Envelope],
+            ) -> saga_core::Result<sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments>>
+            {
                 let now = __codec::nanos(self.inner.clock.now());
-                let mut seqs = Vec::with_capacity(events.len());
                 for envelope in events {
                     let body = __codec::to_json(envelope, "envelope")?;
                     let part = $crate::partition::partition_of(
                         &envelope.aggregate_id,
                         self.inner.partitions,
                     );
-                    let row = sqlx::query(self.inner.sql.outbox_insert.clone())
+                    query = query
                         .bind(envelope.event_id.to_string())
                         .bind(envelope.aggregate_id.as_str())
                         .bind(part)
                         .bind(body)
-                        .bind(now)
-                        .fetch_one(&mut *conn)
-                        .await
-                        .map_err(__db_err)?;
-                    seqs.push(row.try_get::<i64, _>(0).map_err(__db_err)?);
+                        .bind(now);
                 }
-                Ok(seqs)
+                Ok(query)
             }
 
             pub(crate) async fn mark_inbox_on(
@@ -207,14 +233,40 @@ macro_rules! impl_sql_backend {
                     return Ok(());
                 }
                 let list = __codec::id_list(seqs);
-                let query = if delete {
-                    sqlx::query(self.inner.sql.outbox_delete.clone()).bind(list)
-                } else {
-                    sqlx::query(self.inner.sql.outbox_mark.clone())
-                        .bind(list)
-                        .bind(__codec::nanos(at))
-                };
-                query.execute(&mut *conn).await.map_err(__db_err)?;
+                match (&self.inner.sql.outbox_archive, delete) {
+                    (_, true) => {
+                        sqlx::query(self.inner.sql.outbox_delete.clone())
+                            .bind(list)
+                            .execute(&mut *conn)
+                            .await
+                            .map_err(__db_err)?;
+                    }
+                    (None, false) => {
+                        sqlx::query(self.inner.sql.outbox_mark.clone())
+                            .bind(list)
+                            .bind(__codec::nanos(at))
+                            .execute(&mut *conn)
+                            .await
+                            .map_err(__db_err)?;
+                    }
+                    (Some(archive), false) => {
+                        let mut tx = sqlx::Connection::begin(&mut *conn)
+                            .await
+                            .map_err(__db_err)?;
+                        sqlx::query(archive.clone())
+                            .bind(list.clone())
+                            .bind(__codec::nanos(at))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(__db_err)?;
+                        sqlx::query(self.inner.sql.outbox_delete.clone())
+                            .bind(list)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(__db_err)?;
+                        tx.commit().await.map_err(__db_err)?;
+                    }
+                }
                 Ok(())
             }
 
@@ -304,6 +356,56 @@ macro_rules! impl_sql_backend {
                 let seqs = store.append_on(&mut *self.tx, events).await?;
                 self.published += seqs.len();
                 Ok(seqs)
+            }
+
+            /// Runs one data-modifying business statement (`INSERT`, `UPDATE` or `DELETE`,
+            /// with its bound parameters) and appends `events` to the outbox **in the same
+            /// statement**: one round trip to the database (Postgres: a data-modifying
+            /// `WITH`; SQLite: both statements in one call), where [`execute`] followed by
+            /// [`publish`](Self::publish) takes two. The events are appended whatever the
+            /// statement matched; when they depend on its outcome (an `UPDATE ... WHERE
+            /// version = $1` that may match nothing), run it alone and publish after.
+            ///
+            /// The statement must not end in a `RETURNING` clause whose rows you need (they
+            /// are not returned), may end in one `;` but nothing after it, and, on Postgres,
+            /// must be one statement that may stand in a `WITH` clause.
+            ///
+            /// [`execute`]: sqlx::Executor::execute
+            pub async fn execute_and_publish<'q, Q>(
+                &mut self,
+                mut statement: Q,
+                events: &'q [__Envelope],
+            ) -> saga_core::Result<()>
+            where
+                Q: sqlx::Execute<'q, $db>,
+            {
+                let args = statement
+                    .take_arguments()
+                    .map_err(|e| {
+                        __Error::InvalidArgument(format!(
+                            "the business statement's parameters do not encode: {e}"
+                        ))
+                    })?
+                    .unwrap_or_default();
+                let write = statement.sql();
+                if events.is_empty() {
+                    sqlx::query_with(write, args)
+                        .execute(&mut *self.tx)
+                        .await
+                        .map_err(__db_err)?;
+                    return Ok(());
+                }
+                let first = sqlx::Arguments::len(&args) + 1;
+                let sql =
+                    self.store
+                        .inner
+                        .sql
+                        .write_and_append(write.as_str(), first, events.len());
+                let store = self.store.clone();
+                let query = store.bind_outbox(sqlx::query_with(sql, args), events)?;
+                query.execute(&mut *self.tx).await.map_err(__db_err)?;
+                self.published += events.len();
+                Ok(())
             }
 
             /// Stores a new saga instance; `AlreadyExists` if its id is taken.

@@ -29,15 +29,38 @@ impl Dialect {
             }
         }
     }
+
+    /// One statement text (one round trip, one prepared statement) that runs the caller's
+    /// data-modifying `write` and then `append`: on Postgres a data-modifying `WITH` (both
+    /// parts see the same snapshot and commit together), on SQLite the two statements in one
+    /// string, which sqlx runs one after the other in a single call to its worker.
+    fn write_then(self, write: &str, append: &str) -> String {
+        // A trailing `;` would end the statement early; a trailing `-- comment` would swallow
+        // what follows on its line, hence the newline.
+        let write = write.trim_end().trim_end_matches(';').trim_end();
+        match self {
+            Dialect::Sqlite => format!("{write}\n;\n{append}"),
+            Dialect::Postgres => format!("WITH saga_outbox_write AS (\n{write}\n)\n{append}"),
+        }
+    }
 }
+
+/// The columns of an outbox row in the order [`Statements::outbox_values`] numbers them.
+pub(crate) const OUTBOX_COLUMNS: usize = 5;
 
 /// Every prepared statement text of one service's tables.
 #[derive(Debug, Clone)]
 pub(crate) struct Statements {
+    dialect: Dialect,
+    outbox_table: String,
     pub(crate) outbox_insert: SqlStr,
     pub(crate) outbox_unpublished: SqlStr,
     pub(crate) outbox_mark: SqlStr,
     pub(crate) outbox_delete: SqlStr,
+    /// SQLite keeps published rows apart (`{outbox_published}`, schema version 2): marking
+    /// rows published copies them there, then deletes them from the outbox. Postgres marks
+    /// them in place (`outbox_mark`).
+    pub(crate) outbox_archive: Option<SqlStr>,
     pub(crate) outbox_prune: SqlStr,
     pub(crate) outbox_pending: SqlStr,
     pub(crate) inbox_mark: SqlStr,
@@ -71,6 +94,8 @@ impl Statements {
     pub(crate) fn new(tables: &Tables, dialect: Dialect) -> Self {
         let s = |t: &str| stmt(tables, t);
         Self {
+            dialect,
+            outbox_table: tables.render("{outbox}"),
             outbox_insert: s(
                 "INSERT INTO {outbox} (event_id, aggregate_id, part, envelope, created_at) \
                  VALUES ($1, $2, $3, $4, $5) RETURNING seq",
@@ -86,8 +111,21 @@ impl Statements {
                 "DELETE FROM {{outbox}} WHERE seq IN ({})",
                 dialect.id_list(1)
             )),
-            outbox_prune: s("DELETE FROM {outbox} \
-                 WHERE published_at IS NOT NULL AND published_at < $1"),
+            outbox_archive: match dialect {
+                Dialect::Sqlite => Some(s(&format!(
+                    "INSERT INTO {{outbox_published}} \
+                     (seq, event_id, aggregate_id, part, envelope, created_at, published_at) \
+                     SELECT seq, event_id, aggregate_id, part, envelope, created_at, $2 \
+                     FROM {{outbox}} WHERE seq IN ({}) ORDER BY seq",
+                    dialect.id_list(1)
+                ))),
+                Dialect::Postgres => None,
+            },
+            outbox_prune: match dialect {
+                Dialect::Sqlite => s("DELETE FROM {outbox_published} WHERE published_at < $1"),
+                Dialect::Postgres => s("DELETE FROM {outbox} \
+                     WHERE published_at IS NOT NULL AND published_at < $1"),
+            },
             outbox_pending: s("SELECT COUNT(*) FROM {outbox} WHERE published_at IS NULL"),
             inbox_mark: s("INSERT INTO {inbox} (consumer, event_id, processed_at) \
                  VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"),
@@ -134,5 +172,85 @@ impl Statements {
             idem_abandon: s("DELETE FROM {idempotency} \
                  WHERE scope = $1 AND idem_key = $2 AND response IS NULL"),
         }
+    }
+
+    /// `INSERT INTO outbox (...) VALUES (...), ...` for `rows` rows whose
+    /// [`OUTBOX_COLUMNS`] parameters each start at `$first`, in row order (event id,
+    /// aggregate id, partition, envelope, created at).
+    pub(crate) fn outbox_values(&self, first: usize, rows: usize) -> String {
+        use std::fmt::Write as _;
+        let mut sql = format!(
+            "INSERT INTO {} (event_id, aggregate_id, part, envelope, created_at) VALUES ",
+            self.outbox_table
+        );
+        for row in 0..rows {
+            let p = first + row * OUTBOX_COLUMNS;
+            let sep = if row == 0 { "" } else { ", " };
+            let _ = write!(
+                sql,
+                "{sep}(${}, ${}, ${}, ${}, ${})",
+                p,
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4
+            );
+        }
+        sql
+    }
+
+    /// The caller's `write` followed by the outbox insert of `rows` rows whose parameters
+    /// start at `$first` (after the write's own), as one statement text.
+    pub(crate) fn write_and_append(&self, write: &str, first: usize, rows: usize) -> SqlStr {
+        // The write is the caller's own statement, run on the caller's behalf as sqlx would
+        // run it alone; the appended part binds every value.
+        AssertSqlSafe(
+            self.dialect
+                .write_then(write, &self.outbox_values(first, rows)),
+        )
+        .into_sql_str()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outbox_values_number_the_rows_in_order() {
+        let tables = Tables::with_prefix("").expect("tables");
+        let sql = Statements::new(&tables, Dialect::Sqlite).outbox_values(3, 2);
+        assert!(
+            sql.ends_with("VALUES ($3, $4, $5, $6, $7), ($8, $9, $10, $11, $12)"),
+            "{sql}"
+        );
+    }
+
+    #[test]
+    fn the_write_comes_first_without_its_semicolon() {
+        let tables = Tables::with_prefix("").expect("tables");
+        let pg = Statements::new(&tables, Dialect::Postgres).write_and_append(
+            "INSERT INTO t (a) VALUES ($1); \n",
+            2,
+            1,
+        );
+        assert!(
+            pg.as_str().starts_with(
+                "WITH saga_outbox_write AS (\nINSERT INTO t (a) VALUES ($1)\n)\nINSERT INTO"
+            ),
+            "{}",
+            pg.as_str()
+        );
+        let lite = Statements::new(&tables, Dialect::Sqlite).write_and_append(
+            "INSERT INTO t (a) VALUES ($1) -- note",
+            2,
+            1,
+        );
+        assert!(
+            lite.as_str()
+                .starts_with("INSERT INTO t (a) VALUES ($1) -- note\n;\nINSERT INTO"),
+            "{}",
+            lite.as_str()
+        );
     }
 }

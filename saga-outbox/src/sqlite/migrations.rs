@@ -7,9 +7,10 @@ use crate::names::Tables;
 use crate::sql::error::db_err;
 
 /// `(version, SQL template)`, in order. Never edit a released one: add a new version.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE IF NOT EXISTS {outbox} (
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE IF NOT EXISTS {outbox} (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         event_id TEXT NOT NULL,
         aggregate_id TEXT NOT NULL,
@@ -63,7 +64,48 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         response TEXT,
         PRIMARY KEY (scope, idem_key)
     ) WITHOUT ROWID;",
-)];
+    ),
+    (
+        2,
+        // The outbox keeps pending rows only: a producer's commit then writes the row's
+        // page and nothing else (no partial index, no `sqlite_sequence` row), and the relay
+        // reads pending rows in `seq` (rowid) order without an index. Published rows kept
+        // for the retention period move to `{outbox_published}`. Without AUTOINCREMENT a
+        // `seq` may be reused once its row is gone; order among pending rows still follows
+        // commits, since SQLite has one writer. (The old indexes go first: one of them had
+        // the new table's name.)
+        "DROP INDEX IF EXISTS {ix}outbox_pending;
+    DROP INDEX IF EXISTS {ix}outbox_published;
+    CREATE TABLE IF NOT EXISTS {outbox_published} (
+        seq INTEGER NOT NULL,
+        event_id TEXT NOT NULL,
+        aggregate_id TEXT NOT NULL,
+        part INTEGER NOT NULL,
+        envelope TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        published_at INTEGER NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS {ix}outbox_published_at ON {outbox_published} (published_at);
+    INSERT INTO {outbox_published}
+        (seq, event_id, aggregate_id, part, envelope, created_at, published_at)
+        SELECT seq, event_id, aggregate_id, part, envelope, created_at, published_at
+        FROM {outbox} WHERE published_at IS NOT NULL;
+    CREATE TABLE {outbox}_v2 (
+        seq INTEGER PRIMARY KEY,
+        event_id TEXT NOT NULL,
+        aggregate_id TEXT NOT NULL,
+        part INTEGER NOT NULL,
+        envelope TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        published_at INTEGER
+    );
+    INSERT INTO {outbox}_v2 (seq, event_id, aggregate_id, part, envelope, created_at)
+        SELECT seq, event_id, aggregate_id, part, envelope, created_at
+        FROM {outbox} WHERE published_at IS NULL ORDER BY seq;
+    DROP TABLE {outbox};
+    ALTER TABLE {outbox}_v2 RENAME TO {outbox};",
+    ),
+];
 
 /// Applies the migrations not applied yet, each in its own transaction (the caller holds
 /// the single write connection, so no one else migrates at the same time in this process;
