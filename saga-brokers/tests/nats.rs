@@ -220,6 +220,16 @@ fn endless_redelivery_is_dead_lettered() {
                 assert_eq!(d.attempt, attempt);
                 drop(d);
             }
+            // The subscriber keeps reading (the adapter settles what it reads): the third
+            // delivery must be dead-lettered there and never reach it.
+            let reader = tokio::spawn(async move {
+                if let Some(item) = stream.next().await {
+                    match item {
+                        Ok(d) => panic!("delivered again at attempt {}", d.attempt),
+                        Err(e) => panic!("stream error: {e}"),
+                    }
+                }
+            });
             let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
             loop {
                 let letters = match b
@@ -246,6 +256,11 @@ fn endless_redelivery_is_dead_lettered() {
                 );
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
+            assert!(
+                !reader.is_finished(),
+                "the reader saw a delivery or an error"
+            );
+            reader.abort();
         },
     );
 }

@@ -1,4 +1,5 @@
-//! The pull loop of one subscriber: pull within the prefetch, forward, pull again.
+//! One subscriber's deliveries: JetStream's continuous pull read inline within the prefetch,
+//! merged with local redeliveries and released lanes.
 
 use std::sync::Arc;
 
@@ -58,6 +59,8 @@ pub(crate) async fn subscribe(inner: Arc<Inner>, sub: &Subscription) -> Result<D
         .get_or_create_consumer(&durable, config)
         .await
         .map_err(transient)?;
+    // Redeliveries of ordered retries and released lanes arrive through a channel; the
+    // main flow is read inline, in the caller's task, with no hand-off per message.
     let (tx, rx) = mpsc::channel(usize::from(sub.prefetch.max(1)));
     // Every subscriber drains released lanes (replays reach unordered subscriptions that
     // way too); only ordered ones park.
@@ -70,12 +73,27 @@ pub(crate) async fn subscribe(inner: Arc<Inner>, sub: &Subscription) -> Result<D
         sub: sub.clone(),
         patterns: client_side.then_some(patterns),
         permits: Arc::new(Semaphore::new(usize::from(sub.prefetch.max(1)))),
+        side: tx.downgrade(),
     };
-    tokio::spawn(run.run(consumer, tx));
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+    let main = futures_util::stream::unfold(
+        Pull {
+            run,
+            consumer,
+            messages: None,
+            failures: 0,
+        },
+        |mut pull| async move {
+            let delivery = pull.next().await;
+            Some((Ok(delivery), pull))
+        },
+    );
+    let side = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
-    Ok(Box::pin(stream))
+    // `tx` itself is dropped here: the side channel stays open while the release loop runs
+    // (it ends when the stream is dropped) and ackers hold weak senders.
+    drop(tx);
+    Ok(Box::pin(futures_util::stream::select(main, side)))
 }
 
 struct Run {
@@ -85,72 +103,85 @@ struct Run {
     sub: Subscription,
     /// Set when the consumer's filter is wider than the patterns.
     patterns: Option<Vec<TopicPattern>>,
+    /// One per unsettled delivery: at most `prefetch` at once.
     permits: Arc<Semaphore>,
+    /// Where ackers send local redeliveries (ordered retries).
+    side: mpsc::WeakSender<Result<Delivery>>,
 }
 
-impl Run {
-    async fn run(self, consumer: PullConsumer, tx: mpsc::Sender<Result<Delivery>>) {
-        let mut failures = 0u32;
+/// The main flow: JetStream's continuous pull (it asks for the next batch before the current
+/// one runs out), read when the caller asks for a delivery and holds fewer than `prefetch`.
+struct Pull {
+    run: Run,
+    consumer: PullConsumer,
+    messages: Option<pull::Stream>,
+    failures: u32,
+}
+
+impl Pull {
+    /// The next delivery; retries the pull with backoff through broker faults, so it only
+    /// ends when the caller drops the stream.
+    async fn next(&mut self) -> Delivery {
         loop {
-            let first = tokio::select! {
-                _ = tx.closed() => return,
-                p = self.permits.clone().acquire_owned() => match p {
-                    Ok(p) => p,
-                    Err(_) => return,
-                },
+            let permit = match self.run.permits.clone().acquire_owned().await {
+                Ok(p) => p,
+                // The semaphore is never closed; wait as if it were exhausted.
+                Err(_) => std::future::pending().await,
             };
-            let want = 1 + self.permits.available_permits();
-            let batch = consumer
-                .batch()
-                .max_messages(want)
-                .expires(self.inner.config.pull_wait)
-                .messages()
-                .await;
-            let mut batch = match batch {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::warn!(error = %e, subscription = %self.sub.name, "nats: pull failed, retrying");
-                    drop(first);
-                    tokio::select! {
-                        _ = tx.closed() => return,
-                        _ = tokio::time::sleep(self.inner.config.backoff(failures)) => {}
+            let msg = loop {
+                if self.messages.is_none() {
+                    let opened = self
+                        .consumer
+                        .stream()
+                        .max_messages_per_batch(usize::from(self.run.sub.prefetch.max(1)))
+                        .expires(self.run.inner.config.pull_wait)
+                        .messages()
+                        .await;
+                    match opened {
+                        Ok(m) => self.messages = Some(m),
+                        Err(e) => {
+                            tracing::warn!(error = %e, subscription = %self.run.sub.name, "nats: pull failed, retrying");
+                            self.back_off().await;
+                            continue;
+                        }
                     }
-                    failures = failures.saturating_add(1);
-                    continue;
                 }
-            };
-            failures = 0;
-            let mut first = Some(first);
-            loop {
-                let next = tokio::select! {
-                    _ = tx.closed() => return,
-                    next = batch.next() => next,
+                let next = match self.messages.as_mut() {
+                    Some(m) => m.next().await,
+                    None => continue,
                 };
-                let msg = match next {
-                    None => break,
-                    Some(Ok(msg)) => msg,
+                match next {
+                    Some(Ok(msg)) => {
+                        self.failures = 0;
+                        break msg;
+                    }
                     Some(Err(e)) => {
-                        tracing::debug!(error = %e, subscription = %self.sub.name, "nats: pull ended");
-                        break;
+                        tracing::debug!(error = %e, subscription = %self.run.sub.name, "nats: pull interrupted, pulling again");
+                        self.messages = None;
+                        self.back_off().await;
                     }
-                };
-                let permit = first
-                    .take()
-                    .or_else(|| self.permits.clone().try_acquire_owned().ok());
-                if let Some(d) = self.handle(msg, permit, &tx).await
-                    && tx.send(Ok(d)).await.is_err()
-                {
-                    return;
+                    None => {
+                        self.messages = None;
+                    }
                 }
+            };
+            if let Some(delivery) = self.run.handle(msg, Some(permit)).await {
+                return delivery;
             }
         }
     }
 
+    async fn back_off(&mut self) {
+        tokio::time::sleep(self.run.inner.config.backoff(self.failures)).await;
+        self.failures = self.failures.saturating_add(1);
+    }
+}
+
+impl Run {
     async fn handle(
         &self,
         msg: async_nats::jetstream::Message,
         permit: Option<OwnedSemaphorePermit>,
-        tx: &mpsc::Sender<Result<Delivery>>,
     ) -> Option<Delivery> {
         let attempt = msg
             .info()
@@ -234,7 +265,7 @@ impl Run {
             attempt,
             self.sub.name.clone(),
             self.sub.ordered,
-            tx.downgrade(),
+            self.side.clone(),
             self.parking.clone(),
         );
         Some(Delivery::new(
