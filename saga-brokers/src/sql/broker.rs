@@ -532,6 +532,7 @@ impl Subscriber for SqlBroker {
             prefetch: usize::from(subscription.prefetch.max(1)),
             notify: s.notify_for(&subscription.name),
             in_flight: Arc::new(AtomicUsize::new(0)),
+            drained_at: None,
             buffer: VecDeque::new(),
             backoff: None,
         };

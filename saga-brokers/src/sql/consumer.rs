@@ -11,11 +11,10 @@ use saga_core::broker::{Acker, Delivery};
 use saga_core::dead_letter::DeadLetter;
 use saga_core::{Envelope, Error, Result};
 use sqlx::Row;
-use tokio::sync::Notify;
 
 use super::db::{db_err, on_db, sql};
 use super::settle::Settle;
-use super::shared::{Shared, micros};
+use super::shared::{Shared, Wake, micros};
 
 /// A subscriber's side of a subscription.
 pub(crate) struct Consumer {
@@ -25,9 +24,12 @@ pub(crate) struct Consumer {
     pub(crate) id: Arc<str>,
     pub(crate) ordered: bool,
     pub(crate) prefetch: usize,
-    pub(crate) notify: Arc<Notify>,
+    pub(crate) notify: Arc<Wake>,
     /// Unsettled deliveries this subscriber holds (handed out or buffered).
     pub(crate) in_flight: Arc<AtomicUsize>,
+    /// The wake-up generation seen before the last claim, if that claim found fewer rows
+    /// than it asked for: until the generation moves on, another claim would find nothing.
+    pub(crate) drained_at: Option<u64>,
     /// Claimed, not yet handed out.
     pub(crate) buffer: VecDeque<Result<Delivery>>,
     /// Wait this long before the next claim (after a database error).
@@ -43,8 +45,8 @@ impl Consumer {
                 return Some(item);
             }
             let shared = self.shared.clone();
-            let notify = self.notify.clone();
-            let mut notified = pin!(notify.notified());
+            let wake = self.notify.clone();
+            let mut notified = pin!(wake.notify.notified());
             let mut closed = pin!(shared.close_notify.notified());
             // Registered before looking, so no wake-up between the look and the wait is lost.
             notified.as_mut().enable();
@@ -53,14 +55,24 @@ impl Consumer {
                 return None;
             }
             let mut wait = shared.options.poll_interval;
+            let generation = wake.generation();
             if let Some(backoff) = self.backoff.take() {
                 wait = backoff;
+            } else if self.drained_at == Some(generation) {
+                // Nothing happened since a claim found the queue drained: wait for a wake-up
+                // (or the fallback poll, which also catches other processes' changes).
+                self.drained_at = None;
             } else {
                 let free = self
                     .prefetch
                     .saturating_sub(self.in_flight.load(Ordering::Acquire));
                 if free > 0 {
-                    match self.claim(free).await {
+                    let claimed = self.claim(free).await;
+                    self.drained_at = match &claimed {
+                        Ok(n) if *n < free => Some(generation),
+                        _ => None,
+                    };
+                    match claimed {
                         Ok(0) => match self.next_due().await {
                             Ok(Some(due)) => {
                                 let us =
@@ -78,7 +90,9 @@ impl Consumer {
             tokio::select! {
                 _ = notified => {}
                 _ = closed => {}
-                _ = tokio::time::sleep(wait) => {}
+                // Time alone makes rows visible (a retry's delay, a dead consumer's lease):
+                // look again whatever the generation says.
+                _ = tokio::time::sleep(wait) => self.drained_at = None,
             }
         }
     }
@@ -134,8 +148,10 @@ impl Consumer {
                 attempt,
                 ordered: self.ordered,
                 in_flight: self.in_flight.clone(),
+                prefetch: self.prefetch,
                 notify: self.notify.clone(),
                 settled: false,
+                retried: false,
                 json,
             };
             let item = match envelope {
@@ -191,8 +207,12 @@ struct SqlAcker {
     attempt: i64,
     ordered: bool,
     in_flight: Arc<AtomicUsize>,
-    notify: Arc<Notify>,
+    /// The subscriber's prefetch: a settlement that frees its last slot wakes it.
+    prefetch: usize,
+    notify: Arc<Wake>,
     settled: bool,
+    /// Settled by a retry: the row comes back later, and the subscriber must look for it.
+    retried: bool,
     /// The stored envelope, for a dead letter.
     json: String,
 }
@@ -222,6 +242,7 @@ impl Acker for SqlAcker {
             })
             .await?;
         self.settled = true;
+        self.retried = true;
         Ok(())
     }
 
@@ -292,7 +313,7 @@ impl Acker for SqlAcker {
 
 impl Drop for SqlAcker {
     fn drop(&mut self) {
-        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        let held = self.in_flight.fetch_sub(1, Ordering::AcqRel);
         if !self.settled
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
@@ -313,9 +334,15 @@ impl Drop for SqlAcker {
                     // The lease runs out instead.
                     tracing::warn!(row = id, error = %e, "sql broker: could not release a lease");
                 }
-                notify.notify_waiters();
+                notify.wake();
             });
         }
-        self.notify.notify_waiters();
+        // A plain ack of an unordered subscription changes nothing another claim could find,
+        // unless the subscriber was at its prefetch and waits for this slot. A retry (its
+        // due time), an ordered ack (the key's next message), a release or a dead letter do.
+        let quiet_ack = self.settled && !self.retried && !self.ordered && held < self.prefetch;
+        if !quiet_ack {
+            self.notify.wake();
+        }
     }
 }

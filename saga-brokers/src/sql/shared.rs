@@ -1,7 +1,7 @@
 //! State shared by a broker's handles, consumers and deliveries.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ pub(crate) struct Shared {
     /// Woken (all waiters) when the broker closes.
     pub(crate) close_notify: Notify,
     /// Per subscription: woken on publish, settle, replay, `NOTIFY`.
-    notifies: Mutex<HashMap<String, Arc<Notify>>>,
+    notifies: Mutex<HashMap<String, Arc<Wake>>>,
     /// Parsed patterns by their stored JSON text.
     patterns: Mutex<HashMap<String, Arc<Vec<TopicPattern>>>>,
     /// Stops the Postgres listener (a stored permit, so it is never missed).
@@ -79,12 +79,12 @@ impl Shared {
     }
 
     /// The wake-up of one subscription.
-    pub(crate) fn notify_for(&self, subscription: &str) -> Arc<Notify> {
+    pub(crate) fn notify_for(&self, subscription: &str) -> Arc<Wake> {
         let mut map = self.notifies.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(n) = map.get(subscription) {
             return n.clone();
         }
-        let n = Arc::new(Notify::new());
+        let n = Arc::new(Wake::default());
         map.insert(subscription.to_owned(), n.clone());
         n
     }
@@ -98,20 +98,20 @@ impl Shared {
             .get(subscription)
             .cloned();
         if let Some(n) = n {
-            n.notify_waiters();
+            n.wake();
         }
     }
 
     /// Wakes every consumer in this process (after a lost `LISTEN` connection).
     pub(crate) fn wake_all(&self) {
-        let all: Vec<Arc<Notify>> = self
+        let all: Vec<Arc<Wake>> = self
             .notifies
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .values()
             .cloned()
             .collect();
-        all.iter().for_each(|n| n.notify_waiters());
+        all.iter().for_each(|n| n.wake());
     }
 
     /// The parsed patterns of a stored pattern list (JSON array), cached.
@@ -142,4 +142,27 @@ impl Drop for Shared {
 /// A duration in microseconds, saturating.
 pub(crate) fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX / 4)
+}
+
+/// One subscription's wake-up in this process, and a count of them: a consumer whose last
+/// claim found fewer rows than it asked for claims again only once something happened since
+/// (a publish, a settlement that may free a key or a slot, a replay, a `NOTIFY`), or when its
+/// timer runs out.
+#[derive(Debug, Default)]
+pub(crate) struct Wake {
+    pub(crate) notify: Notify,
+    generation: AtomicU64,
+}
+
+impl Wake {
+    /// Counts a change, then wakes every waiting consumer.
+    pub(crate) fn wake(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.notify.notify_waiters();
+    }
+
+    /// How many changes so far.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
 }
