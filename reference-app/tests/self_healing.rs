@@ -181,3 +181,147 @@ async fn with_the_policy_off_the_failure_is_dead_lettered_without_a_diagnosis() 
     assert!(!error.contains("poison message"), "{error}");
     app.stop().await;
 }
+
+/// The AI service's records of `policy` about `subject`, once `ok` holds for them (`wait` at
+/// most; they trail the decisions by the relay and the AI service's subscription).
+async fn records_about(
+    app: &App,
+    policy: &str,
+    subject: &str,
+    wait: Duration,
+    ok: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let all = app
+            .get(
+                Service::Ai,
+                &format!("/self-healing/actions?policy={policy}&limit=100"),
+            )
+            .await;
+        let about: Vec<Value> = all["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["subject"] == subject)
+            .cloned()
+            .collect();
+        if ok(&about) || tokio::time::Instant::now() > deadline {
+            return about;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A system whose payment step takes longer than its deadline: the gateway answers after 3 s,
+/// a step may take 1 s.
+async fn stuck_payments(dir: &std::path::Path, off: Vec<PolicySwitch>) -> App {
+    App::start_custom(dir, |s| {
+        s.gateway.latency = Duration::from_millis(3000);
+        s.step_deadline = Duration::from_millis(1000);
+        s.healing.off = off;
+    })
+    .await
+}
+
+/// How many times the order's saga sent `command`, as its saga log says.
+async fn sent(app: &App, order: &str, command: &str) -> usize {
+    let log = app
+        .get(Service::Order, &format!("/orders/{order}/saga-logs"))
+        .await;
+    log.as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["event_type"] == command)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_payment_is_retried_once_then_compensated_and_both_decisions_are_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = stuck_payments(dir.path(), Vec::new()).await;
+    let products = app.products().await;
+    let (code, order) = app
+        .place(&body_for_new_customer(&products["Webcam HD"]), None)
+        .await;
+    assert_eq!(code, 201, "{order}");
+    let id = order["id"].as_str().unwrap().to_owned();
+    let done = app.wait(&id).await;
+    assert_eq!(done["order"]["status"], "cancelled", "{done}");
+    assert_eq!(done["saga_status"], "compensated", "{done}");
+    assert_eq!(sent(&app, &id, "payment.requested").await, 2, "one retry");
+
+    // Both decisions, each with what it saw, what it did and how it went.
+    let records = records_about(&app, "stuck-sagas", &id, Duration::from_secs(20), |r| {
+        r.len() >= 2 && r.iter().all(|a| a["outcome"].is_string())
+    })
+    .await;
+    assert_eq!(records.len(), 2, "{records:?}");
+    let kind = |k: &str| records.iter().find(|a| a["kind"] == k).cloned();
+    let retry = kind("retry_step").unwrap_or_else(|| panic!("no retry: {records:?}"));
+    let compensate = kind("compensate").unwrap_or_else(|| panic!("no compensation: {records:?}"));
+    for action in [&retry, &compensate] {
+        assert_eq!(action["service"], "order", "{action}");
+        assert_eq!(action["policy"], "stuck_saga", "{action}");
+        let observed = action["observed"].as_str().unwrap();
+        assert!(
+            observed.contains("process_payment") && observed.contains("deadline"),
+            "{action}"
+        );
+    }
+    assert!(
+        retry["action"].as_str().unwrap().contains("again"),
+        "{retry}"
+    );
+    assert!(
+        retry["outcome"].as_str().unwrap().contains("no reply"),
+        "{retry}"
+    );
+    assert!(
+        compensate["outcome"]
+            .as_str()
+            .unwrap()
+            .contains("compensated"),
+        "{compensate}"
+    );
+    assert!(
+        compensate["outcome"].as_str().unwrap().contains("cancelled"),
+        "{compensate}"
+    );
+    // The retry came first.
+    assert!(retry["at"].as_str() < compensate["at"].as_str(), "{records:?}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_stuck_saga_policy_off_the_step_is_compensated_at_once_and_nothing_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = stuck_payments(dir.path(), vec![PolicySwitch::StuckSagas]).await;
+    let products = app.products().await;
+    let (code, order) = app
+        .place(&body_for_new_customer(&products["Webcam HD"]), None)
+        .await;
+    assert_eq!(code, 201, "{order}");
+    let id = order["id"].as_str().unwrap().to_owned();
+    // The saga still ends: compensated at the first deadline, without a retry.
+    let done = app.wait(&id).await;
+    assert_eq!(done["order"]["status"], "cancelled", "{done}");
+    assert_eq!(sent(&app, &id, "payment.requested").await, 1, "no retry");
+    let all = app
+        .get(Service::Ai, "/self-healing/actions?policy=stuck-sagas")
+        .await;
+    let policy = all["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "stuck-sagas")
+        .cloned()
+        .unwrap();
+    assert_eq!(policy["enabled"], false, "{all}");
+    // Records trail a decision by a second or so (the relay, then the AI service's
+    // subscription); none comes in five.
+    let wait = Duration::from_secs(5);
+    let records = records_about(&app, "stuck-sagas", &id, wait, |r| !r.is_empty()).await;
+    assert!(records.is_empty(), "{records:?}");
+    app.stop().await;
+}

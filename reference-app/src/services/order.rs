@@ -46,6 +46,7 @@ use crate::api::problem::{FieldError, Problem};
 use crate::consumer::Handler;
 use crate::context::{Running, ServiceContext};
 use crate::error::AppError;
+use crate::healing::{self, PolicySwitch, stuck};
 use crate::messages::{OrderPayload, OrderStatusChanged};
 use crate::operator::Handled;
 use crate::order_saga::{self, events};
@@ -158,7 +159,11 @@ impl Waiters {
 pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
     ctx.db.migrate(MIGRATIONS).await?;
     let svc = OrderService {
-        definition: Arc::new(order_saga::definition(ctx.settings.step_deadline)),
+        definition: Arc::new(order_saga::definition_with_retries(
+            ctx.settings.step_deadline,
+            // With the stuck-saga policy off, a step past its deadline is compensated at once.
+            u32::from(ctx.settings.healing.on(PolicySwitch::StuckSagas)),
+        )),
         waiters: Arc::new(Waiters::default()),
         log_appended: broadcast::channel(LOG_WAKE_CAPACITY).0,
         ctx: ctx.clone(),
@@ -945,19 +950,24 @@ impl OrderService {
         let before = order_saga::order_status(&instance);
         let after = order_saga::order_status(&t.instance);
         let order_id = instance.aggregate_id.clone();
-        let mut outgoing: Vec<Envelope> = t.commands.iter().map(|c| c.to_envelope(now)).collect();
-        if t.outcome == Outcome::Applied
-            && let Some(event) = status_event(&instance, &t.instance, before, after, now)?
-        {
-            outgoing.push(event);
-        }
-        let update = self.ctx.db.qualify(
-            "UPDATE {t}orders SET status = $1, failure_reason = $2, updated_at = $3 WHERE id = $4",
-        );
         let reply: Option<&Envelope> = match input {
             SagaInput::Reply(env) => Some(env),
             SagaInput::DeadlineExpired => None,
         };
+        let mut outgoing: Vec<Envelope> = t.commands.iter().map(|c| c.to_envelope(now)).collect();
+        if t.outcome == Outcome::Applied {
+            if let Some(event) = status_event(&instance, &t.instance, before, after, now)? {
+                outgoing.push(event);
+            }
+            // The stuck-saga policy's records commit with the decision they describe.
+            if self.ctx.settings.healing.on(PolicySwitch::StuckSagas) {
+                let records = stuck::records(&self.definition, &instance, &t.instance, reply, now);
+                outgoing.extend(healing::stuck_events(self.ctx.service.name(), &records)?);
+            }
+        }
+        let update = self.ctx.db.qualify(
+            "UPDATE {t}orders SET status = $1, failure_reason = $2, updated_at = $3 WHERE id = $4",
+        );
         let db = &self.ctx.db;
         let applied = with_db!(db, store => {
             async {
