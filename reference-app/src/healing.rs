@@ -112,7 +112,10 @@ pub fn action_event(service: &str, action: &HealingAction) -> Result<Envelope, A
 
 /// The events of the stuck-saga policy's records, as `service` records them: each action
 /// under its derived id, then the outcomes.
-pub fn stuck_events(service: &str, records: &stuck::StuckRecords) -> Result<Vec<Envelope>, AppError> {
+pub fn stuck_events(
+    service: &str,
+    records: &stuck::StuckRecords,
+) -> Result<Vec<Envelope>, AppError> {
     let mut out = Vec::with_capacity(records.actions.len() + records.outcomes.len());
     for (id, action) in &records.actions {
         out.push(action_event(service, action)?.with_id(*id));
@@ -121,11 +124,15 @@ pub fn stuck_events(service: &str, records: &stuck::StuckRecords) -> Result<Vec<
         let payload =
             serde_json::to_value(outcome).map_err(|e| AppError::decode("healing outcome", e))?;
         out.push(
-            Envelope::new(HEALING_OUTCOME_RECORDED, outcome.action_id.to_string(), payload)
-                .with_id(Uuid::new_v5(&outcome.action_id, b"outcome"))
-                .with_timestamp(outcome.at)
-                .with_source(service)
-                .with_header("service", service),
+            Envelope::new(
+                HEALING_OUTCOME_RECORDED,
+                outcome.action_id.to_string(),
+                payload,
+            )
+            .with_id(Uuid::new_v5(&outcome.action_id, b"outcome"))
+            .with_timestamp(outcome.at)
+            .with_source(service)
+            .with_header("service", service),
         );
     }
     Ok(out)

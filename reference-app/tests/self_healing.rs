@@ -285,11 +285,17 @@ async fn a_stuck_payment_is_retried_once_then_compensated_and_both_decisions_are
         "{compensate}"
     );
     assert!(
-        compensate["outcome"].as_str().unwrap().contains("cancelled"),
+        compensate["outcome"]
+            .as_str()
+            .unwrap()
+            .contains("cancelled"),
         "{compensate}"
     );
     // The retry came first.
-    assert!(retry["at"].as_str() < compensate["at"].as_str(), "{records:?}");
+    assert!(
+        retry["at"].as_str() < compensate["at"].as_str(),
+        "{records:?}"
+    );
     app.stop().await;
 }
 

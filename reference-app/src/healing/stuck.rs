@@ -86,7 +86,9 @@ fn ending(after: &SagaInstance) -> String {
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default();
     match after.status {
-        SagaStatus::Compensated => format!("compensated: every step taken was undone, order {status}"),
+        SagaStatus::Compensated => {
+            format!("compensated: every step taken was undone, order {status}")
+        }
         SagaStatus::Failed => format!(
             "compensation incomplete: a compensation was not confirmed, order {status} (an operator must look)"
         ),
@@ -105,7 +107,9 @@ pub fn records(
 ) -> StuckRecords {
     let mut out = StuckRecords::default();
     let subject = after.aggregate_id.clone();
-    let overdue = before.deadline.map_or(chrono::Duration::zero(), |d| now - d);
+    let overdue = before
+        .deadline
+        .map_or(chrono::Duration::zero(), |d| now - d);
     for (i, (was, is)) in before.steps.iter().zip(&after.steps).enumerate() {
         let Some(step) = definition.steps().get(i).map(|s| s.name.as_str()) else {
             continue;
@@ -172,8 +176,8 @@ mod tests {
     use std::time::Duration;
 
     use saga_ai::healing::ActionKind;
-    use saga_core::saga::transition::{self, Transition};
     use saga_core::saga::SagaInput;
+    use saga_core::saga::transition::{self, Transition};
 
     use super::*;
     use crate::order_saga::{definition, events};
@@ -245,8 +249,14 @@ mod tests {
         assert_eq!(action.kind, ActionKind::Compensate);
         assert!(action.outcome.is_none(), "the saga still compensates");
         assert_eq!(gave_up.outcomes.len(), 1);
-        assert_eq!(gave_up.outcomes[0].action_id, retry_id(saga, "process_payment", 2));
-        assert!(gave_up.outcomes[0].outcome.contains("no reply"), "{gave_up:?}");
+        assert_eq!(
+            gave_up.outcomes[0].action_id,
+            retry_id(saga, "process_payment", 2)
+        );
+        assert!(
+            gave_up.outcomes[0].outcome.contains("no reply"),
+            "{gave_up:?}"
+        );
 
         // The refund, then the release: the saga ends compensated, the order cancelled.
         assert!(run.reply(events::PAYMENT_REFUNDED).is_empty());
@@ -254,8 +264,14 @@ mod tests {
         assert_eq!(run.t.instance.status, SagaStatus::Compensated);
         assert!(ended.actions.is_empty());
         assert_eq!(ended.outcomes.len(), 1, "{ended:?}");
-        assert_eq!(ended.outcomes[0].action_id, compensate_id(saga, "process_payment"));
-        assert!(ended.outcomes[0].outcome.contains("compensated"), "{ended:?}");
+        assert_eq!(
+            ended.outcomes[0].action_id,
+            compensate_id(saga, "process_payment")
+        );
+        assert!(
+            ended.outcomes[0].outcome.contains("compensated"),
+            "{ended:?}"
+        );
         assert!(ended.outcomes[0].outcome.contains("cancelled"), "{ended:?}");
     }
 
@@ -272,7 +288,10 @@ mod tests {
             answered.outcomes[0].outcome.contains("fraud.check.passed"),
             "{answered:?}"
         );
-        assert!(answered.outcomes[0].outcome.contains("went on"), "{answered:?}");
+        assert!(
+            answered.outcomes[0].outcome.contains("went on"),
+            "{answered:?}"
+        );
         // Later replies of a step answered at once record nothing.
         assert!(run.reply(events::INVENTORY_RESERVED).is_empty());
     }

@@ -59,7 +59,10 @@ impl HealingLog {
 
     /// Its subscription.
     pub fn subscription() -> Subscription {
-        Subscription::new(SUBSCRIPTION, [HEALING_ACTION_TAKEN, HEALING_OUTCOME_RECORDED])
+        Subscription::new(
+            SUBSCRIPTION,
+            [HEALING_ACTION_TAKEN, HEALING_OUTCOME_RECORDED],
+        )
     }
 }
 
