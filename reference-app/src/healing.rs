@@ -63,12 +63,16 @@ pub enum BreakerMode {
 }
 
 /// Which policies run.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct HealingSettings {
     /// Policies switched off.
     pub off: Vec<PolicySwitch>,
     /// The payment service's behaviour while the circuit is open.
     pub breaker_mode: BreakerMode,
+    /// How sensitive the duration-drift policy is (`saga-ai`'s defaults: a baseline of 200
+    /// durations per step, judged from 30, against the median of the latest 20; flagged at
+    /// 1.5 times the baseline median and 3 robust standard deviations above it).
+    pub drift: saga_ai::healing::DriftConfig,
 }
 
 impl HealingSettings {

@@ -745,6 +745,19 @@ async fn real_answers_validate_against_their_documented_schemas() {
         ..Call::get(Payment, outage, outage, 200)
     };
     exchange(&app, &mut c, end).await;
+    // Its latency switch.
+    let latency = "/gateway/latency";
+    for (body, expect) in [
+        (json!({"latency_ms": 1}), 200),
+        (json!({"latency_ms": 60_001}), 422),
+        (json!({"latency_ms": -1}), 422),
+    ] {
+        let call = Call {
+            method: "PUT",
+            ..Call::post(Payment, latency, json_body(&body), expect)
+        };
+        exchange(&app, &mut c, call).await;
+    }
     let wait = "/orders/{id}/wait";
     let path = format!("{}?timeout_ms=10", fill(wait, good_id));
     exchange(&app, &mut c, Call::get(Order, wait, path, 200)).await;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use reference_app::healing::{BreakerMode, PolicySwitch};
 use reference_app::topology::Service;
+use saga_ai::healing::DriftConfig;
 use saga_core::Envelope;
 use saga_core::dead_letter::{DeadLetterFilter, DeadLetterStatus};
 use serde_json::{Value, json};
@@ -329,5 +330,111 @@ async fn with_the_stuck_saga_policy_off_the_step_is_compensated_at_once_and_noth
     let wait = Duration::from_secs(5);
     let records = records_about(&app, "stuck-sagas", &id, wait, |r| !r.is_empty()).await;
     assert!(records.is_empty(), "{records:?}");
+    app.stop().await;
+}
+
+/// Places `n` orders at once and waits for their sagas to end.
+async fn orders_through(app: &App, product: &Value, n: usize) {
+    let placed = futures_util::future::join_all(
+        (0..n).map(|_| async { app.place(&body_for_new_customer(product), None).await }),
+    )
+    .await;
+    for (code, order) in &placed {
+        assert_eq!(*code, 201, "{order}");
+        let done = app.wait(order["id"].as_str().unwrap()).await;
+        assert_eq!(done["order"]["status"], "confirmed", "{done}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_step_that_slows_down_is_flagged_as_drifting() {
+    let dir = tempfile::tempdir().unwrap();
+    // A small detector: judged from 8 durations, against the median of the latest 5.
+    let app = App::start_custom(dir.path(), |s| {
+        s.healing.drift = DriftConfig {
+            baseline: 50,
+            min_baseline: 8,
+            window: 5,
+            ratio: 1.5,
+            sigmas: 3.0,
+        };
+    })
+    .await;
+    let products = app.products().await;
+    let laptop = &products["Laptop Pro 14"];
+    let payment_figures = |v: &Value| {
+        v["drift"]["steps"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["step"] == "process_payment").cloned())
+    };
+
+    // The baseline: payments at the gateway's 1 ms.
+    orders_through(&app, laptop, 14).await;
+    let anomalies = app
+        .eventually(Service::Ai, "/anomalies", |v| payment_figures(v).is_some())
+        .await;
+    assert_eq!(anomalies["drift"]["enabled"], true, "{anomalies}");
+    let before = payment_figures(&anomalies).unwrap();
+    assert_eq!(before["flagged"], false, "{anomalies}");
+    let baseline = before["baseline_median_ms"].as_f64().unwrap();
+    assert!(baseline < 500.0, "{before}");
+
+    // The fault: the gateway slows down to 1.2 s per charge.
+    let payment = app.system.url(Service::Payment);
+    let slowed: Value = app
+        .client
+        .put(format!("{payment}/gateway/latency"))
+        .json(&json!({"latency_ms": 1200}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(slowed["latency_ms"], 1200, "{slowed}");
+    orders_through(&app, laptop, 5).await;
+
+    // The detector flags the step, says what it saw, and the record reaches the AI service.
+    let records = records_about(
+        &app,
+        "duration-drift",
+        "process_payment",
+        Duration::from_secs(20),
+        |r| r.iter().any(|a| a["kind"] == "flag_drift"),
+    )
+    .await;
+    let flag = records
+        .iter()
+        .find(|a| a["kind"] == "flag_drift")
+        .unwrap_or_else(|| panic!("no drift flagged: {records:?}"));
+    assert_eq!(flag["service"], "ai", "{flag}");
+    assert_eq!(flag["policy"], "duration_drift", "{flag}");
+    assert!(
+        flag["observed"].as_str().unwrap().contains("baseline"),
+        "{flag}"
+    );
+    assert!(
+        flag["action"].as_str().unwrap().contains("flagged"),
+        "{flag}"
+    );
+    assert!(
+        flag["outcome"].as_str().unwrap().contains("/anomalies"),
+        "{flag}"
+    );
+    let after = payment_figures(&app.get(Service::Ai, "/anomalies").await).unwrap();
+    assert_eq!(after["flagged"], true, "{after}");
+    assert!(
+        after["recent_median_ms"].as_f64().unwrap() >= 1200.0,
+        "{after}"
+    );
+    // Only the slowed step drifted.
+    let all = app
+        .get(Service::Ai, "/self-healing/actions?policy=duration-drift")
+        .await;
+    let drifted: Vec<&Value> = all["actions"].as_array().unwrap().iter().collect();
+    assert!(
+        !drifted.is_empty() && drifted.iter().all(|a| a["subject"] == "process_payment"),
+        "{all}"
+    );
     app.stop().await;
 }

@@ -26,7 +26,7 @@ use crate::services::notification::NotificationResponse;
 use crate::services::order::{
     DeadLetterResponse, DeadLetterStatusFilter, SagaLogResponse, WaitResponse,
 };
-use crate::services::payment::{GatewayStatus, OutageRequest, TransactionResponse};
+use crate::services::payment::{GatewayStatus, LatencyRequest, OutageRequest, TransactionResponse};
 use crate::services::shipping::ShipmentResponse;
 use crate::services::web::AllHealth;
 use crate::topology::Service;
@@ -394,6 +394,16 @@ fn payment_ops(schemas: &mut Schemas) -> Vec<Op> {
             summary: "Start a simulated gateway outage (a share of calls fail for a while)",
             params: Vec::new(),
             body: Some(json_body(schemas.of::<OutageRequest>())),
+            ok: (200, Reply::json(schemas.of::<GatewayStatus>())),
+            errors: &[400, 413, 415, 422],
+        },
+        Op {
+            method: HttpMethod::Put,
+            path: "/gateway/latency",
+            id: "set_gateway_latency",
+            summary: "Set how long the simulated gateway takes per charge or refund from now on",
+            params: Vec::new(),
+            body: Some(json_body(schemas.of::<LatencyRequest>())),
             ok: (200, Reply::json(schemas.of::<GatewayStatus>())),
             errors: &[400, 413, 415, 422],
         },

@@ -3,13 +3,14 @@
 //! each (its event id is the key), newest first, with the outcome a later
 //! `healing.outcome_recorded` event told (whichever of the two arrives first).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use saga_ai::healing::HealingAction;
+use saga_ai::healing::{ActionKind, HealingAction};
 use saga_core::broker::Subscription;
 use saga_core::{Envelope, HandlerError};
 use serde::{Deserialize, Serialize};
@@ -262,6 +263,32 @@ pub(crate) async fn actions(
     })
     .collect();
     Ok(Json(ActionsResponse { policies, actions }))
+}
+
+/// The kind and time of the latest recorded action of `policy` about each subject.
+pub async fn latest_by_subject(
+    db: &crate::db::Db,
+    policy: PolicySwitch,
+) -> Result<HashMap<String, (ActionKind, chrono::DateTime<chrono::Utc>)>, AppError> {
+    let sql = db.qualify(
+        "SELECT body FROM {t}healing_actions WHERE policy = $1 ORDER BY taken_at, event_id",
+    );
+    let bodies: Vec<(String,)> = with_db!(db, store => {
+        sqlx::query_as(sql.clone())
+            .bind(policy_name(policy))
+            .fetch_all(store.read_pool())
+            .await?
+    });
+    let mut latest = HashMap::new();
+    for (body,) in bodies {
+        match serde_json::from_str::<HealingAction>(&body) {
+            Ok(a) => {
+                latest.insert(a.subject, (a.kind, a.at));
+            }
+            Err(e) => tracing::warn!(error = %e, "ai: a stored healing action does not read"),
+        }
+    }
+    Ok(latest)
 }
 
 /// The consumer of the record, for the AI service's task list.

@@ -6,6 +6,7 @@ pub mod analytics;
 pub mod analytics_cache;
 pub mod assistant;
 pub mod common;
+pub mod drift;
 pub mod healing_log;
 pub mod inventory;
 pub mod notification;
