@@ -39,6 +39,9 @@ pub struct Settings {
     pub event_log_retention: Option<Duration>,
     /// Which self-healing policies run, and how.
     pub healing: crate::healing::HealingSettings,
+    /// The assistant's language model (`--llm-url`); `None`: offline. Its key never shows in
+    /// `Debug`.
+    pub llm: Option<saga_ai::assistant::llm::LlmConfig>,
 }
 
 impl Default for Settings {
@@ -53,6 +56,7 @@ impl Default for Settings {
             redis_prefix: "saga".into(),
             event_log_retention: Some(Duration::from_secs(30 * 86_400)),
             healing: crate::healing::HealingSettings::default(),
+            llm: None,
         }
     }
 }
@@ -77,6 +81,7 @@ impl From<&BusinessArgs> for Settings {
                 breaker_mode: a.payment_breaker,
                 drift: saga_ai::healing::DriftConfig::default(),
             },
+            llm: a.llm(),
         }
     }
 }

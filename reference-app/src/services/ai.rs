@@ -163,7 +163,11 @@ pub async fn start(ctx: ServiceContext, order_url: &str) -> Result<Running, AppE
         ctx.settings.healing.on(PolicySwitch::DurationDrift),
     );
     let insights = Insights::new(&ctx, engine, drift.clone());
-    let chat = assistant::assistant(ShopTools::new(insights.clone(), order_url)?).await?;
+    let chat = assistant::assistant(
+        ShopTools::new(insights.clone(), order_url)?,
+        ctx.settings.llm.clone(),
+    )
+    .await?;
     let tasks = vec![
         ctx.consume(
             Subscription::new(

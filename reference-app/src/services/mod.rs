@@ -11,6 +11,7 @@ pub mod healing_log;
 pub mod inventory;
 pub mod notification;
 pub mod order;
+pub mod order_stats;
 pub mod payment;
 pub mod shipping;
 pub mod web;

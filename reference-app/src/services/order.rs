@@ -51,6 +51,7 @@ use crate::messages::{OrderPayload, OrderStatusChanged};
 use crate::operator::Handled;
 use crate::order_saga::{self, events};
 use crate::services::common::{health_routes, parse_ts, parse_uuid, stored_uuid, ts};
+use crate::services::order_stats;
 use crate::with_db;
 
 /// The order service's tables.
@@ -195,6 +196,7 @@ pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
     ];
     let router = Router::new()
         .route("/orders", post(create_order).get(list_orders))
+        .route("/orders/stats", get(order_stats))
         .route("/orders/{id}", get(get_order))
         .route("/orders/{id}/saga-logs", get(saga_logs))
         .route("/orders/{id}/wait", get(wait_order))
@@ -494,12 +496,13 @@ async fn get_order(
     }
 }
 
-/// `GET /orders?status=&customer_id=&limit=`.
+/// `GET /orders?status=&customer_id=&id_prefix=&limit=`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     status: Option<OrderStatus>,
     customer_id: Option<Uuid>,
+    id_prefix: Option<String>,
     limit: Option<u32>,
 }
 
@@ -509,10 +512,20 @@ async fn list_orders(
 ) -> Result<Json<Vec<OrderResponse>>, Problem> {
     let Query(q) = query?;
     let limit = i64::from(q.limit.unwrap_or(50).clamp(1, 500));
+    let pattern = match q.id_prefix.as_deref() {
+        None => None,
+        Some(p) => Some(order_stats::prefix_pattern(p).ok_or_else(|| {
+            Problem::validation(vec![FieldError::new(
+                "id_prefix",
+                "must be the start of an order id: hexadecimal digits, hyphens where a UUID has them",
+            )])
+        })?),
+    };
     let sql = svc.ctx.db.qualify(&format!(
         "SELECT {ORDER_COLUMNS} FROM {{t}}orders \
          WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) \
          AND (CAST($2 AS TEXT) IS NULL OR customer_id = $2) \
+         AND (CAST($4 AS TEXT) IS NULL OR id LIKE $4) \
          ORDER BY created_at DESC LIMIT $3"
     ));
     let status = q.status.map(status_name);
@@ -522,6 +535,7 @@ async fn list_orders(
             .bind(status)
             .bind(customer)
             .bind(limit)
+            .bind(&pattern)
             .fetch_all(store.read_pool())
             .await
             .map_err(AppError::from)?
@@ -531,6 +545,30 @@ async fn list_orders(
         .map(order_response)
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Json(orders))
+}
+
+/// `GET /orders/stats?from=&to=`: counts and revenue of the orders placed in the period.
+async fn order_stats(
+    State(svc): State<OrderService>,
+    query: Result<Query<order_stats::StatsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<order_stats::OrderStatsResponse>, Problem> {
+    let Query(q) = query?;
+    let (from, to) = q.period()?;
+    let sql = svc.ctx.db.qualify(
+        "SELECT status, COUNT(*), CAST(COALESCE(SUM(total_cents), 0) AS BIGINT) \
+         FROM {t}orders WHERE created_at >= $1 AND created_at < $2 GROUP BY status",
+    );
+    let rows: Vec<(String, i64, i64)> = with_db!(&svc.ctx.db, store => {
+        sqlx::query_as(sql.clone())
+            .bind(ts(from))
+            .bind(ts(to))
+            .fetch_all(store.read_pool())
+            .await
+            .map_err(AppError::from)?
+    });
+    Ok(Json(order_stats::OrderStatsResponse::from_rows(
+        from, to, &rows,
+    )))
 }
 
 /// `GET /orders/{id}/wait`: the order once its saga has ended, or when the time is up.
