@@ -47,3 +47,4 @@ pub mod payment_gateway;
 pub mod services;
 pub mod system;
 pub mod topology;
+pub mod trace_context;

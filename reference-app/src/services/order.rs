@@ -52,6 +52,7 @@ use crate::operator::Handled;
 use crate::order_saga::{self, events};
 use crate::services::common::{health_routes, parse_ts, parse_uuid, stored_uuid, ts};
 use crate::services::order_stats;
+use crate::trace_context::TraceContext;
 use crate::with_db;
 
 /// The order service's tables.
@@ -84,6 +85,11 @@ pub const MIGRATIONS: &[&str] = &[
         id TEXT PRIMARY KEY,
         name TEXT NOT NULL,
         price_cents BIGINT NOT NULL)",
+    // The W3C trace context of each saga, from the request that placed its order.
+    "CREATE TABLE IF NOT EXISTS {t}saga_traces (
+        saga_id TEXT PRIMARY KEY,
+        traceparent TEXT NOT NULL,
+        tracestate TEXT)",
 ];
 
 /// Namespace of the ids derived from an `Idempotency-Key`.
@@ -288,7 +294,12 @@ enum Placed {
 
 impl OrderService {
     /// Places the order, or answers the first answer again for a repeated key and body.
-    async fn place(&self, order: ValidOrder, key: Option<&str>) -> Result<OrderResponse, Problem> {
+    async fn place(
+        &self,
+        order: ValidOrder,
+        key: Option<&str>,
+        trace: &TraceContext,
+    ) -> Result<OrderResponse, Problem> {
         let now = Utc::now();
         let order_id = match key {
             Some(k) => Uuid::new_v5(&KEY_NAMESPACE, format!("order:{k}").as_bytes()),
@@ -327,7 +338,14 @@ impl OrderService {
             .with_source("order");
         let mut outgoing = vec![placed];
         outgoing.extend(t.commands.iter().map(|c| c.to_envelope(now)));
+        for envelope in &mut outgoing {
+            trace.stamp(envelope);
+        }
         let db = &self.ctx.db;
+        let remember_trace = db.qualify(
+            "INSERT INTO {t}saga_traces (saga_id, traceparent, tracestate) VALUES ($1, $2, $3) \
+             ON CONFLICT (saga_id) DO NOTHING",
+        );
         let insert = db.qualify(
             "INSERT INTO {t}orders (id, customer_id, status, total_cents, items, shipping_address, \
              payment_method, correlation_id, request_body, failure_reason, created_at, updated_at) \
@@ -367,6 +385,12 @@ impl OrderService {
                     return Ok(Placed::Repeated(order_response(row)?));
                 }
                 uow.create_saga(&t.instance).await?;
+                sqlx::query(remember_trace.clone())
+                    .bind(saga_id.to_string())
+                    .bind(trace.parent.header())
+                    .bind(trace.state.clone())
+                    .execute(uow.tx())
+                    .await?;
                 uow.append_saga_log(&t.log).await?;
                 uow.publish(&outgoing).await?;
                 for envelope in &outgoing {
@@ -481,7 +505,8 @@ async fn create_order(
     };
     let order = request.validate()?;
     svc.check_catalog(&order.items).await?;
-    let placed = svc.place(order, key.as_deref()).await?;
+    let trace = TraceContext::for_request(&headers);
+    let placed = svc.place(order, key.as_deref(), &trace).await?;
     Ok((StatusCode::CREATED, Json(placed)))
 }
 
@@ -1002,6 +1027,14 @@ impl OrderService {
                 let records = stuck::records(&self.definition, &instance, &t.instance, reply, now);
                 outgoing.extend(healing::stuck_events(self.ctx.service.name(), &records)?);
             }
+            // Everything the transition sends carries the saga's trace context.
+            if !outgoing.is_empty()
+                && let Some(trace) = self.trace_of(saga_id, reply).await?
+            {
+                for envelope in &mut outgoing {
+                    trace.stamp(envelope);
+                }
+            }
         }
         let update = self.ctx.db.qualify(
             "UPDATE {t}orders SET status = $1, failure_reason = $2, updated_at = $3 WHERE id = $4",
@@ -1052,6 +1085,31 @@ impl OrderService {
             }
         }
         Ok(Some(t))
+    }
+}
+
+impl OrderService {
+    /// The saga's trace context: the reply's, or (a deadline, a reply without one) the one
+    /// kept when its order was placed.
+    async fn trace_of(
+        &self,
+        saga_id: Uuid,
+        reply: Option<&Envelope>,
+    ) -> Result<Option<TraceContext>, AppError> {
+        if let Some(trace) = reply.and_then(TraceContext::of) {
+            return Ok(Some(trace));
+        }
+        let sql = self
+            .ctx
+            .db
+            .qualify("SELECT traceparent, tracestate FROM {t}saga_traces WHERE saga_id = $1");
+        let row: Option<(String, Option<String>)> = with_db!(&self.ctx.db, store => {
+            sqlx::query_as(sql.clone())
+                .bind(saga_id.to_string())
+                .fetch_optional(store.read_pool())
+                .await?
+        });
+        Ok(row.and_then(|(parent, state)| TraceContext::from_stored(&parent, state)))
     }
 }
 

@@ -217,8 +217,11 @@ async fn proxy(State(web): State<Web>, request: Request) -> Response {
             upstream = upstream.header(name, v);
         }
     }
-    if let Some(v) = headers.get("idempotency-key") {
-        upstream = upstream.header("idempotency-key", v);
+    // The idempotency key, and the caller's W3C trace context.
+    for name in ["idempotency-key", "traceparent", "tracestate"] {
+        if let Some(v) = headers.get(name) {
+            upstream = upstream.header(name, v);
+        }
     }
     match upstream.send().await {
         Ok(r) => {
