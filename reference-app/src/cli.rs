@@ -26,6 +26,11 @@ pub struct Cli {
     /// Options of the embedded mode (used when no subcommand is given).
     #[command(flatten)]
     pub embedded: EmbeddedArgs,
+    /// Export the services' spans (each request placing an order, each delivery handled,
+    /// in its saga's trace) over OTLP/HTTP to this collector URL
+    /// (`http://localhost:4318/v1/traces`). Needs a build with the `otlp` feature.
+    #[arg(long, global = true, env = "OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// The subcommands.

@@ -14,6 +14,10 @@
 use axum::http::HeaderMap;
 use saga_core::Envelope;
 
+/// The target of the spans that follow a saga (`place_order`, and `handle` for each
+/// delivery): the log leaves them out, the OTLP exporter (feature `otlp`) sends them.
+pub const SPAN_TARGET: &str = "saga_trace";
+
 /// The `traceparent` header.
 pub const TRACEPARENT: &str = "traceparent";
 /// The `tracestate` header.
@@ -110,10 +114,29 @@ impl TraceContext {
     /// The context of work done for an HTTP request: a child of the request's valid
     /// `traceparent` (its `tracestate` kept), or a new trace.
     pub fn for_request(headers: &HeaderMap) -> Self {
+        Self::for_request_in(headers, &tracing::Span::none())
+    }
+
+    /// The same, the work done in `span`: when the span is exported (feature `otlp`), it
+    /// becomes the caller's child and its own ids are the context's.
+    pub fn for_request_in(headers: &HeaderMap, span: &tracing::Span) -> Self {
         let parent = headers
             .get(TRACEPARENT)
             .and_then(|v| v.to_str().ok())
             .and_then(TraceParent::parse);
+        #[cfg(feature = "otlp")]
+        {
+            if let Some(p) = &parent {
+                crate::otlp::set_parent(span, p);
+            }
+            if let Some(own) = crate::otlp::exported(span) {
+                let mut ctx = Self::for_request_in(headers, &tracing::Span::none());
+                ctx.parent = own;
+                return ctx;
+            }
+        }
+        #[cfg(not(feature = "otlp"))]
+        let _ = span;
         match parent {
             Some(p) => Self {
                 parent: p.child(),
@@ -161,6 +184,25 @@ impl TraceContext {
             }
         }
     }
+}
+
+/// The span a consumer handles `envelope` in (target [`SPAN_TARGET`]): with the OTLP
+/// exporter, a child of the envelope's trace context.
+pub fn delivery_span(subscription: &str, envelope: &Envelope) -> tracing::Span {
+    let span = tracing::info_span!(
+        target: SPAN_TARGET,
+        "handle",
+        subscription,
+        event_type = %envelope.event_type,
+        event_id = %envelope.event_id,
+    );
+    #[cfg(feature = "otlp")]
+    if !span.is_disabled()
+        && let Some(ctx) = TraceContext::of(envelope)
+    {
+        crate::otlp::set_parent(&span, &ctx.parent);
+    }
+    span
 }
 
 #[cfg(test)]

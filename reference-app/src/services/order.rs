@@ -52,8 +52,9 @@ use crate::operator::Handled;
 use crate::order_saga::{self, events};
 use crate::services::common::{health_routes, parse_ts, parse_uuid, stored_uuid, ts};
 use crate::services::order_stats;
-use crate::trace_context::TraceContext;
+use crate::trace_context::{SPAN_TARGET, TraceContext};
 use crate::with_db;
+use tracing::Instrument;
 
 /// The order service's tables.
 pub const MIGRATIONS: &[&str] = &[
@@ -505,8 +506,12 @@ async fn create_order(
     };
     let order = request.validate()?;
     svc.check_catalog(&order.items).await?;
-    let trace = TraceContext::for_request(&headers);
-    let placed = svc.place(order, key.as_deref(), &trace).await?;
+    let span = tracing::info_span!(target: SPAN_TARGET, "place_order");
+    let trace = TraceContext::for_request_in(&headers, &span);
+    let placed = svc
+        .place(order, key.as_deref(), &trace)
+        .instrument(span)
+        .await?;
     Ok((StatusCode::CREATED, Json(placed)))
 }
 
