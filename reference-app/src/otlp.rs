@@ -1,6 +1,6 @@
 //! The OTLP exporter of the services' spans (feature `otlp`, `--otlp-endpoint`).
 //!
-//! Spans of the target [`SPAN_TARGET`](crate::trace_context::SPAN_TARGET) are exported: the
+//! Spans of the target [`SPAN_TARGET`] are exported: the
 //! order service's `place_order` (a child of the request's `traceparent`; its span id becomes
 //! the parent id the saga's envelopes carry) and one `handle` span per delivery a consumer
 //! handles, a child of its envelope's `traceparent`. So a collector shows a saga as one
