@@ -79,7 +79,7 @@ impl From<&BusinessArgs> for Settings {
             healing: crate::healing::HealingSettings {
                 off: a.self_healing_off.clone(),
                 breaker_mode: a.payment_breaker,
-                drift: saga_ai::healing::DriftConfig::default(),
+                drift: crate::healing::default_drift(),
             },
             llm: a.llm(),
         }

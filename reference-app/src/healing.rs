@@ -63,16 +63,36 @@ pub enum BreakerMode {
 }
 
 /// Which policies run.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HealingSettings {
     /// Policies switched off.
     pub off: Vec<PolicySwitch>,
     /// The payment service's behaviour while the circuit is open.
     pub breaker_mode: BreakerMode,
-    /// How sensitive the duration-drift policy is (`saga-ai`'s defaults: a baseline of 200
-    /// durations per step, judged from 30, against the median of the latest 20; flagged at
-    /// 1.5 times the baseline median and 3 robust standard deviations above it).
+    /// How sensitive the duration-drift policy is ([`default_drift`]).
     pub drift: saga_ai::healing::DriftConfig,
+}
+
+impl Default for HealingSettings {
+    /// Every policy on, charges waiting while the circuit is open, [`default_drift`].
+    fn default() -> Self {
+        Self {
+            off: Vec::new(),
+            breaker_mode: BreakerMode::default(),
+            drift: default_drift(),
+        }
+    }
+}
+
+/// The duration-drift policy's sensitivity: `saga-ai`'s defaults (a baseline of 200 durations
+/// per step, judged from 30, against the median of the latest 20; flagged at 1.5 times the
+/// baseline median and 3 robust standard deviations above it), and at least 100 ms slower
+/// (a step of 20 ms taking 60 ms is noise on a busy machine, not a drift anyone acts on).
+pub fn default_drift() -> saga_ai::healing::DriftConfig {
+    saga_ai::healing::DriftConfig {
+        min_increase_ms: 100.0,
+        ..saga_ai::healing::DriftConfig::default()
+    }
 }
 
 impl HealingSettings {

@@ -361,6 +361,7 @@ mod tests {
             window: 5,
             ratio: 1.5,
             sigmas: 3.0,
+            min_increase_ms: 100.0,
         }
     }
 
