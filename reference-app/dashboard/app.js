@@ -809,8 +809,8 @@ function aiPage(view, _params, scope) {
   const recommendations = h('div', { id: 'ai-recommendations-result' });
   const anomalies = h('div', { id: 'ai-anomalies-result' }, '…');
   const models = h('div', { id: 'ai-models-result' }, '…');
-  const question = h('textarea', { id: 'ai-question', rows: 2, cols: 60, placeholder: 'e.g. why was my last order cancelled?' });
-  const answer = h('div', { id: 'ai-answer' });
+  const healing = h('div', { id: 'ai-healing-result' }, '…');
+  const chat = chatBox();
 
   const shown = async (el, r, render) => {
     if (scope.closed) return;
@@ -828,21 +828,16 @@ function aiPage(view, _params, scope) {
 
   view.append(h('h1', {}, 'AI'),
     h('div', { class: 'grid two' },
+      section('Assistant', 'ai-assistant', chat),
       section('Fraud screening of an order', 'ai-screening', h('div', { class: 'row' }, orderSelect, orderInput), analysis),
       section('Demand forecast', 'ai-forecast', h('div', { class: 'row' }, productSelect,
         h('button', { onclick: async () => shown(forecast, await api('GET', `/forecast/${encodeURIComponent(productSelect.value)}`)) }, 'Forecast')), forecast),
       section('Recommendations', 'ai-recommendations', h('div', { class: 'row' }, customer,
         h('button', { onclick: async () => shown(recommendations, await api('GET', `/recommendations/${encodeURIComponent(customer.value.trim())}`)) }, 'Recommend')), recommendations),
       section('Saga anomalies', 'ai-anomalies', anomalies),
-      section('Models', 'ai-models', models),
-      section('Assistant', 'ai-assistant', question, h('div', { class: 'row', style: 'margin-top: .5rem' },
-        h('button', { class: 'primary', onclick: async () => {
-          const text = question.value.trim();
-          if (!text) return;
-          answer.replaceChildren('…');
-          const r = await api('POST', '/chat', { message: text });
-          shown(answer, r, (d) => (d && typeof d === 'object' && (d.answer || d.reply || d.message) ? h('div', {}, h('p', {}, d.answer || d.reply || d.message), jsonView(Object.fromEntries(Object.entries(d).filter(([k]) => !['answer', 'reply', 'message'].includes(k))))) : jsonView(d)));
-        } }, 'Ask')), answer)));
+      section('Models', 'ai-models', models)),
+    section('Self-healing', 'ai-healing', healing));
+  scope.every(async () => shown(healing, await api('GET', '/self-healing/actions?limit=30'), healingView), 5000);
 
   (async () => {
     const [recent, list] = await Promise.all([api('GET', '/orders?limit=20'), products().catch(() => [])]);
@@ -853,11 +848,84 @@ function aiPage(view, _params, scope) {
     const first = list[0] ? api('GET', `/forecast/${encodeURIComponent(list[0].id)}`) : null;
     const [a, m, f, rec] = await Promise.all([api('GET', '/anomalies'), api('GET', '/models'), first,
       api('GET', `/recommendations/${encodeURIComponent(customer.value.trim())}`)]);
-    shown(anomalies, a);
+    shown(anomalies, a, anomaliesView);
     shown(models, m);
     if (f) shown(forecast, f);
     shown(recommendations, rec);
   })();
+}
+
+/** The assistant's chat: questions and answers of one conversation, "yes" confirms. */
+function chatBox() {
+  let conversation = null;
+  const log = h('ol', { id: 'chat-log', class: 'chat-log' });
+  const question = h('textarea', { id: 'ai-question', rows: 2, placeholder: 'e.g. what is the status of order 0190…? how many orders today?' });
+  const button = h('button', { id: 'ai-ask', class: 'primary' }, 'Ask');
+  const ask = async () => {
+    const text = question.value.trim();
+    if (!text || button.disabled) return;
+    question.value = '';
+    button.disabled = true;
+    log.append(h('li', { class: 'chat-user' }, text));
+    const waiting = h('li', { class: 'chat-answer waiting' }, '…');
+    log.append(waiting);
+    const body = conversation ? { message: text, conversation_id: conversation } : { message: text };
+    const r = await api('POST', '/chat', body);
+    button.disabled = false;
+    if (!r.ok) {
+      waiting.replaceWith(h('li', { class: 'chat-answer error' }, problemText(r)));
+      return;
+    }
+    const d = r.data;
+    conversation = d.conversation_id;
+    const intent = (d.intent && d.intent.intent) || '';
+    waiting.replaceWith(h('li', { class: `chat-answer${d.error ? ' error' : ''}`, dataset: { intent, via: d.via } },
+      h('div', { class: 'chat-text' }, d.text),
+      h('div', { class: 'small muted' }, `${label(intent)} · ${Math.round((d.confidence || 0) * 100)} % · ${d.via === 'llm' ? 'language model' : 'offline parser'}`,
+        d.pending ? ' · waiting for “yes”' : ''),
+      d.data ? h('details', {}, h('summary', { class: 'small' }, 'data'), jsonView(d.data)) : null));
+    log.scrollTop = log.scrollHeight;
+  };
+  button.onclick = ask;
+  question.addEventListener('keydown', (e) => { if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); ask(); } });
+  return h('div', {}, log, question, h('div', { class: 'row', style: 'margin-top: .5rem' }, button));
+}
+
+/** `GET /anomalies`: the flagged sagas and each step's durations against its baseline. */
+function anomaliesView(d) {
+  const drift = d.drift || { enabled: false, steps: [] };
+  return h('div', {},
+    h('p', { class: 'small muted' }, `${d.anomalies.length} of the latest ${d.sagas_scored} sagas look abnormal.`),
+    d.anomalies.length ? h('ul', { class: 'reasons' }, d.anomalies.slice(0, 8).map((a) => h('li', {},
+      h('a', { href: `#/orders/${a.order_id}`, class: 'mono' }, shortId(a.order_id)), ` score ${Number(a.score).toFixed(1)}`,
+      a.findings && a.findings[0] ? h('div', { class: 'small muted' }, a.findings[0].explanation) : null))) : null,
+    h('h3', {}, 'Step durations ', drift.enabled ? '' : h('span', { class: 'badge discarded' }, 'drift policy off')),
+    drift.steps.length ? h('table', { id: 'drift-table' },
+      h('thead', {}, h('tr', {}, h('th', {}, 'Step'), h('th', { class: 'num' }, 'Baseline'), h('th', { class: 'num' }, 'Recent'), h('th', { class: 'num' }, 'Threshold'), h('th', {}, ''))),
+      h('tbody', {}, drift.steps.map((st) => h('tr', { dataset: { step: st.step, flagged: st.flagged } },
+        h('td', {}, label(st.step)),
+        h('td', { class: 'num' }, `${Math.round(st.baseline_median_ms)} ms`),
+        h('td', { class: 'num' }, `${Math.round(st.recent_median_ms)} ms`),
+        h('td', { class: 'num' }, `${Math.round(st.threshold_ms)} ms`),
+        h('td', {}, st.flagged ? badge('failed', 'drifting') : badge('completed', 'normal'))))))
+      : h('p', { class: 'small muted' }, 'Not enough finished steps yet to judge their durations.'),
+    h('details', {}, h('summary', { class: 'small' }, 'detector'), jsonView(d.detector)));
+}
+
+/** `GET /self-healing/actions`: which policies run, and their latest decisions. */
+function healingView(d) {
+  return h('div', {},
+    h('div', { class: 'row small' }, d.policies.map((p) => badge(p.enabled ? 'completed' : 'discarded', `${label(p.name)}: ${p.enabled ? 'on' : 'off'}`))),
+    d.actions.length === 0 ? h('p', { class: 'small muted' }, 'No decision yet.') :
+      h('table', { id: 'healing-table' },
+        h('thead', {}, h('tr', {}, h('th', {}, 'When'), h('th', {}, 'Policy'), h('th', {}, 'About'), h('th', {}, 'Saw'), h('th', {}, 'Did'), h('th', {}, 'Outcome'))),
+        h('tbody', {}, d.actions.map((a) => h('tr', { dataset: { policy: a.policy, kind: a.kind } },
+          h('td', { class: 'small' }, when(a.at)),
+          h('td', {}, badge(a.kind === 'open_circuit' || a.kind === 'flag_drift' || a.kind === 'dead_letter' || a.kind === 'compensate' ? 'failed' : 'running', label(a.policy)), h('div', { class: 'small muted' }, `${a.service} · ${label(a.kind)}`)),
+          h('td', { class: 'small' }, a.policy === 'stuck_saga' && UUID_RE.test(a.subject) ? h('a', { href: `#/orders/${a.subject}`, class: 'mono' }, shortId(a.subject)) : h('code', {}, a.subject)),
+          h('td', { class: 'small' }, a.observed),
+          h('td', { class: 'small' }, a.action),
+          h('td', { class: 'small' }, a.outcome || '–'))))));
 }
 
 // ---------------------------------------------------------------------------------------

@@ -26,6 +26,11 @@ pub struct Cli {
     /// Options of the embedded mode (used when no subcommand is given).
     #[command(flatten)]
     pub embedded: EmbeddedArgs,
+    /// Export the services' spans (each request placing an order, each delivery handled,
+    /// in its saga's trace) over OTLP/HTTP to this collector URL
+    /// (`http://localhost:4318/v1/traces`). Needs a build with the `otlp` feature.
+    #[arg(long, global = true, env = "OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// The subcommands.
@@ -107,6 +112,31 @@ pub struct BusinessArgs {
     /// once (`fail-fast`, the saga compensates).
     #[arg(long, env = "PAYMENT_BREAKER", value_enum, default_value_t = crate::healing::BreakerMode::Wait)]
     pub payment_breaker: crate::healing::BreakerMode,
+    /// An OpenAI-compatible chat-completions API (`http://localhost:11434/v1`; plain HTTP
+    /// only) that picks the assistant's tools and phrases its answers. Without it the
+    /// assistant works offline.
+    #[arg(long, env = "SAGA_LLM_URL", requires = "llm_model")]
+    pub llm_url: Option<String>,
+    /// The model the language model API is asked for (with `--llm-url`).
+    #[arg(long, env = "SAGA_LLM_MODEL", requires = "llm_url")]
+    pub llm_model: Option<String>,
+    /// The environment variable holding the language model API's key, sent as a bearer
+    /// token when the variable is set (never logged; no key when it is not set).
+    #[arg(long, default_value = "SAGA_LLM_API_KEY")]
+    pub llm_api_key_env: String,
+}
+
+impl BusinessArgs {
+    /// The language model's settings, when `--llm-url` is given: the key read from
+    /// `--llm-api-key-env`'s variable.
+    pub fn llm(&self) -> Option<saga_ai::assistant::llm::LlmConfig> {
+        let (url, model) = (self.llm_url.as_ref()?, self.llm_model.as_ref()?);
+        let mut config = saga_ai::assistant::llm::LlmConfig::new(url, model);
+        config.api_key = std::env::var(&self.llm_api_key_env)
+            .ok()
+            .filter(|k| !k.is_empty());
+        Some(config)
+    }
 }
 
 /// `reference-app` with no subcommand.
@@ -319,6 +349,33 @@ pub struct StorageTarget {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn the_language_model_key_comes_from_its_variable_and_never_shows() {
+        let offline = Cli::parse_from(["reference-app"]);
+        assert!(offline.embedded.business.llm().is_none());
+        // PATH stands in for the key's variable: set in every test process.
+        let path = std::env::var("PATH").unwrap();
+        let cli = Cli::parse_from([
+            "reference-app",
+            "--llm-url",
+            "http://127.0.0.1:9/v1",
+            "--llm-model",
+            "m1",
+            "--llm-api-key-env",
+            "PATH",
+        ]);
+        let config = cli.embedded.business.llm().unwrap();
+        assert_eq!(config.api_key.as_deref(), Some(path.as_str()));
+        assert_eq!(
+            (config.url.as_str(), config.model.as_str()),
+            ("http://127.0.0.1:9/v1", "m1")
+        );
+        let settings = crate::context::Settings::from(&cli.embedded.business);
+        assert!(!format!("{settings:?}").contains(&path));
+        // A URL without a model is refused.
+        assert!(Cli::try_parse_from(["reference-app", "--llm-url", "http://x/v1"]).is_err());
+    }
 
     #[test]
     fn the_command_line_is_consistent() {

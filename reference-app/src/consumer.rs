@@ -16,6 +16,7 @@ use saga_core::{Envelope, HandlerError, RetryPolicy};
 use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// Handles one message. Handlers mark the inbox in their own unit of work, so a repeat of a
 /// message they already handled returns `Ok` without effect.
@@ -301,7 +302,8 @@ impl Consumer {
                         let name = name.clone();
                         in_flight.spawn(async move {
                             let envelope = delivery.envelope.clone();
-                            let mut outcome = handler.handle(&envelope).await;
+                            let span = crate::trace_context::delivery_span(&name, &envelope);
+                            let mut outcome = handler.handle(&envelope).instrument(span).await;
                             if let Err(e) = &outcome {
                                 tracing::warn!(subscription = %name, event_type = %envelope.event_type,
                                     event_id = %envelope.event_id, attempt = delivery.attempt, error = %e,

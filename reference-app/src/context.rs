@@ -39,6 +39,9 @@ pub struct Settings {
     pub event_log_retention: Option<Duration>,
     /// Which self-healing policies run, and how.
     pub healing: crate::healing::HealingSettings,
+    /// The assistant's language model (`--llm-url`); `None`: offline. Its key never shows in
+    /// `Debug`.
+    pub llm: Option<saga_ai::assistant::llm::LlmConfig>,
 }
 
 impl Default for Settings {
@@ -53,6 +56,7 @@ impl Default for Settings {
             redis_prefix: "saga".into(),
             event_log_retention: Some(Duration::from_secs(30 * 86_400)),
             healing: crate::healing::HealingSettings::default(),
+            llm: None,
         }
     }
 }
@@ -75,7 +79,9 @@ impl From<&BusinessArgs> for Settings {
             healing: crate::healing::HealingSettings {
                 off: a.self_healing_off.clone(),
                 breaker_mode: a.payment_breaker,
+                drift: crate::healing::default_drift(),
             },
+            llm: a.llm(),
         }
     }
 }

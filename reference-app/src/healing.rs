@@ -3,14 +3,16 @@
 //!
 //! | policy | where it acts | switch (`--self-healing-off`) |
 //! |--------|---------------|-------------------------------|
-//! | stuck sagas | the order service's deadline sweeper: a timed-out step is sent again once, then the saga compensates | `stuck-sagas` (sagas then wait past their deadline) |
+//! | stuck sagas | the order service's deadline sweeper: a timed-out step is sent again once, then the saga compensates ([`stuck`]) | `stuck-sagas` (no retry: a timed-out step is compensated at its first deadline, and nothing is recorded) |
 //! | poison messages | every consumer: a failure no retry cures (undecodable, unknown version, invalid payload, rejected) is dead-lettered at once with its diagnosis | `poison-messages` (failures then go through every retry) |
 //! | circuit breaker | the payment service's gateway calls: opens at 50 % errors over 30 s (10 calls at least), half-opens after 10 s; meanwhile charges wait (`--payment-breaker wait`) or fail fast (`fail-fast`) | `circuit-breaker` |
-//! | duration drift | the AI service, from the saga events it sees: flags a step whose durations drift | `duration-drift` |
+//! | duration drift | the AI service, from the saga traces it records: flags a step whose durations drift ([`crate::services::drift`]) | `duration-drift` |
 //!
 //! Each decision is a [`HealingAction`], published as a `healing.action_taken` event through
 //! the acting service's outbox (so it survives a crash like any event) and kept by the AI
-//! service, which lists them at `GET /self-healing/actions`.
+//! service, which lists them at `GET /self-healing/actions`. An outcome learnt after the
+//! decision (a retried step answered, a compensated saga ended) follows as a
+//! `healing.outcome_recorded` event naming the action's event id.
 
 use std::sync::Arc;
 
@@ -18,12 +20,18 @@ use clap::ValueEnum;
 use saga_ai::healing::HealingAction;
 use saga_core::Envelope;
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::context::ServiceContext;
+use crate::error::AppError;
 use crate::with_db;
+
+pub mod stuck;
 
 /// The event type of a healing record.
 pub const HEALING_ACTION_TAKEN: &str = "healing.action_taken";
+/// The event type of an outcome learnt after the action ([`stuck::HealingOutcome`]).
+pub const HEALING_OUTCOME_RECORDED: &str = "healing.outcome_recorded";
 
 /// A policy, as the command line names it.
 #[derive(
@@ -55,12 +63,36 @@ pub enum BreakerMode {
 }
 
 /// Which policies run.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HealingSettings {
     /// Policies switched off.
     pub off: Vec<PolicySwitch>,
     /// The payment service's behaviour while the circuit is open.
     pub breaker_mode: BreakerMode,
+    /// How sensitive the duration-drift policy is ([`default_drift`]).
+    pub drift: saga_ai::healing::DriftConfig,
+}
+
+impl Default for HealingSettings {
+    /// Every policy on, charges waiting while the circuit is open, [`default_drift`].
+    fn default() -> Self {
+        Self {
+            off: Vec::new(),
+            breaker_mode: BreakerMode::default(),
+            drift: default_drift(),
+        }
+    }
+}
+
+/// The duration-drift policy's sensitivity: `saga-ai`'s defaults (a baseline of 200 durations
+/// per step, judged from 30, against the median of the latest 20; flagged at 1.5 times the
+/// baseline median and 3 robust standard deviations above it), and at least 100 ms slower
+/// (a step of 20 ms taking 60 ms is noise on a busy machine, not a drift anyone acts on).
+pub fn default_drift() -> saga_ai::healing::DriftConfig {
+    saga_ai::healing::DriftConfig {
+        min_increase_ms: 100.0,
+        ..saga_ai::healing::DriftConfig::default()
+    }
 }
 
 impl HealingSettings {
@@ -90,15 +122,49 @@ pub fn sink(ctx: &ServiceContext) -> HealingSink {
     })
 }
 
+/// The `healing.action_taken` event of `action`, as `service` records it.
+pub fn action_event(service: &str, action: &HealingAction) -> Result<Envelope, AppError> {
+    let payload =
+        serde_json::to_value(action).map_err(|e| AppError::decode("healing action", e))?;
+    Ok(
+        Envelope::new(HEALING_ACTION_TAKEN, action.subject.clone(), payload)
+            .with_timestamp(action.at)
+            .with_source(service)
+            .with_header("service", service),
+    )
+}
+
+/// The events of the stuck-saga policy's records, as `service` records them: each action
+/// under its derived id, then the outcomes.
+pub fn stuck_events(
+    service: &str,
+    records: &stuck::StuckRecords,
+) -> Result<Vec<Envelope>, AppError> {
+    let mut out = Vec::with_capacity(records.actions.len() + records.outcomes.len());
+    for (id, action) in &records.actions {
+        out.push(action_event(service, action)?.with_id(*id));
+    }
+    for outcome in &records.outcomes {
+        let payload =
+            serde_json::to_value(outcome).map_err(|e| AppError::decode("healing outcome", e))?;
+        out.push(
+            Envelope::new(
+                HEALING_OUTCOME_RECORDED,
+                outcome.action_id.to_string(),
+                payload,
+            )
+            .with_id(Uuid::new_v5(&outcome.action_id, b"outcome"))
+            .with_timestamp(outcome.at)
+            .with_source(service)
+            .with_header("service", service),
+        );
+    }
+    Ok(out)
+}
+
 /// Writes one record through the service's outbox.
-pub async fn record(
-    ctx: &ServiceContext,
-    action: &HealingAction,
-) -> Result<(), crate::error::AppError> {
-    let payload = serde_json::to_value(action)
-        .map_err(|e| crate::error::AppError::decode("healing action", e))?;
-    let envelope = Envelope::new(HEALING_ACTION_TAKEN, action.subject.clone(), payload)
-        .with_header("service", ctx.service.name());
+pub async fn record(ctx: &ServiceContext, action: &HealingAction) -> Result<(), AppError> {
+    let envelope = action_event(ctx.service.name(), action)?;
     let db = &ctx.db;
     with_db!(db, store => {
         let mut uow = store.begin().await?;

@@ -43,7 +43,10 @@ pub mod metrics;
 pub mod openapi;
 pub mod operator;
 pub mod order_saga;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 pub mod payment_gateway;
 pub mod services;
 pub mod system;
 pub mod topology;
+pub mod trace_context;

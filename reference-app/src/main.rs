@@ -19,18 +19,74 @@ use reference_app::system::{self, DistributedConfig, EmbeddedConfig};
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn,lapin=warn,async_nats=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let otlp = init_tracing(&cli)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    runtime.block_on(run(cli))
+    let result = runtime.block_on(run(cli));
+    drop(runtime);
+    #[cfg(feature = "otlp")]
+    if let Some(otlp) = otlp
+        && let Err(e) = otlp.shutdown()
+    {
+        eprintln!("reference-app: {e}");
+    }
+    #[cfg(not(feature = "otlp"))]
+    let _: Option<()> = otlp;
+    result
+}
+
+#[cfg(feature = "otlp")]
+type Exporter = reference_app::otlp::Otlp;
+#[cfg(not(feature = "otlp"))]
+type Exporter = ();
+
+/// The log on stderr (`RUST_LOG`, info by default; the saga spans left out) and, with
+/// `--otlp-endpoint`, the OTLP exporter of the saga spans.
+fn init_tracing(cli: &Cli) -> anyhow::Result<Option<Exporter>> {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,sqlx=warn,lapin=warn,async_nats=warn,saga_trace=off".into());
+    let log = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(filter);
+    #[cfg(feature = "otlp")]
+    {
+        let service = match &cli.command {
+            Some(Command::Serve(args)) => args.service.name(),
+            _ => "embedded",
+        };
+        let otlp = cli
+            .otlp_endpoint
+            .as_deref()
+            .map(|endpoint| reference_app::otlp::Otlp::new(endpoint, service))
+            .transpose()?;
+        tracing_subscriber::registry()
+            .with(log)
+            .with(otlp.as_ref().map(|o| o.layer()))
+            .init();
+        if let Some(o) = &otlp {
+            tracing::info!(
+                endpoint = o.endpoint(),
+                "exporting the saga spans over OTLP"
+            );
+        }
+        Ok(otlp)
+    }
+    #[cfg(not(feature = "otlp"))]
+    {
+        if let Some(endpoint) = &cli.otlp_endpoint {
+            anyhow::bail!(
+                "--otlp-endpoint {endpoint}: this build has no OTLP exporter \
+                 (build with `--features otlp`)"
+            );
+        }
+        tracing_subscriber::registry().with(log).init();
+        Ok(None)
+    }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

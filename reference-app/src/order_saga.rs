@@ -76,11 +76,17 @@ pub mod steps {
 
 /// The order saga, every step with `deadline` (a step past it is retried once, then undone).
 pub fn definition(deadline: Duration) -> SagaDefinition {
+    definition_with_retries(deadline, 1)
+}
+
+/// The order saga, every step with `deadline`; a step past it is sent again `retries` times,
+/// then undone (the stuck-saga policy retries once; with the policy off, no retry).
+pub fn definition_with_retries(deadline: Duration, retries: u32) -> SagaDefinition {
     use events::*;
     let step = |name, command, ok, failed| {
         StepDefinition::new(name, command, ok, failed)
             .deadline(deadline)
-            .retries_on_deadline(1)
+            .retries_on_deadline(retries)
     };
     let steps = vec![
         step(

@@ -5,11 +5,14 @@
 //! the gateway's seed and the order id, so a retried charge of the same order gets the same
 //! answer, and tests choose outcomes by choosing seeds.
 //!
+//! Its latency can be changed while it runs ([`SimulatedGateway::set_latency`], `PUT
+//! /gateway/latency`): a dependency getting slower, what the duration-drift policy watches.
 //! An outage can be switched on for a while ([`SimulatedGateway::start_outage`], `POST
 //! /gateway/outage` on the payment service): meanwhile a share of calls fail as unavailable
 //! (not declined: the gateway did not answer), which is what the payment service's circuit
 //! breaker watches.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -74,13 +77,18 @@ pub struct Outage {
     pub remaining_secs: f64,
 }
 
-/// The simulated gateway. Clones share the outage switch.
+/// The simulated gateway. Clones share the outage switch and the latency.
 #[derive(Debug, Clone)]
 pub struct SimulatedGateway {
     config: GatewayConfig,
     /// (until, error rate) of the current outage.
     outage: Arc<Mutex<Option<(Instant, f64)>>>,
+    /// How long a call takes now, in microseconds (starts as the configured latency).
+    latency_us: Arc<AtomicU64>,
 }
+
+/// The longest latency the gateway can be set to at run time.
+pub const MAX_LATENCY: Duration = Duration::from_secs(60);
 
 impl SimulatedGateway {
     /// A gateway with these settings; a failure rate outside `[0, 1]` is clamped into it.
@@ -91,9 +99,22 @@ impl SimulatedGateway {
             config.failure_rate.clamp(0.0, 1.0)
         };
         Self {
+            latency_us: Arc::new(AtomicU64::new(micros(config.latency))),
             config,
             outage: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// How long a charge or refund takes now.
+    pub fn latency(&self) -> Duration {
+        Duration::from_micros(self.latency_us.load(Ordering::Relaxed))
+    }
+
+    /// Makes every later charge and refund take `latency` (at most [`MAX_LATENCY`]): a slow
+    /// dependency, to see the duration-drift policy work.
+    pub fn set_latency(&self, latency: Duration) {
+        self.latency_us
+            .store(micros(latency.min(MAX_LATENCY)), Ordering::Relaxed);
     }
 
     /// Makes a share `error_rate` of calls (clamped into `[0, 1]`) fail as unavailable for
@@ -131,9 +152,12 @@ impl SimulatedGateway {
             .is_some_and(|o| o.error_rate >= 1.0 || fastrand::f64() < o.error_rate)
     }
 
-    /// Its settings.
+    /// Its settings (the latency as it is now).
     pub fn config(&self) -> GatewayConfig {
-        self.config
+        GatewayConfig {
+            latency: self.latency(),
+            ..self.config
+        }
     }
 
     /// The decision for `order_id`, without waiting: declined when the order's draw falls under
@@ -158,23 +182,23 @@ impl SimulatedGateway {
         }
     }
 
-    /// Charges after the configured latency; fails during an outage.
+    /// Charges after the latency; fails during an outage.
     pub async fn charge(
         &self,
         order_id: Uuid,
         amount: Money,
         method: &str,
     ) -> Result<ChargeOutcome, GatewayUnavailable> {
-        tokio::time::sleep(self.config.latency).await;
+        tokio::time::sleep(self.latency()).await;
         if self.unavailable() {
             return Err(GatewayUnavailable);
         }
         Ok(self.decide(order_id, amount, method))
     }
 
-    /// Refunds after the configured latency; a simulated refund always succeeds.
+    /// Refunds after the latency; a simulated refund always succeeds.
     pub async fn refund(&self, order_id: Uuid) -> String {
-        tokio::time::sleep(self.config.latency).await;
+        tokio::time::sleep(self.latency()).await;
         format!("sim_re_{:016x}", self.mix(order_id))
     }
 
@@ -192,6 +216,10 @@ impl SimulatedGateway {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

@@ -3,7 +3,9 @@
 //! compensated order (zip 00000: the carrier cannot deliver) and a failed one (more Limited
 //! Edition Vinyl than there is) read differently from a completed one; the orders list
 //! filters; the system page shows the eight services and the charts; a dead letter is
-//! replayed and another discarded through the confirmation dialog.
+//! replayed and another discarded through the confirmation dialog; on the AI page the
+//! assistant, asked in its chat box for an order's status, names it, and the self-healing
+//! panel lists the policies' decisions.
 //!
 //! Needs `chromium` and `chromedriver` (Debian: `apt-get install chromium chromium-driver`;
 //! or `CHROME_BIN` and `CHROMEDRIVER` naming them). Without them the test prints SKIP, unless
@@ -244,12 +246,22 @@ async fn watch_to_the_end(c: &Client) -> Vec<(String, Vec<String>)> {
 
 /// Saves a screenshot of the page when `SAVE_SCREENSHOTS=1`.
 async fn screenshot(c: &Client, name: &str) {
+    screenshot_at(c, name, None).await;
+}
+
+/// Saves a screenshot when `SAVE_SCREENSHOTS=1`: the page from its top, or from the element
+/// `css` selects.
+async fn screenshot_at(c: &Client, name: &str, css: Option<&str>) {
     if std::env::var("SAVE_SCREENSHOTS").is_ok_and(|v| v == "1") {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
         std::fs::create_dir_all(&dir).unwrap();
-        // Let the last fetches land; the page from its top.
+        // Let the last fetches land.
         tokio::time::sleep(Duration::from_millis(600)).await;
-        c.execute("window.scrollTo(0, 0)", vec![]).await.unwrap();
+        let scroll = match css {
+            Some(css) => format!("document.querySelector({css:?}).scrollIntoView()"),
+            None => "window.scrollTo(0, 0)".to_owned(),
+        };
+        c.execute(&scroll, vec![]).await.unwrap();
         let png = c.screenshot().await.unwrap();
         std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
     }
@@ -532,7 +544,50 @@ async fn the_dashboard_watches_sagas_live_and_replays_dead_letters() {
     .await;
     select.select_by_value(&id).await.unwrap();
     until_text(&c, "#ai-analysis", "Fraud score").await;
+    // The assistant, asked in its chat box for the compensated order's status, names it.
+    let status = app
+        .get(Service::Order, &format!("/orders/{cancelled}"))
+        .await["status"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(status, "cancelled");
+    let question = c.find(Locator::Css("#ai-question")).await.unwrap();
+    question
+        .send_keys(&format!("what's the status of order {cancelled}?"))
+        .await
+        .unwrap();
+    click(&c, "#ai-ask").await;
+    let answer = until("the assistant's answer", || async {
+        let v = js(
+            &c,
+            "[...document.querySelectorAll('#chat-log li.chat-answer[data-intent]')]             .map(li => [li.dataset.intent, li.querySelector('.chat-text').textContent])",
+        )
+        .await;
+        let answers: Vec<(String, String)> = serde_json::from_value(v).ok()?;
+        answers.into_iter().next()
+    })
+    .await;
+    assert_eq!(answer.0, "order_status", "{answer:?}");
+    assert!(
+        answer.1.contains(&cancelled) && answer.1.contains(&status),
+        "{answer:?}"
+    );
+    // The question stays in the log above its answer.
+    let asked = text_of(&c, "#chat-log li.chat-user").await;
+    assert!(asked.contains(&cancelled), "{asked}");
+    // The self-healing panel lists the poison messages' decisions of step 5.
+    until("the poison-message decisions", || async {
+        let n = js(
+            &c,
+            "document.querySelectorAll('#healing-table tr[data-policy=poison_message]').length",
+        )
+        .await;
+        (n.as_u64()? >= 2).then_some(())
+    })
+    .await;
     screenshot(&c, "ai").await;
+    screenshot_at(&c, "ai-self-healing", Some("#ai-healing")).await;
 
     // 7. The form screens an order before placing it.
     c.goto(&format!("{web}/#/new")).await.unwrap();

@@ -745,6 +745,43 @@ async fn real_answers_validate_against_their_documented_schemas() {
         ..Call::get(Payment, outage, outage, 200)
     };
     exchange(&app, &mut c, end).await;
+    // Its latency switch.
+    let latency = "/gateway/latency";
+    for (body, expect) in [
+        (json!({"latency_ms": 1}), 200),
+        (json!({"latency_ms": 60_001}), 422),
+        (json!({"latency_ms": -1}), 422),
+    ] {
+        let call = Call {
+            method: "PUT",
+            ..Call::post(Payment, latency, json_body(&body), expect)
+        };
+        exchange(&app, &mut c, call).await;
+    }
+    // Counts over a period, and the id-prefix search.
+    let stats = "/orders/stats";
+    for (query, expect) in [
+        ("?from=2020-01-01T00:00:00Z&to=2100-01-01T00:00:00Z", 200),
+        ("?from=2100-01-01T00:00:00Z&to=2020-01-01T00:00:00Z", 422),
+        ("?from=yesterday&to=2100-01-01T00:00:00Z", 400),
+        ("", 400),
+    ] {
+        let call = Call::get(Order, stats, format!("{stats}{query}"), expect);
+        exchange(&app, &mut c, call).await;
+    }
+    let list = "/orders";
+    let prefix = &good_id[..13];
+    for (query, expect) in [
+        (format!("?id_prefix={prefix}"), 200),
+        ("?id_prefix=zz%25".to_owned(), 422),
+    ] {
+        exchange(
+            &app,
+            &mut c,
+            Call::get(Order, list, format!("{list}{query}"), expect),
+        )
+        .await;
+    }
     let wait = "/orders/{id}/wait";
     let path = format!("{}?timeout_ms=10", fill(wait, good_id));
     exchange(&app, &mut c, Call::get(Order, wait, path, 200)).await;

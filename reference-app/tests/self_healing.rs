@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use reference_app::healing::{BreakerMode, PolicySwitch};
 use reference_app::topology::Service;
+use saga_ai::healing::DriftConfig;
 use saga_core::Envelope;
 use saga_core::dead_letter::{DeadLetterFilter, DeadLetterStatus};
 use serde_json::{Value, json};
@@ -179,5 +180,274 @@ async fn with_the_policy_off_the_failure_is_dead_lettered_without_a_diagnosis() 
     assert_eq!(letters[0].envelope.event_id, poison.event_id);
     let error = letters[0].last_error.as_deref().unwrap_or("");
     assert!(!error.contains("poison message"), "{error}");
+    app.stop().await;
+}
+
+/// The AI service's records of `policy` about `subject`, once `ok` holds for them (`wait` at
+/// most; they trail the decisions by the relay and the AI service's subscription).
+async fn records_about(
+    app: &App,
+    policy: &str,
+    subject: &str,
+    wait: Duration,
+    ok: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let all = app
+            .get(
+                Service::Ai,
+                &format!("/self-healing/actions?policy={policy}&limit=100"),
+            )
+            .await;
+        let about: Vec<Value> = all["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["subject"] == subject)
+            .cloned()
+            .collect();
+        if ok(&about) || tokio::time::Instant::now() > deadline {
+            return about;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A system whose payment step takes longer than its deadline: the gateway answers after 3 s,
+/// a step may take 1 s.
+async fn stuck_payments(dir: &std::path::Path, off: Vec<PolicySwitch>) -> App {
+    App::start_custom(dir, |s| {
+        s.gateway.latency = Duration::from_millis(3000);
+        s.step_deadline = Duration::from_millis(1000);
+        s.healing.off = off;
+    })
+    .await
+}
+
+/// How many times the order's saga sent `command`, as its saga log says.
+async fn sent(app: &App, order: &str, command: &str) -> usize {
+    let log = app
+        .get(Service::Order, &format!("/orders/{order}/saga-logs"))
+        .await;
+    log.as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["event_type"] == command)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_payment_is_retried_once_then_compensated_and_both_decisions_are_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = stuck_payments(dir.path(), Vec::new()).await;
+    let products = app.products().await;
+    let (code, order) = app
+        .place(&body_for_new_customer(&products["Webcam HD"]), None)
+        .await;
+    assert_eq!(code, 201, "{order}");
+    let id = order["id"].as_str().unwrap().to_owned();
+    let done = app.wait(&id).await;
+    assert_eq!(done["order"]["status"], "cancelled", "{done}");
+    assert_eq!(done["saga_status"], "compensated", "{done}");
+    assert_eq!(sent(&app, &id, "payment.requested").await, 2, "one retry");
+
+    // Both decisions, each with what it saw, what it did and how it went.
+    // (On a loaded machine another step may pass its 1 s deadline too: its records are left
+    // aside.)
+    let payment_step = |a: &Value| {
+        a["observed"]
+            .as_str()
+            .unwrap_or("")
+            .contains("process_payment")
+    };
+    let records: Vec<Value> =
+        records_about(&app, "stuck-sagas", &id, Duration::from_secs(20), |r| {
+            let paid: Vec<&Value> = r.iter().filter(|a| payment_step(a)).collect();
+            paid.len() >= 2 && paid.iter().all(|a| a["outcome"].is_string())
+        })
+        .await
+        .into_iter()
+        .filter(|a| payment_step(a))
+        .collect();
+    assert_eq!(records.len(), 2, "{records:?}");
+    let kind = |k: &str| records.iter().find(|a| a["kind"] == k).cloned();
+    let retry = kind("retry_step").unwrap_or_else(|| panic!("no retry: {records:?}"));
+    let compensate = kind("compensate").unwrap_or_else(|| panic!("no compensation: {records:?}"));
+    for action in [&retry, &compensate] {
+        assert_eq!(action["service"], "order", "{action}");
+        assert_eq!(action["policy"], "stuck_saga", "{action}");
+        let observed = action["observed"].as_str().unwrap();
+        assert!(
+            observed.contains("process_payment") && observed.contains("deadline"),
+            "{action}"
+        );
+    }
+    assert!(
+        retry["action"].as_str().unwrap().contains("again"),
+        "{retry}"
+    );
+    assert!(
+        retry["outcome"].as_str().unwrap().contains("no reply"),
+        "{retry}"
+    );
+    assert!(
+        compensate["outcome"]
+            .as_str()
+            .unwrap()
+            .contains("compensated"),
+        "{compensate}"
+    );
+    assert!(
+        compensate["outcome"]
+            .as_str()
+            .unwrap()
+            .contains("cancelled"),
+        "{compensate}"
+    );
+    // The retry came first.
+    assert!(
+        retry["at"].as_str() < compensate["at"].as_str(),
+        "{records:?}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_stuck_saga_policy_off_the_step_is_compensated_at_once_and_nothing_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = stuck_payments(dir.path(), vec![PolicySwitch::StuckSagas]).await;
+    let products = app.products().await;
+    let (code, order) = app
+        .place(&body_for_new_customer(&products["Webcam HD"]), None)
+        .await;
+    assert_eq!(code, 201, "{order}");
+    let id = order["id"].as_str().unwrap().to_owned();
+    // The saga still ends: compensated at the first deadline, without a retry.
+    let done = app.wait(&id).await;
+    assert_eq!(done["order"]["status"], "cancelled", "{done}");
+    assert_eq!(sent(&app, &id, "payment.requested").await, 1, "no retry");
+    let all = app
+        .get(Service::Ai, "/self-healing/actions?policy=stuck-sagas")
+        .await;
+    let policy = all["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "stuck-sagas")
+        .cloned()
+        .unwrap();
+    assert_eq!(policy["enabled"], false, "{all}");
+    // Records trail a decision by a second or so (the relay, then the AI service's
+    // subscription); none comes in five.
+    let wait = Duration::from_secs(5);
+    let records = records_about(&app, "stuck-sagas", &id, wait, |r| !r.is_empty()).await;
+    assert!(records.is_empty(), "{records:?}");
+    app.stop().await;
+}
+
+/// Places `n` orders at once and waits for their sagas to end.
+async fn orders_through(app: &App, product: &Value, n: usize) {
+    let placed = futures_util::future::join_all(
+        (0..n).map(|_| async { app.place(&body_for_new_customer(product), None).await }),
+    )
+    .await;
+    for (code, order) in &placed {
+        assert_eq!(*code, 201, "{order}");
+        let done = app.wait(order["id"].as_str().unwrap()).await;
+        assert_eq!(done["order"]["status"], "confirmed", "{done}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_step_that_slows_down_is_flagged_as_drifting() {
+    let dir = tempfile::tempdir().unwrap();
+    // A small detector: judged from 8 durations, against the median of the latest 5, for
+    // steps at least half a second slower (the other steps' noise on a busy machine is not).
+    let app = App::start_custom(dir.path(), |s| {
+        s.healing.drift = DriftConfig {
+            baseline: 50,
+            min_baseline: 8,
+            window: 5,
+            ratio: 1.5,
+            sigmas: 3.0,
+            min_increase_ms: 500.0,
+        };
+    })
+    .await;
+    let products = app.products().await;
+    let laptop = &products["Laptop Pro 14"];
+    let payment_figures = |v: &Value| {
+        v["drift"]["steps"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["step"] == "process_payment").cloned())
+    };
+
+    // The baseline: payments at the gateway's 1 ms.
+    orders_through(&app, laptop, 14).await;
+    let anomalies = app
+        .eventually(Service::Ai, "/anomalies", |v| payment_figures(v).is_some())
+        .await;
+    assert_eq!(anomalies["drift"]["enabled"], true, "{anomalies}");
+    let before = payment_figures(&anomalies).unwrap();
+    assert_eq!(before["flagged"], false, "{anomalies}");
+
+    // The fault: the gateway slows down to 2.5 s per charge.
+    let payment = app.system.url(Service::Payment);
+    let slowed: Value = app
+        .client
+        .put(format!("{payment}/gateway/latency"))
+        .json(&json!({"latency_ms": 2500}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(slowed["latency_ms"], 2500, "{slowed}");
+    orders_through(&app, laptop, 5).await;
+
+    // The detector flags the step, says what it saw, and the record reaches the AI service.
+    let records = records_about(
+        &app,
+        "duration-drift",
+        "process_payment",
+        Duration::from_secs(20),
+        |r| r.iter().any(|a| a["kind"] == "flag_drift"),
+    )
+    .await;
+    let flag = records
+        .iter()
+        .find(|a| a["kind"] == "flag_drift")
+        .unwrap_or_else(|| panic!("no drift flagged: {records:?}"));
+    assert_eq!(flag["service"], "ai", "{flag}");
+    assert_eq!(flag["policy"], "duration_drift", "{flag}");
+    assert!(
+        flag["observed"].as_str().unwrap().contains("baseline"),
+        "{flag}"
+    );
+    assert!(
+        flag["action"].as_str().unwrap().contains("flagged"),
+        "{flag}"
+    );
+    assert!(
+        flag["outcome"].as_str().unwrap().contains("/anomalies"),
+        "{flag}"
+    );
+    let after = payment_figures(&app.get(Service::Ai, "/anomalies").await).unwrap();
+    assert_eq!(after["flagged"], true, "{after}");
+    assert!(
+        after["recent_median_ms"].as_f64().unwrap() >= 2500.0,
+        "{after}"
+    );
+    // Only the slowed step drifted.
+    let all = app
+        .get(Service::Ai, "/self-healing/actions?policy=duration-drift")
+        .await;
+    let drifted: Vec<&Value> = all["actions"].as_array().unwrap().iter().collect();
+    assert!(
+        !drifted.is_empty() && drifted.iter().all(|a| a["subject"] == "process_payment"),
+        "{all}"
+    );
     app.stop().await;
 }

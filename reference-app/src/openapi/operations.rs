@@ -26,7 +26,8 @@ use crate::services::notification::NotificationResponse;
 use crate::services::order::{
     DeadLetterResponse, DeadLetterStatusFilter, SagaLogResponse, WaitResponse,
 };
-use crate::services::payment::{GatewayStatus, OutageRequest, TransactionResponse};
+use crate::services::order_stats::OrderStatsResponse;
+use crate::services::payment::{GatewayStatus, LatencyRequest, OutageRequest, TransactionResponse};
 use crate::services::shipping::ShipmentResponse;
 use crate::services::web::AllHealth;
 use crate::topology::Service;
@@ -224,12 +225,36 @@ fn order_ops(schemas: &mut Schemas) -> Vec<Op> {
                 "Only this customer's orders (a UUID)",
             ),
             query(
+                "id_prefix",
+                string_schema(),
+                "Only orders whose id starts so (hexadecimal, with or without the UUID's hyphens)",
+            ),
+            query(
                 "limit",
                 integer(0, Some(u32::MAX)),
                 "At most this many (default 50; 0 counts as 1, above 500 as 500)",
             ),
         ])
-        .errors(&[400, 500, 503]),
+        .errors(&[400, 422, 500, 503]),
+        Op::get(
+            "/orders/stats",
+            "order_stats",
+            "Counts and revenue of every order placed in a period",
+            Reply::json(schemas.of::<OrderStatsResponse>()),
+        )
+        .params([
+            required_query(
+                "from",
+                time_schema(),
+                "Start of the period (RFC 3339, included)",
+            ),
+            required_query(
+                "to",
+                time_schema(),
+                "End of the period (RFC 3339, excluded)",
+            ),
+        ])
+        .errors(&[400, 422, 500, 503]),
         Op::get(
             "/orders/{id}",
             "get_order",
@@ -394,6 +419,16 @@ fn payment_ops(schemas: &mut Schemas) -> Vec<Op> {
             summary: "Start a simulated gateway outage (a share of calls fail for a while)",
             params: Vec::new(),
             body: Some(json_body(schemas.of::<OutageRequest>())),
+            ok: (200, Reply::json(schemas.of::<GatewayStatus>())),
+            errors: &[400, 413, 415, 422],
+        },
+        Op {
+            method: HttpMethod::Put,
+            path: "/gateway/latency",
+            id: "set_gateway_latency",
+            summary: "Set how long the simulated gateway takes per charge or refund from now on",
+            params: Vec::new(),
+            body: Some(json_body(schemas.of::<LatencyRequest>())),
             ok: (200, Reply::json(schemas.of::<GatewayStatus>())),
             errors: &[400, 413, 415, 422],
         },
@@ -675,6 +710,30 @@ fn query(name: &str, schema: RefOr<Schema>, description: &str) -> Parameter {
         .description(Some(description))
         .schema(Some(schema))
         .build()
+}
+
+/// A required query parameter.
+fn required_query(name: &str, schema: RefOr<Schema>, description: &str) -> Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Query)
+        .required(Required::True)
+        .description(Some(description))
+        .schema(Some(schema))
+        .build()
+}
+
+/// A string.
+fn string_schema() -> RefOr<Schema> {
+    ObjectBuilder::new().schema_type(Type::String).into()
+}
+
+/// An RFC 3339 time.
+fn time_schema() -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+        .into()
 }
 
 /// The web front's `/health`: no database to report.

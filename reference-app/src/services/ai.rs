@@ -9,7 +9,7 @@
 //! | `POST /predict/payment-success` | the payment-success model and the customer's past orders |
 //! | `GET /forecast/{product_id}` | `saga-ai`'s forecaster on the units sold per day, the projected stock |
 //! | `GET /recommendations/{customer_id}` | `saga-ai`'s recommender fitted on the purchases seen |
-//! | `GET /anomalies` | `saga-ai`'s saga anomaly detector on the order sagas recorded |
+//! | `GET /anomalies` | `saga-ai`'s saga anomaly detector on the order sagas recorded, and the duration-drift policy's figures ([`super::drift`]) |
 //! | `GET /models` | every model's metadata and held-out metrics |
 //! | `POST /chat` | `saga-ai`'s assistant over the projections and the order service ([`super::assistant`]) |
 //!
@@ -40,11 +40,13 @@ use crate::api::problem::{FieldError, Problem};
 use crate::consumer::Handler;
 use crate::context::{Running, ServiceContext};
 use crate::error::AppError;
+use crate::healing::PolicySwitch;
 use crate::messages::{OrderPayload, Outcome};
 use crate::order_saga::events;
 use crate::services::ai_insights::{self, Insights};
 use crate::services::assistant::{self, ShopTools};
 use crate::services::common::{health_routes, parse_ts, parse_uuid, reply, stored_uuid, ts};
+use crate::services::drift::{self, DriftWatch};
 use crate::with_db;
 
 /// The AI service's tables.
@@ -156,8 +158,16 @@ pub async fn start(ctx: ServiceContext, order_url: &str) -> Result<Running, AppE
         ctx: ctx.clone(),
         engine: engine.clone(),
     };
-    let insights = Insights::new(&ctx, engine);
-    let chat = assistant::assistant(ShopTools::new(insights.clone(), order_url)?).await?;
+    let drift = DriftWatch::new(
+        ctx.settings.healing.drift,
+        ctx.settings.healing.on(PolicySwitch::DurationDrift),
+    );
+    let insights = Insights::new(&ctx, engine, drift.clone());
+    let chat = assistant::assistant(
+        ShopTools::new(insights.clone(), order_url)?,
+        ctx.settings.llm.clone(),
+    )
+    .await?;
     let tasks = vec![
         ctx.consume(
             Subscription::new(
@@ -180,6 +190,11 @@ pub async fn start(ctx: ServiceContext, order_url: &str) -> Result<Running, AppE
             Arc::new(insights.clone()),
         ),
         crate::services::healing_log::consume(&ctx),
+        tokio::spawn(drift::run(
+            ctx.clone(),
+            ai_insights::Projection::new(ctx.db.clone()),
+            drift,
+        )),
         tokio::spawn(ai_insights::prune_every(
             ctx.db.clone(),
             ctx.shutdown.clone(),

@@ -53,6 +53,7 @@ use crate::error::AppError;
 use crate::messages::OrderPayload;
 use crate::order_saga::events;
 use crate::services::common::{parse_ts, parse_uuid, ts};
+use crate::services::drift::{DriftReport, DriftWatch};
 use crate::services::inventory::{Released, ReservedItem};
 use crate::services::order::{PRODUCT_UPSERTED, ProductUpserted};
 use crate::with_db;
@@ -141,6 +142,8 @@ pub(crate) struct Insights {
     recommender: RecommenderSlot,
     /// The anomaly detector fitted on the shop's sagas (`None`: not enough of them yet).
     observed: Slot<Option<Detector>>,
+    /// The duration-drift policy's figures.
+    drift: DriftWatch,
 }
 
 /// Runs `fit` on tokio's blocking pool.
@@ -562,15 +565,27 @@ impl Projection {
 
     /// The traces of the latest [`SAGA_WINDOW`] sagas as they stood at `now`, oldest first.
     pub async fn traces(&self, now: DateTime<Utc>) -> Result<Vec<SagaTrace>, AppError> {
+        Ok(traces_of(self.saga_events(None).await?, now))
+    }
+
+    /// The recorded events of the latest [`SAGA_WINDOW`] sagas (of those started at `since`
+    /// or later, if given), by saga.
+    pub async fn saga_events(
+        &self,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<BTreeMap<String, Vec<RecordedEvent>>, AppError> {
         let db = &self.db;
         let sql = db.qualify(
             "SELECT e.saga_id, e.event_type, e.occurred_at FROM {t}saga_events e \
-             JOIN (SELECT saga_id FROM {t}saga_runs ORDER BY started_at DESC LIMIT $1) r \
-             ON r.saga_id = e.saga_id",
+             JOIN (SELECT saga_id FROM {t}saga_runs WHERE started_at >= $2 \
+             ORDER BY started_at DESC LIMIT $1) r ON r.saga_id = e.saga_id",
         );
+        // Every stored time is an RFC 3339 text of one width: "" is before all of them.
+        let since = since.map(ts).unwrap_or_default();
         let rows: Vec<(String, String, String)> = with_db!(db, store => {
             sqlx::query_as(sql.clone())
                 .bind(SAGA_WINDOW)
+                .bind(&since)
                 .fetch_all(store.read_pool())
                 .await?
         });
@@ -581,12 +596,7 @@ impl Projection {
                 at: parse_ts(&at),
             });
         }
-        let mut traces: Vec<SagaTrace> = by_saga
-            .iter()
-            .filter_map(|(id, recorded)| trace_of(id, recorded, now))
-            .collect();
-        traces.sort_by(|a, b| a.started_at.cmp(&b.started_at).then(a.id.cmp(&b.id)));
-        Ok(traces)
+        Ok(by_saga)
     }
 
     /// Complete days of sales of every known product, oldest first, for the forecaster's
@@ -627,14 +637,20 @@ impl Projection {
 }
 
 impl Insights {
-    pub(crate) fn new(ctx: &ServiceContext, engine: Arc<AiEngine>) -> Self {
+    pub(crate) fn new(ctx: &ServiceContext, engine: Arc<AiEngine>, drift: DriftWatch) -> Self {
         Self {
             projection: Projection::new(ctx.db.clone()),
             engine,
             orders_seen: Arc::default(),
             recommender: Arc::default(),
             observed: Arc::default(),
+            drift,
         }
+    }
+
+    /// The duration-drift policy's figures of every step.
+    pub(crate) fn drift(&self) -> DriftReport {
+        self.drift.report()
     }
 
     /// The recommender, refitted when older than [`RECOMMENDER_REFRESH`], or than
@@ -776,6 +792,19 @@ impl Insights {
         *slot = Some((Instant::now(), fitted.clone()));
         Ok(fitted)
     }
+}
+
+/// The traces of the sagas' recorded events as they stood at `now`, oldest first.
+pub fn traces_of(
+    by_saga: BTreeMap<String, Vec<RecordedEvent>>,
+    now: DateTime<Utc>,
+) -> Vec<SagaTrace> {
+    let mut traces: Vec<SagaTrace> = by_saga
+        .iter()
+        .filter_map(|(id, recorded)| trace_of(id, recorded, now))
+        .collect();
+    traces.sort_by(|a, b| a.started_at.cmp(&b.started_at).then(a.id.cmp(&b.id)));
+    traces
 }
 
 /// The earliest day a forecast reads.
@@ -982,6 +1011,9 @@ pub struct AnomaliesResponse {
     pub window_start: Option<DateTime<Utc>>,
     /// The sagas scored above the normal limit, most recently started first, at most `limit`.
     pub anomalies: Vec<SagaAnomaly>,
+    /// The duration-drift policy: each step's recent durations against its baseline, and
+    /// whether it is flagged as drifting.
+    pub drift: DriftReport,
 }
 
 /// `GET /anomalies?limit=`: the latest sagas the detector flags, with its reasons.
@@ -1007,6 +1039,7 @@ pub(crate) async fn anomalies(
         sagas_scored,
         window_start,
         anomalies,
+        drift: svc.drift(),
     }))
 }
 

@@ -4,7 +4,7 @@
 //! | tool | answers from |
 //! |------|--------------|
 //! | products, stock, forecast, recommendations, anomalies | the AI service's own projections (`ai_insights`) |
-//! | order, order stats | the order service over HTTP: `GET /orders/{id}`, `/orders/{id}/saga-logs`, `GET /orders?limit=` |
+//! | order, order stats | the order service over HTTP: `GET /orders/{id}`, `/orders/{id}/saga-logs`, `GET /orders?id_prefix=` (an id given by its start), `GET /orders/stats?from=&to=` (counts and revenue of every order of a period) |
 //! | dead letters, replay, discard | the order service's operator routes, `/dead-letters` |
 //!
 //! The order service's base URL is the system's ([`crate::cli::Upstreams::order_url`]: known
@@ -20,6 +20,7 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use saga_ai::anomaly::AnomalyReport;
+use saga_ai::assistant::llm::{LlmClient, LlmConfig};
 use saga_ai::assistant::{
     Assistant, CustomerRecommendations, DemandOutlook, Failure, IdRef, Intent, Lookup, OrderEvent,
     OrderInfo, OrderStats, Outcome, PendingAction, Period, Product, Recommendation, ReplyData,
@@ -41,11 +42,10 @@ use crate::api::problem::{FieldError, Problem};
 use crate::error::AppError;
 use crate::services::ai_insights::Insights;
 use crate::services::order::{DeadLetterResponse, SagaLogResponse};
+use crate::services::order_stats::OrderStatsResponse;
 
 /// How long one call to the order service may take.
 pub const HTTP_TIMEOUT: Duration = Duration::from_secs(3);
-/// The most orders read to resolve an id prefix or count orders over a period.
-pub const ORDER_WINDOW: usize = 500;
 /// The most dead letters read to resolve an id prefix.
 const DEAD_LETTER_WINDOW: usize = 1000;
 /// Ids offered when a prefix is ambiguous.
@@ -128,10 +128,12 @@ impl ShopTools {
             .map_err(|s| down("the order service", format!("GET {path}: {s}")))
     }
 
-    /// The latest orders, newest first, at most [`ORDER_WINDOW`].
-    async fn recent_orders(&self) -> Result<Vec<OrderResponse>, ToolError> {
+    /// The orders whose id starts with `prefix`, newest first, a few more than
+    /// [`CANDIDATES`] at most (the order service searches all of them).
+    async fn orders_starting(&self, prefix: &str) -> Result<Vec<OrderResponse>, ToolError> {
+        let limit = CANDIDATES + 1;
         Ok(self
-            .get(&format!("/orders?limit={ORDER_WINDOW}"))
+            .get(&format!("/orders?id_prefix={prefix}&limit={limit}"))
             .await?
             .unwrap_or_default())
     }
@@ -295,36 +297,22 @@ fn resolve(id: &IdRef, ids: impl Iterator<Item = Uuid>) -> Lookup<Uuid> {
     }
 }
 
-/// Counts `orders` (newest first) placed in `period`; refused when the window read may not
-/// reach back to the period's start.
-fn stats_of(orders: &[OrderResponse], period: &Period) -> Result<OrderStats, ToolError> {
-    let within = |at: DateTime<Utc>| at >= period.start && at < period.end;
-    if orders.len() >= ORDER_WINDOW && orders.last().is_some_and(|o| o.created_at >= period.start) {
-        return Err(ToolError::Refused(format!(
-            "more than {ORDER_WINDOW} orders were placed {}: too many to count from the order list",
-            period.label
-        )));
-    }
-    let mut stats = OrderStats {
-        orders: 0,
-        succeeded: 0,
-        failed: 0,
-        in_progress: 0,
-        revenue_cents: 0,
+/// The assistant's figures from the order service's counts.
+fn stats_of(s: &OrderStatsResponse) -> OrderStats {
+    OrderStats {
+        orders: s.orders,
+        succeeded: s.succeeded,
+        failed: s.failed,
+        in_progress: s.in_progress,
+        revenue_cents: s.revenue.cents(),
         currency: "USD".to_owned(),
-    };
-    for o in orders.iter().filter(|o| within(o.created_at)) {
-        stats.orders += 1;
-        match outcome_of(o.status) {
-            Outcome::Succeeded => {
-                stats.succeeded += 1;
-                stats.revenue_cents += o.total_amount.cents();
-            }
-            Outcome::Failed => stats.failed += 1,
-            Outcome::InProgress => stats.in_progress += 1,
-        }
     }
-    Ok(stats)
+}
+
+/// The query of `GET /orders/stats` for `period`.
+fn stats_query(period: &Period) -> String {
+    let at = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    format!("from={}&to={}", at(period.start), at(period.end))
 }
 
 #[async_trait]
@@ -340,8 +328,8 @@ impl Tools for ShopTools {
     async fn order(&self, id: &IdRef) -> Result<Lookup<OrderInfo>, ToolError> {
         let id = match id {
             IdRef::Full(id) => *id,
-            IdRef::Prefix(_) => {
-                let orders = self.recent_orders().await?;
+            IdRef::Prefix(prefix) => {
+                let orders = self.orders_starting(prefix).await?;
                 match resolve(id, orders.iter().map(|o| o.id)) {
                     Lookup::Found(one) => one,
                     Lookup::NotFound => return Ok(Lookup::NotFound),
@@ -356,7 +344,12 @@ impl Tools for ShopTools {
     }
 
     async fn order_stats(&self, period: &Period) -> Result<OrderStats, ToolError> {
-        stats_of(&self.recent_orders().await?, period)
+        let path = format!("/orders/stats?{}", stats_query(period));
+        let stats: OrderStatsResponse = self
+            .get(&path)
+            .await?
+            .ok_or_else(|| down("the order service", format!("GET {path}: 404")))?;
+        Ok(stats_of(&stats))
     }
 
     async fn stock(&self, product: &Product) -> Result<StockInfo, ToolError> {
@@ -522,13 +515,28 @@ impl Tools for ShopTools {
 /// The state of `POST /chat`: the assistant, trained once at start.
 pub(crate) type ChatState = Arc<Assistant<ShopTools>>;
 
-/// Builds the assistant over `tools`, training its parser off the async threads.
-pub(crate) async fn assistant(tools: ShopTools) -> Result<ChatState, AppError> {
+/// Builds the assistant over `tools`, training its parser off the async threads; with `llm`,
+/// the language model picks its tools and phrases its answers (the same tools are called).
+pub(crate) async fn assistant(
+    tools: ShopTools,
+    llm: Option<LlmConfig>,
+) -> Result<ChatState, AppError> {
+    let client = llm
+        .map(|config| {
+            tracing::info!(url = %config.url, model = %config.model, key = config.api_key.is_some(),
+                "assistant: a language model picks the tools and phrases the answers");
+            LlmClient::new(config)
+        })
+        .transpose()
+        .map_err(|e| AppError::Config(format!("--llm-url: {e}")))?;
     let built = tokio::task::spawn_blocking(move || Assistant::new(tools))
         .await
         .map_err(|e| AppError::Config(format!("the assistant's training task: {e}")))?
         .map_err(|e| AppError::Config(format!("the assistant's parser: {e}")))?;
-    Ok(Arc::new(built))
+    Ok(Arc::new(match client {
+        Some(client) => built.with_llm(client),
+        None => built,
+    }))
 }
 
 /// `POST /chat`.
@@ -648,46 +656,15 @@ mod tests {
     }
 
     #[test]
-    fn stats_count_only_the_period_and_refuse_a_window_that_may_be_short() {
-        let at = |h: u32| Utc.with_ymd_and_hms(2025, 6, 11, h, 0, 0).unwrap();
-        let order = |h: u32, status: OrderStatus, cents: i64| {
-            serde_json::from_value::<OrderResponse>(serde_json::json!({
-                "id": Uuid::now_v7(), "customer_id": Uuid::now_v7(), "status": status,
-                "total_amount": cents as f64 / 100.0, "items": [],
-                "shipping_address": {"street": "s", "city": "c", "state": "CA", "zip": "94102"},
-                "correlation_id": Uuid::now_v7(), "created_at": at(h),
-            }))
-            .unwrap()
-        };
+    fn periods_become_the_stats_query() {
         let period = Period {
-            start: at(10),
-            end: at(14),
+            start: Utc.with_ymd_and_hms(2025, 6, 11, 0, 0, 0).unwrap(),
+            end: Utc.with_ymd_and_hms(2025, 6, 12, 0, 0, 0).unwrap(),
             label: "today".to_owned(),
         };
-        let orders = vec![
-            order(15, OrderStatus::Confirmed, 100),
-            order(13, OrderStatus::Confirmed, 250),
-            order(12, OrderStatus::Cancelled, 999),
-            order(11, OrderStatus::Pending, 1),
-            order(9, OrderStatus::Confirmed, 700),
-        ];
-        let s = stats_of(&orders, &period).unwrap();
         assert_eq!(
-            (
-                s.orders,
-                s.succeeded,
-                s.failed,
-                s.in_progress,
-                s.revenue_cents
-            ),
-            (3, 1, 1, 1, 250)
+            stats_query(&period),
+            "from=2025-06-11T00:00:00.000000Z&to=2025-06-12T00:00:00.000000Z"
         );
-        let full: Vec<OrderResponse> = (0..ORDER_WINDOW)
-            .map(|_| order(12, OrderStatus::Confirmed, 1))
-            .collect();
-        assert!(matches!(
-            stats_of(&full, &period),
-            Err(ToolError::Refused(_))
-        ));
     }
 }

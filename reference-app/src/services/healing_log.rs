@@ -1,14 +1,16 @@
 //! The AI service's record of the self-healing policies' decisions (`GET
 //! /self-healing/actions`): every `healing.action_taken` event of every service, kept once
-//! each (its event id is the key), newest first.
+//! each (its event id is the key), newest first, with the outcome a later
+//! `healing.outcome_recorded` event told (whichever of the two arrives first).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use saga_ai::healing::HealingAction;
+use saga_ai::healing::{ActionKind, HealingAction};
 use saga_core::broker::Subscription;
 use saga_core::{Envelope, HandlerError};
 use serde::{Deserialize, Serialize};
@@ -18,7 +20,10 @@ use crate::api::problem::Problem;
 use crate::consumer::Handler;
 use crate::context::ServiceContext;
 use crate::error::AppError;
-use crate::healing::{HEALING_ACTION_TAKEN, HealingSettings, PolicySwitch};
+use crate::healing::stuck::HealingOutcome;
+use crate::healing::{
+    HEALING_ACTION_TAKEN, HEALING_OUTCOME_RECORDED, HealingSettings, PolicySwitch,
+};
 use crate::services::ai_insights::{MAX_LIMIT, bounded, query_problem};
 use crate::services::common::ts;
 use crate::with_db;
@@ -35,6 +40,10 @@ pub const MIGRATIONS: &[&str] = &[
         body TEXT NOT NULL,
         taken_at TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS healing_actions_by_time ON {t}healing_actions (taken_at)",
+    "CREATE TABLE IF NOT EXISTS {t}healing_outcomes (
+        action_id TEXT PRIMARY KEY,
+        outcome TEXT NOT NULL,
+        recorded_at TEXT NOT NULL)",
 ];
 
 /// Keeps the record.
@@ -51,7 +60,10 @@ impl HealingLog {
 
     /// Its subscription.
     pub fn subscription() -> Subscription {
-        Subscription::new(SUBSCRIPTION, [HEALING_ACTION_TAKEN])
+        Subscription::new(
+            SUBSCRIPTION,
+            [HEALING_ACTION_TAKEN, HEALING_OUTCOME_RECORDED],
+        )
     }
 }
 
@@ -64,6 +76,9 @@ impl Handler for HealingLog {
 
 impl HealingLog {
     async fn record(&self, envelope: &Envelope) -> Result<(), AppError> {
+        if envelope.event_type == HEALING_OUTCOME_RECORDED {
+            return self.record_outcome(envelope).await;
+        }
         let action: HealingAction = serde_json::from_value(envelope.payload.clone())
             .map_err(|e| AppError::decode("healing action", e))?;
         let body =
@@ -85,6 +100,32 @@ impl HealingLog {
                 .bind(action.policy.as_str())
                 .bind(&body)
                 .bind(ts(action.at))
+                .execute(uow.tx())
+                .await?;
+            uow.commit().await?;
+        });
+        Ok(())
+    }
+}
+
+impl HealingLog {
+    async fn record_outcome(&self, envelope: &Envelope) -> Result<(), AppError> {
+        let outcome: HealingOutcome = serde_json::from_value(envelope.payload.clone())
+            .map_err(|e| AppError::decode("healing outcome", e))?;
+        let db = &self.ctx.db;
+        let insert = db.qualify(
+            "INSERT INTO {t}healing_outcomes (action_id, outcome, recorded_at) \
+             VALUES ($1, $2, $3) ON CONFLICT (action_id) DO NOTHING",
+        );
+        with_db!(db, store => {
+            let mut uow = store.begin().await?;
+            if !uow.mark_inbox(SUBSCRIPTION, envelope.event_id).await? {
+                return Ok(());
+            }
+            sqlx::query(insert)
+                .bind(outcome.action_id.to_string())
+                .bind(&outcome.outcome)
+                .bind(ts(outcome.at))
                 .execute(uow.tx())
                 .await?;
             uow.commit().await?;
@@ -158,23 +199,24 @@ pub(crate) async fn actions(
     let Query(q) = query.map_err(query_problem)?;
     let limit = i64::from(bounded("limit", q.limit, 50, MAX_LIMIT)?);
     let db = &log.ctx.db;
+    let select = "SELECT a.service, a.body, o.outcome FROM {t}healing_actions a \
+         LEFT JOIN {t}healing_outcomes o ON o.action_id = a.event_id";
     let (sql, policy) = match q.policy {
         Some(p) => (
-            db.qualify(
-                "SELECT service, body FROM {t}healing_actions WHERE policy = $2 \
-                 ORDER BY taken_at DESC, event_id DESC LIMIT $1",
-            ),
+            db.qualify(&format!(
+                "{select} WHERE a.policy = $2 ORDER BY a.taken_at DESC, a.event_id DESC LIMIT $1"
+            )),
             Some(policy_name(p)),
         ),
         None => (
-            db.qualify(
-                "SELECT service, body FROM {t}healing_actions \
-                 ORDER BY taken_at DESC, event_id DESC LIMIT $1",
-            ),
+            db.qualify(&format!(
+                "{select} ORDER BY a.taken_at DESC, a.event_id DESC LIMIT $1"
+            )),
             None,
         ),
     };
-    let rows: Vec<(String, String)> = with_db!(db, store => {
+    type Row = (String, String, Option<String>);
+    let rows: Vec<Row> = with_db!(db, store => {
         let mut query = sqlx::query(sql).bind(limit);
         if let Some(p) = policy {
             query = query.bind(p);
@@ -184,12 +226,12 @@ pub(crate) async fn actions(
             .await
             .map_err(AppError::from)?
             .iter()
-            .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?)))
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
             .collect::<Result<Vec<_>, sqlx::Error>>()
             .map_err(AppError::from)?
     });
     let mut actions = Vec::with_capacity(rows.len());
-    for (service, body) in rows {
+    for (service, body, later) in rows {
         match serde_json::from_str::<HealingAction>(&body) {
             Ok(a) => actions.push(RecordedAction {
                 service,
@@ -201,7 +243,7 @@ pub(crate) async fn actions(
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned))
                     .unwrap_or_default(),
-                outcome: a.outcome,
+                outcome: later.or(a.outcome),
                 at: a.at,
             }),
             Err(e) => tracing::warn!(error = %e, "ai: a stored healing action does not read"),
@@ -221,6 +263,32 @@ pub(crate) async fn actions(
     })
     .collect();
     Ok(Json(ActionsResponse { policies, actions }))
+}
+
+/// The kind and time of the latest recorded action of `policy` about each subject.
+pub async fn latest_by_subject(
+    db: &crate::db::Db,
+    policy: PolicySwitch,
+) -> Result<HashMap<String, (ActionKind, chrono::DateTime<chrono::Utc>)>, AppError> {
+    let sql = db.qualify(
+        "SELECT body FROM {t}healing_actions WHERE policy = $1 ORDER BY taken_at, event_id",
+    );
+    let bodies: Vec<(String,)> = with_db!(db, store => {
+        sqlx::query_as(sql.clone())
+            .bind(policy_name(policy))
+            .fetch_all(store.read_pool())
+            .await?
+    });
+    let mut latest = HashMap::new();
+    for (body,) in bodies {
+        match serde_json::from_str::<HealingAction>(&body) {
+            Ok(a) => {
+                latest.insert(a.subject, (a.kind, a.at));
+            }
+            Err(e) => tracing::warn!(error = %e, "ai: a stored healing action does not read"),
+        }
+    }
+    Ok(latest)
 }
 
 /// The consumer of the record, for the AI service's task list.

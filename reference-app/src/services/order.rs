@@ -46,11 +46,15 @@ use crate::api::problem::{FieldError, Problem};
 use crate::consumer::Handler;
 use crate::context::{Running, ServiceContext};
 use crate::error::AppError;
+use crate::healing::{self, PolicySwitch, stuck};
 use crate::messages::{OrderPayload, OrderStatusChanged};
 use crate::operator::Handled;
 use crate::order_saga::{self, events};
 use crate::services::common::{health_routes, parse_ts, parse_uuid, stored_uuid, ts};
+use crate::services::order_stats;
+use crate::trace_context::{SPAN_TARGET, TraceContext};
 use crate::with_db;
+use tracing::Instrument;
 
 /// The order service's tables.
 pub const MIGRATIONS: &[&str] = &[
@@ -82,6 +86,11 @@ pub const MIGRATIONS: &[&str] = &[
         id TEXT PRIMARY KEY,
         name TEXT NOT NULL,
         price_cents BIGINT NOT NULL)",
+    // The W3C trace context of each saga, from the request that placed its order.
+    "CREATE TABLE IF NOT EXISTS {t}saga_traces (
+        saga_id TEXT PRIMARY KEY,
+        traceparent TEXT NOT NULL,
+        tracestate TEXT)",
 ];
 
 /// Namespace of the ids derived from an `Idempotency-Key`.
@@ -158,7 +167,11 @@ impl Waiters {
 pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
     ctx.db.migrate(MIGRATIONS).await?;
     let svc = OrderService {
-        definition: Arc::new(order_saga::definition(ctx.settings.step_deadline)),
+        definition: Arc::new(order_saga::definition_with_retries(
+            ctx.settings.step_deadline,
+            // With the stuck-saga policy off, a step past its deadline is compensated at once.
+            u32::from(ctx.settings.healing.on(PolicySwitch::StuckSagas)),
+        )),
         waiters: Arc::new(Waiters::default()),
         log_appended: broadcast::channel(LOG_WAKE_CAPACITY).0,
         ctx: ctx.clone(),
@@ -190,6 +203,7 @@ pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
     ];
     let router = Router::new()
         .route("/orders", post(create_order).get(list_orders))
+        .route("/orders/stats", get(order_stats))
         .route("/orders/{id}", get(get_order))
         .route("/orders/{id}/saga-logs", get(saga_logs))
         .route("/orders/{id}/wait", get(wait_order))
@@ -281,7 +295,12 @@ enum Placed {
 
 impl OrderService {
     /// Places the order, or answers the first answer again for a repeated key and body.
-    async fn place(&self, order: ValidOrder, key: Option<&str>) -> Result<OrderResponse, Problem> {
+    async fn place(
+        &self,
+        order: ValidOrder,
+        key: Option<&str>,
+        trace: &TraceContext,
+    ) -> Result<OrderResponse, Problem> {
         let now = Utc::now();
         let order_id = match key {
             Some(k) => Uuid::new_v5(&KEY_NAMESPACE, format!("order:{k}").as_bytes()),
@@ -320,7 +339,14 @@ impl OrderService {
             .with_source("order");
         let mut outgoing = vec![placed];
         outgoing.extend(t.commands.iter().map(|c| c.to_envelope(now)));
+        for envelope in &mut outgoing {
+            trace.stamp(envelope);
+        }
         let db = &self.ctx.db;
+        let remember_trace = db.qualify(
+            "INSERT INTO {t}saga_traces (saga_id, traceparent, tracestate) VALUES ($1, $2, $3) \
+             ON CONFLICT (saga_id) DO NOTHING",
+        );
         let insert = db.qualify(
             "INSERT INTO {t}orders (id, customer_id, status, total_cents, items, shipping_address, \
              payment_method, correlation_id, request_body, failure_reason, created_at, updated_at) \
@@ -360,6 +386,12 @@ impl OrderService {
                     return Ok(Placed::Repeated(order_response(row)?));
                 }
                 uow.create_saga(&t.instance).await?;
+                sqlx::query(remember_trace.clone())
+                    .bind(saga_id.to_string())
+                    .bind(trace.parent.header())
+                    .bind(trace.state.clone())
+                    .execute(uow.tx())
+                    .await?;
                 uow.append_saga_log(&t.log).await?;
                 uow.publish(&outgoing).await?;
                 for envelope in &outgoing {
@@ -474,7 +506,12 @@ async fn create_order(
     };
     let order = request.validate()?;
     svc.check_catalog(&order.items).await?;
-    let placed = svc.place(order, key.as_deref()).await?;
+    let span = tracing::info_span!(target: SPAN_TARGET, "place_order");
+    let trace = TraceContext::for_request_in(&headers, &span);
+    let placed = svc
+        .place(order, key.as_deref(), &trace)
+        .instrument(span)
+        .await?;
     Ok((StatusCode::CREATED, Json(placed)))
 }
 
@@ -489,12 +526,13 @@ async fn get_order(
     }
 }
 
-/// `GET /orders?status=&customer_id=&limit=`.
+/// `GET /orders?status=&customer_id=&id_prefix=&limit=`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     status: Option<OrderStatus>,
     customer_id: Option<Uuid>,
+    id_prefix: Option<String>,
     limit: Option<u32>,
 }
 
@@ -504,10 +542,20 @@ async fn list_orders(
 ) -> Result<Json<Vec<OrderResponse>>, Problem> {
     let Query(q) = query?;
     let limit = i64::from(q.limit.unwrap_or(50).clamp(1, 500));
+    let pattern = match q.id_prefix.as_deref() {
+        None => None,
+        Some(p) => Some(order_stats::prefix_pattern(p).ok_or_else(|| {
+            Problem::validation(vec![FieldError::new(
+                "id_prefix",
+                "must be the start of an order id: hexadecimal digits, hyphens where a UUID has them",
+            )])
+        })?),
+    };
     let sql = svc.ctx.db.qualify(&format!(
         "SELECT {ORDER_COLUMNS} FROM {{t}}orders \
          WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) \
          AND (CAST($2 AS TEXT) IS NULL OR customer_id = $2) \
+         AND (CAST($4 AS TEXT) IS NULL OR id LIKE $4) \
          ORDER BY created_at DESC LIMIT $3"
     ));
     let status = q.status.map(status_name);
@@ -517,6 +565,7 @@ async fn list_orders(
             .bind(status)
             .bind(customer)
             .bind(limit)
+            .bind(&pattern)
             .fetch_all(store.read_pool())
             .await
             .map_err(AppError::from)?
@@ -526,6 +575,30 @@ async fn list_orders(
         .map(order_response)
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Json(orders))
+}
+
+/// `GET /orders/stats?from=&to=`: counts and revenue of the orders placed in the period.
+async fn order_stats(
+    State(svc): State<OrderService>,
+    query: Result<Query<order_stats::StatsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<order_stats::OrderStatsResponse>, Problem> {
+    let Query(q) = query?;
+    let (from, to) = q.period()?;
+    let sql = svc.ctx.db.qualify(
+        "SELECT status, COUNT(*), CAST(COALESCE(SUM(total_cents), 0) AS BIGINT) \
+         FROM {t}orders WHERE created_at >= $1 AND created_at < $2 GROUP BY status",
+    );
+    let rows: Vec<(String, i64, i64)> = with_db!(&svc.ctx.db, store => {
+        sqlx::query_as(sql.clone())
+            .bind(ts(from))
+            .bind(ts(to))
+            .fetch_all(store.read_pool())
+            .await
+            .map_err(AppError::from)?
+    });
+    Ok(Json(order_stats::OrderStatsResponse::from_rows(
+        from, to, &rows,
+    )))
 }
 
 /// `GET /orders/{id}/wait`: the order once its saga has ended, or when the time is up.
@@ -945,19 +1018,32 @@ impl OrderService {
         let before = order_saga::order_status(&instance);
         let after = order_saga::order_status(&t.instance);
         let order_id = instance.aggregate_id.clone();
-        let mut outgoing: Vec<Envelope> = t.commands.iter().map(|c| c.to_envelope(now)).collect();
-        if t.outcome == Outcome::Applied
-            && let Some(event) = status_event(&instance, &t.instance, before, after, now)?
-        {
-            outgoing.push(event);
-        }
-        let update = self.ctx.db.qualify(
-            "UPDATE {t}orders SET status = $1, failure_reason = $2, updated_at = $3 WHERE id = $4",
-        );
         let reply: Option<&Envelope> = match input {
             SagaInput::Reply(env) => Some(env),
             SagaInput::DeadlineExpired => None,
         };
+        let mut outgoing: Vec<Envelope> = t.commands.iter().map(|c| c.to_envelope(now)).collect();
+        if t.outcome == Outcome::Applied {
+            if let Some(event) = status_event(&instance, &t.instance, before, after, now)? {
+                outgoing.push(event);
+            }
+            // The stuck-saga policy's records commit with the decision they describe.
+            if self.ctx.settings.healing.on(PolicySwitch::StuckSagas) {
+                let records = stuck::records(&self.definition, &instance, &t.instance, reply, now);
+                outgoing.extend(healing::stuck_events(self.ctx.service.name(), &records)?);
+            }
+            // Everything the transition sends carries the saga's trace context.
+            if !outgoing.is_empty()
+                && let Some(trace) = self.trace_of(saga_id, reply).await?
+            {
+                for envelope in &mut outgoing {
+                    trace.stamp(envelope);
+                }
+            }
+        }
+        let update = self.ctx.db.qualify(
+            "UPDATE {t}orders SET status = $1, failure_reason = $2, updated_at = $3 WHERE id = $4",
+        );
         let db = &self.ctx.db;
         let applied = with_db!(db, store => {
             async {
@@ -1004,6 +1090,31 @@ impl OrderService {
             }
         }
         Ok(Some(t))
+    }
+}
+
+impl OrderService {
+    /// The saga's trace context: the reply's, or (a deadline, a reply without one) the one
+    /// kept when its order was placed.
+    async fn trace_of(
+        &self,
+        saga_id: Uuid,
+        reply: Option<&Envelope>,
+    ) -> Result<Option<TraceContext>, AppError> {
+        if let Some(trace) = reply.and_then(TraceContext::of) {
+            return Ok(Some(trace));
+        }
+        let sql = self
+            .ctx
+            .db
+            .qualify("SELECT traceparent, tracestate FROM {t}saga_traces WHERE saga_id = $1");
+        let row: Option<(String, Option<String>)> = with_db!(&self.ctx.db, store => {
+            sqlx::query_as(sql.clone())
+                .bind(saga_id.to_string())
+                .fetch_optional(store.read_pool())
+                .await?
+        });
+        Ok(row.and_then(|(parent, state)| TraceContext::from_stored(&parent, state)))
     }
 }
 

@@ -8,15 +8,16 @@
 //! Gateway calls go through a circuit breaker (`saga_ai::healing::CircuitBreaker`, the
 //! circuit-breaker policy of [`crate::healing`]): when half the calls of 30 s fail (10 at
 //! least) it opens for 10 s, and charges meanwhile wait for it or fail fast
-//! (`--payment-breaker`). `POST /gateway/outage` starts a simulated outage to see it work;
-//! `GET /gateway` shows the outage and the breaker's state.
+//! (`--payment-breaker`). `POST /gateway/outage` starts a simulated outage to see it work,
+//! `PUT /gateway/latency` makes the gateway slower or faster (the duration-drift policy's
+//! fault); `GET /gateway` shows the latency, the outage and the breaker's state.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use chrono::Utc;
 use saga_ai::healing::{CircuitBreaker, CircuitConfig, CircuitState, Permit};
@@ -34,7 +35,7 @@ use crate::error::AppError;
 use crate::healing::{BreakerMode, HealingSink, PolicySwitch};
 use crate::messages::{OrderPayload, Outcome};
 use crate::order_saga::events;
-use crate::payment_gateway::{ChargeOutcome, Outage, SimulatedGateway};
+use crate::payment_gateway::{ChargeOutcome, MAX_LATENCY, Outage, SimulatedGateway};
 use crate::services::common::{health_routes, parse_ts, parse_uuid, reply, stored_uuid, ts};
 use crate::with_db;
 
@@ -122,11 +123,21 @@ fn one() -> f64 {
     1.0
 }
 
+/// `PUT /gateway/latency`: how long the simulated gateway takes from now on.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LatencyRequest {
+    /// Milliseconds per charge or refund, 0 to 60000.
+    pub latency_ms: u64,
+}
+
 /// `GET /gateway`: the simulated gateway's outage and the circuit breaker.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct GatewayStatus {
     /// Always true: the gateway is a simulation.
     pub simulated: bool,
+    /// How long a charge or refund takes now, in milliseconds.
+    pub latency_ms: u64,
     /// The outage in progress, if any.
     pub outage: Option<Outage>,
     /// `closed`, `open` or `half_open`; `off` when the policy is switched off.
@@ -165,6 +176,7 @@ pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
         .route("/transactions/{order_id}", get(get_transaction))
         .route("/gateway", get(gateway_status))
         .route("/gateway/outage", post(start_outage).delete(end_outage))
+        .route("/gateway/latency", put(set_latency))
         .with_state(svc)
         .merge(health_routes(ctx.service, ctx.db.clone()));
     Ok(Running { router, tasks })
@@ -326,6 +338,7 @@ impl Payments {
         };
         GatewayStatus {
             simulated: true,
+            latency_ms: u64::try_from(self.gateway.latency().as_millis()).unwrap_or(u64::MAX),
             outage: self.gateway.outage(),
             circuit: circuit.to_owned(),
             breaker_mode: self.mode,
@@ -509,4 +522,24 @@ async fn start_outage(
 async fn end_outage(State(svc): State<Payments>) -> Json<GatewayStatus> {
     svc.gateway.end_outage();
     Json(svc.status())
+}
+
+async fn set_latency(
+    State(svc): State<Payments>,
+    ApiJson(req): ApiJson<LatencyRequest>,
+) -> Result<Json<GatewayStatus>, Problem> {
+    let max = u64::try_from(MAX_LATENCY.as_millis()).unwrap_or(u64::MAX);
+    if req.latency_ms > max {
+        return Err(Problem::validation(vec![FieldError::new(
+            "latency_ms",
+            format!("must be between 0 and {max}, got {}", req.latency_ms),
+        )]));
+    }
+    tracing::warn!(
+        latency_ms = req.latency_ms,
+        "payment: simulated gateway latency changed"
+    );
+    svc.gateway
+        .set_latency(Duration::from_millis(req.latency_ms));
+    Ok(Json(svc.status()))
 }

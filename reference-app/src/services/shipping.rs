@@ -25,6 +25,7 @@ use crate::error::AppError;
 use crate::messages::{OrderPayload, Outcome};
 use crate::order_saga::events;
 use crate::services::common::{health_routes, parse_ts, parse_uuid, reply, stored_uuid, ts};
+use crate::trace_context::TraceContext;
 use crate::with_db;
 
 /// The shipping service's tables.
@@ -40,6 +41,11 @@ pub const MIGRATIONS: &[&str] = &[
         created_at TEXT NOT NULL,
         updated_at TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS shipments_by_status ON {t}shipments (status, updated_at)",
+    // The W3C trace context of each shipment's saga, for `dispatched` and `delivered`.
+    "CREATE TABLE IF NOT EXISTS {t}shipment_traces (
+        order_id TEXT PRIMARY KEY,
+        traceparent TEXT NOT NULL,
+        tracestate TEXT)",
 ];
 
 /// The subscription of the service.
@@ -108,6 +114,11 @@ impl Shipping {
         );
         let address = serde_json::to_string(&order.shipping_address)
             .map_err(|e| AppError::decode("address", e))?;
+        let trace = TraceContext::of(command);
+        let remember_trace = db.qualify(
+            "INSERT INTO {t}shipment_traces (order_id, traceparent, tracestate) \
+             VALUES ($1, $2, $3) ON CONFLICT (order_id) DO NOTHING",
+        );
         with_db!(db, store => {
             let mut uow = store.begin().await?;
             if !uow.mark_inbox(SUBSCRIPTION, command.event_id).await? {
@@ -133,6 +144,14 @@ impl Shipping {
                     .bind(ts(Utc::now()))
                     .execute(uow.tx())
                     .await?;
+                if let Some(trace) = &trace {
+                    sqlx::query(remember_trace.clone())
+                        .bind(order.order_id.to_string())
+                        .bind(trace.parent.header())
+                        .bind(trace.state.clone())
+                        .execute(uow.tx())
+                        .await?;
+                }
                 reply(
                     command,
                     events::SHIPPING_SCHEDULED,
@@ -158,18 +177,20 @@ impl Shipping {
             .unwrap_or_else(|_| chrono::Duration::seconds(2));
         let before = ts(Utc::now() - step);
         let due = db.qualify(
-            "SELECT order_id, correlation_id, tracking_number FROM {t}shipments \
-             WHERE status = $1 AND updated_at <= $2 ORDER BY updated_at LIMIT 100",
+            "SELECT s.order_id, s.correlation_id, s.tracking_number, t.traceparent, t.tracestate \
+             FROM {t}shipments s LEFT JOIN {t}shipment_traces t ON t.order_id = s.order_id \
+             WHERE s.status = $1 AND s.updated_at <= $2 ORDER BY s.updated_at LIMIT 100",
         );
         let mark = db.qualify(
             "UPDATE {t}shipments SET status = $1, updated_at = $2 WHERE order_id = $3 AND status = $4",
         );
-        let rows: Vec<(String, String, String)> = with_db!(db, store => {
+        type Due = (String, String, String, Option<String>, Option<String>);
+        let rows: Vec<Due> = with_db!(db, store => {
             sqlx::query_as(due.clone()).bind(from).bind(&before).fetch_all(store.read_pool()).await?
         });
         let mut moved = 0;
-        for (order_id, correlation, tracking) in rows {
-            let event = Envelope::new(
+        for (order_id, correlation, tracking, parent, state) in rows {
+            let mut event = Envelope::new(
                 event_type,
                 order_id.clone(),
                 serde_json::json!({"order_id": order_id, "tracking_number": tracking, "status": to}),
@@ -180,6 +201,9 @@ impl Shipping {
             ))
             .with_correlation_id(stored_uuid(&correlation))
             .with_source("shipping");
+            if let Some(trace) = parent.and_then(|p| TraceContext::from_stored(&p, state)) {
+                trace.stamp(&mut event);
+            }
             with_db!(db, store => {
                 let mut uow = store.begin().await?;
                 let changed = sqlx::query(mark.clone())

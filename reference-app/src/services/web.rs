@@ -9,7 +9,7 @@
 //! | `/api/shipments`                        | shipping     |
 //! | `/api/notifications`                    | notification |
 //! | `/api/metrics`, `/api/events`, `/api/orders/recent` | analytics |
-//! | `/api/fraud`, `/api/analysis`, `/api/predict`, `/api/forecast`, `/api/recommendations`, `/api/anomalies`, `/api/models`, `/api/chat` | ai |
+//! | `/api/fraud`, `/api/analysis`, `/api/predict`, `/api/forecast`, `/api/recommendations`, `/api/anomalies`, `/api/models`, `/api/chat`, `/api/self-healing` | ai |
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -85,7 +85,7 @@ pub fn owner_of(path: &str) -> Option<Service> {
         "notifications" => Service::Notification,
         "metrics" | "events" => Service::Analytics,
         "fraud" | "analysis" | "predict" | "forecast" | "recommendations" | "anomalies"
-        | "models" | "chat" => Service::Ai,
+        | "models" | "chat" | "self-healing" => Service::Ai,
         _ => return None,
     })
 }
@@ -217,8 +217,11 @@ async fn proxy(State(web): State<Web>, request: Request) -> Response {
             upstream = upstream.header(name, v);
         }
     }
-    if let Some(v) = headers.get("idempotency-key") {
-        upstream = upstream.header("idempotency-key", v);
+    // The idempotency key, and the caller's W3C trace context.
+    for name in ["idempotency-key", "traceparent", "tracestate"] {
+        if let Some(v) = headers.get(name) {
+            upstream = upstream.header(name, v);
+        }
     }
     match upstream.send().await {
         Ok(r) => {

@@ -1,9 +1,10 @@
 //! Flagging a saga step whose durations drift above their baseline.
 //!
 //! Per step, the detector keeps a baseline of earlier durations and a window of the latest.
-//! The step is flagged when the window's median exceeds the baseline median by both a ratio
-//! and a number of robust standard deviations (1.4826 × MAD), so neither a noisy step nor a
-//! very steady one raises false flags. While a step is flagged its baseline is frozen (the
+//! The step is flagged when the window's median exceeds the baseline median by a ratio, by a
+//! number of robust standard deviations (1.4826 × MAD) and by an absolute margin, so neither
+//! a noisy step, nor a very steady one, nor a very fast one (a few milliseconds more are
+//! nobody's concern) raises false flags. While a step is flagged its baseline is frozen (the
 //! slow durations do not become the new normal), and the flag clears once the window's
 //! median is back under the threshold.
 
@@ -25,12 +26,15 @@ pub struct DriftConfig {
     pub window: usize,
     /// The window's median must exceed the baseline median times this...
     pub ratio: f64,
-    /// ...and the baseline median plus this many robust standard deviations.
+    /// ...and the baseline median plus this many robust standard deviations...
     pub sigmas: f64,
+    /// ...and the baseline median plus this many milliseconds (0: no margin).
+    #[serde(default)]
+    pub min_increase_ms: f64,
 }
 
 impl Default for DriftConfig {
-    /// A baseline of 200 (judging from 30), a window of 20, 1.5 × and 3 σ.
+    /// A baseline of 200 (judging from 30), a window of 20, 1.5 × and 3 σ, no absolute margin.
     fn default() -> Self {
         Self {
             baseline: 200,
@@ -38,6 +42,7 @@ impl Default for DriftConfig {
             window: 20,
             ratio: 1.5,
             sigmas: 3.0,
+            min_increase_ms: 0.0,
         }
     }
 }
@@ -180,7 +185,9 @@ impl DriftDetector {
         let sigma = 1.4826 * median(&mut deviations);
         let mut recent: Vec<f64> = s.recent.iter().copied().collect();
         let recent_median = median(&mut recent);
-        let threshold = (base_median * config.ratio).max(base_median + config.sigmas * sigma);
+        let threshold = (base_median * config.ratio)
+            .max(base_median + config.sigmas * sigma)
+            .max(base_median + config.min_increase_ms.max(0.0));
         Some(StepDrift {
             step: step.to_owned(),
             baseline_median_ms: base_median,
@@ -221,6 +228,25 @@ mod tests {
         let cleared = feed(&mut d, "payment", 40, 100.0);
         assert_eq!(cleared.len(), 1, "{cleared:?}");
         assert_eq!(cleared[0].kind, ActionKind::ClearDrift);
+    }
+
+    #[test]
+    fn a_margin_keeps_small_absolute_changes_of_fast_steps_unflagged() {
+        let margin = DriftConfig {
+            min_increase_ms: 100.0,
+            ..DriftConfig::default()
+        };
+        let mut d = DriftDetector::new(margin);
+        // 20 ms to 60 ms: three times slower, but 40 ms more.
+        assert!(feed(&mut d, "fraud", 100, 20.0).is_empty());
+        assert!(feed(&mut d, "fraud", 40, 60.0).is_empty());
+        assert!(d.steps()[0].threshold_ms >= d.steps()[0].baseline_median_ms + 100.0);
+        // Without the margin the same change is a drift.
+        let mut plain = DriftDetector::new(DriftConfig::default());
+        feed(&mut plain, "fraud", 100, 20.0);
+        assert_eq!(feed(&mut plain, "fraud", 40, 60.0).len(), 1);
+        // 200 ms more is one with the margin too.
+        assert_eq!(feed(&mut d, "fraud", 40, 300.0).len(), 1);
     }
 
     #[test]
