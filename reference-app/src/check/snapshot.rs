@@ -259,14 +259,10 @@ fn event_ref((event_id, event_type): (String, String)) -> EventRef {
 
 /// The figures of one service's outbox.
 async fn outbox(service: Service, db: &Db, cutoff: i64) -> Result<OutboxFigures, AppError> {
-    // SQLite keeps published rows apart (saga-outbox's schema version 2); Postgres marks them
-    // in place.
-    let total = match db {
-        Db::Sqlite(_) => db.qualify(
-            "SELECT (SELECT COUNT(*) FROM {t}outbox) + (SELECT COUNT(*) FROM {t}outbox_published)",
-        ),
-        Db::Postgres { .. } => db.qualify("SELECT COUNT(*) FROM {t}outbox"),
-    };
+    // Published rows kept for the retention period live apart (saga-outbox schema v2).
+    let total = db.qualify(
+        "SELECT (SELECT COUNT(*) FROM {t}outbox) + (SELECT COUNT(*) FROM {t}outbox_published)",
+    );
     let stale =
         db.qualify("SELECT COUNT(*) FROM {t}outbox WHERE published_at IS NULL AND created_at < $1");
     let examples = db.qualify(

@@ -264,7 +264,7 @@ async fn sqlite(
     // and the outbox row in one call, `execute_and_publish`, inside BEGIN/COMMIT).
     let (mut plain_t2, mut one_t) = (Duration::ZERO, Duration::ZERO);
     let round = (n / ROUNDS).max(1);
-    for r in 0..ROUNDS {
+    for _ in 0..ROUNDS {
         let start = Instant::now();
         for _ in 0..round {
             let mut tx = w.begin().await?;
@@ -467,7 +467,7 @@ async fn postgres(url: &str, n: usize, lat_n: usize) -> Result<(), Box<dyn std::
     // outbox row in one statement, inside BEGIN/COMMIT), ROUNDS rounds each.
     let (mut plain_t2, mut one_t) = (Duration::ZERO, Duration::ZERO);
     let round = (per / ROUNDS).max(1);
-    for r in 0..ROUNDS {
+    for _ in 0..ROUNDS {
         let start = Instant::now();
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..PRODUCERS {

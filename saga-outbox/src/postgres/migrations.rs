@@ -7,9 +7,10 @@ use crate::names::Tables;
 use crate::sql::error::db_err;
 
 /// `(version, SQL template)`, in order. Never edit a released one: add a new version.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE IF NOT EXISTS {outbox} (
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE IF NOT EXISTS {outbox} (
         seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         event_id TEXT NOT NULL,
         aggregate_id TEXT NOT NULL,
@@ -72,7 +73,32 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         owner TEXT PRIMARY KEY,
         expires_at BIGINT NOT NULL
     );",
-)];
+    ),
+    (
+        2,
+        // The outbox keeps pending rows only: a producer's insert then adds one index entry
+        // (the primary key) and a relay reads pending rows by `seq` without a partial index.
+        // Published rows kept for the retention period move to `{outbox_published}` in the
+        // relay's claiming statement. (The old indexes go first: one had the new table's name.)
+        "DROP INDEX IF EXISTS {q}outbox_pending;
+    DROP INDEX IF EXISTS {q}outbox_published;
+    CREATE TABLE IF NOT EXISTS {outbox_published} (
+        seq BIGINT NOT NULL,
+        event_id TEXT NOT NULL,
+        aggregate_id TEXT NOT NULL,
+        part INTEGER NOT NULL,
+        envelope TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        published_at BIGINT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS outbox_published_at ON {outbox_published} (published_at);
+    INSERT INTO {outbox_published}
+        (seq, event_id, aggregate_id, part, envelope, created_at, published_at)
+        SELECT seq, event_id, aggregate_id, part, envelope, created_at, published_at
+        FROM {outbox} WHERE published_at IS NOT NULL;
+    DELETE FROM {outbox} WHERE published_at IS NOT NULL;",
+    ),
+];
 
 /// Creates the schema if needed and applies the missing migrations in one transaction,
 /// holding a transaction-scoped advisory lock keyed by the schema name.

@@ -6,7 +6,8 @@
 //! the claimed rows up by primary key instead of hash-joining a scan of the whole outbox), run before publishing on the same transaction: the rows stay
 //! locked until the commit, and a failed publish rolls the transaction back, so they are
 //! claimed again (the same guarantee as marking after publishing, one round trip less). In
-//! mark mode `published_at` is the claim time. The relay's transaction commits with
+//! mark mode the same statement moves them to the published table, `published_at` being the
+//! claim time. The relay's transaction commits with
 //! `synchronous_commit = off`: a commit lost in a server crash only republishes its rows.
 //!
 //! `FOR UPDATE` (waiting) rather than `SKIP LOCKED`: if a relay whose lease just expired is
@@ -62,9 +63,14 @@ impl PgRelaySource {
             "DELETE FROM {{outbox}} WHERE seq = ANY(ARRAY({pick})) \
              RETURNING seq, envelope, created_at"
         ));
+        // Mark mode: the claimed rows move to the published table in the same statement.
         let claim_mark = render(&format!(
-            "UPDATE {{outbox}} SET published_at = $3 WHERE seq = ANY(ARRAY({pick})) \
-             RETURNING seq, envelope, created_at"
+            "WITH claimed AS (DELETE FROM {{outbox}} WHERE seq = ANY(ARRAY({pick})) \
+               RETURNING seq, event_id, aggregate_id, part, envelope, created_at), \
+             kept AS (INSERT INTO {{outbox_published}} \
+               (seq, event_id, aggregate_id, part, envelope, created_at, published_at) \
+               SELECT seq, event_id, aggregate_id, part, envelope, created_at, $3 FROM claimed) \
+             SELECT seq, envelope, created_at FROM claimed"
         ));
         let listener = tokio::spawn(listen(store.clone()));
         Self {

@@ -233,39 +233,28 @@ macro_rules! impl_sql_backend {
                     return Ok(());
                 }
                 let list = __codec::id_list(seqs);
-                match (&self.inner.sql.outbox_archive, delete) {
-                    (_, true) => {
-                        sqlx::query(self.inner.sql.outbox_delete.clone())
-                            .bind(list)
-                            .execute(&mut *conn)
-                            .await
-                            .map_err(__db_err)?;
-                    }
-                    (None, false) => {
-                        sqlx::query(self.inner.sql.outbox_mark.clone())
-                            .bind(list)
-                            .bind(__codec::nanos(at))
-                            .execute(&mut *conn)
-                            .await
-                            .map_err(__db_err)?;
-                    }
-                    (Some(archive), false) => {
-                        let mut tx = sqlx::Connection::begin(&mut *conn)
-                            .await
-                            .map_err(__db_err)?;
-                        sqlx::query(archive.clone())
-                            .bind(list.clone())
-                            .bind(__codec::nanos(at))
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(__db_err)?;
-                        sqlx::query(self.inner.sql.outbox_delete.clone())
-                            .bind(list)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(__db_err)?;
-                        tx.commit().await.map_err(__db_err)?;
-                    }
+                if delete {
+                    sqlx::query(self.inner.sql.outbox_delete.clone())
+                        .bind(list)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(__db_err)?;
+                } else {
+                    let mut tx = sqlx::Connection::begin(&mut *conn)
+                        .await
+                        .map_err(__db_err)?;
+                    sqlx::query(self.inner.sql.outbox_archive.clone())
+                        .bind(list.clone())
+                        .bind(__codec::nanos(at))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(__db_err)?;
+                    sqlx::query(self.inner.sql.outbox_delete.clone())
+                        .bind(list)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(__db_err)?;
+                    tx.commit().await.map_err(__db_err)?;
                 }
                 Ok(())
             }

@@ -55,12 +55,11 @@ pub(crate) struct Statements {
     outbox_table: String,
     pub(crate) outbox_insert: SqlStr,
     pub(crate) outbox_unpublished: SqlStr,
-    pub(crate) outbox_mark: SqlStr,
     pub(crate) outbox_delete: SqlStr,
-    /// SQLite keeps published rows apart (`{outbox_published}`, schema version 2): marking
-    /// rows published copies them there, then deletes them from the outbox. Postgres marks
-    /// them in place (`outbox_mark`).
-    pub(crate) outbox_archive: Option<SqlStr>,
+    /// Published rows kept for the retention period live apart (`{outbox_published}`,
+    /// schema version 2): marking rows published copies them there, then deletes them from
+    /// the outbox.
+    pub(crate) outbox_archive: SqlStr,
     pub(crate) outbox_prune: SqlStr,
     pub(crate) outbox_pending: SqlStr,
     pub(crate) inbox_mark: SqlStr,
@@ -102,30 +101,18 @@ impl Statements {
             ),
             outbox_unpublished: s("SELECT seq, envelope, created_at FROM {outbox} \
                  WHERE published_at IS NULL ORDER BY seq LIMIT $1"),
-            outbox_mark: s(&format!(
-                "UPDATE {{outbox}} SET published_at = $2 \
-                 WHERE published_at IS NULL AND seq IN ({})",
-                dialect.id_list(1)
-            )),
             outbox_delete: s(&format!(
                 "DELETE FROM {{outbox}} WHERE seq IN ({})",
                 dialect.id_list(1)
             )),
-            outbox_archive: match dialect {
-                Dialect::Sqlite => Some(s(&format!(
-                    "INSERT INTO {{outbox_published}} \
-                     (seq, event_id, aggregate_id, part, envelope, created_at, published_at) \
-                     SELECT seq, event_id, aggregate_id, part, envelope, created_at, $2 \
-                     FROM {{outbox}} WHERE seq IN ({}) ORDER BY seq",
-                    dialect.id_list(1)
-                ))),
-                Dialect::Postgres => None,
-            },
-            outbox_prune: match dialect {
-                Dialect::Sqlite => s("DELETE FROM {outbox_published} WHERE published_at < $1"),
-                Dialect::Postgres => s("DELETE FROM {outbox} \
-                     WHERE published_at IS NOT NULL AND published_at < $1"),
-            },
+            outbox_archive: s(&format!(
+                "INSERT INTO {{outbox_published}} \
+                 (seq, event_id, aggregate_id, part, envelope, created_at, published_at) \
+                 SELECT seq, event_id, aggregate_id, part, envelope, created_at, $2 \
+                 FROM {{outbox}} WHERE seq IN ({}) ORDER BY seq",
+                dialect.id_list(1)
+            )),
+            outbox_prune: s("DELETE FROM {outbox_published} WHERE published_at < $1"),
             outbox_pending: s("SELECT COUNT(*) FROM {outbox} WHERE published_at IS NULL"),
             inbox_mark: s("INSERT INTO {inbox} (consumer, event_id, processed_at) \
                  VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"),
