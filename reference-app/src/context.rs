@@ -39,6 +39,10 @@ pub struct Settings {
     pub event_log_retention: Option<Duration>,
     /// Which self-healing policies run, and how.
     pub healing: crate::healing::HealingSettings,
+    /// The size and time limits of every HTTP route.
+    pub http: crate::http::HttpLimits,
+    /// The bearer token the admin actions need; `None`: they are open.
+    pub admin_token: Option<crate::http::AdminToken>,
 }
 
 impl Default for Settings {
@@ -53,6 +57,8 @@ impl Default for Settings {
             redis_prefix: "saga".into(),
             event_log_retention: Some(Duration::from_secs(30 * 86_400)),
             healing: crate::healing::HealingSettings::default(),
+            http: crate::http::HttpLimits::default(),
+            admin_token: None,
         }
     }
 }
@@ -76,6 +82,14 @@ impl From<&BusinessArgs> for Settings {
                 off: a.self_healing_off.clone(),
                 breaker_mode: a.payment_breaker,
             },
+            http: crate::http::HttpLimits {
+                max_body_bytes: a.max_body_bytes,
+                request_timeout: Duration::from_secs(a.request_timeout_secs.max(1)),
+            },
+            admin_token: a
+                .admin_token
+                .as_deref()
+                .and_then(crate::http::AdminToken::new),
         }
     }
 }

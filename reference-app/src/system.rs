@@ -90,19 +90,24 @@ impl Broker {
                 config = config.expire_unused_after(Duration::from_secs(60));
             }
             Ok(Self::of(
-                AmqpBroker::connect(config, dead_letters.clone()).await?,
+                AmqpBroker::connect(config, dead_letters.clone())
+                    .await
+                    .map_err(|e| AppError::connect("RabbitMQ", url, e))?,
                 dead_letters,
             ))
         } else if url.starts_with("nats://") {
             let stream = format!("{}_EVENTS", prefix.to_uppercase().replace(['.', '-'], "_"));
             let config = NatsConfig::new(url).with_stream(stream, format!("{prefix}.events"));
             Ok(Self::of(
-                NatsBroker::connect(config, dead_letters.clone()).await?,
+                NatsBroker::connect(config, dead_letters.clone())
+                    .await
+                    .map_err(|e| AppError::connect("NATS", url, e))?,
                 dead_letters,
             ))
         } else {
             Err(AppError::Config(format!(
-                "broker URL `{url}` must start with amqp:// (RabbitMQ) or nats:// (NATS)"
+                "broker URL `{}` must start with amqp:// (RabbitMQ) or nats:// (NATS)",
+                crate::secrets::redact_url(url)
             )))
         }
     }
@@ -327,7 +332,14 @@ pub async fn start_embedded(config: EmbeddedConfig) -> Result<System, AppError> 
             .get(&svc)
             .cloned()
             .unwrap_or_else(|| AppMetrics::new(svc));
-        tasks.push(serve_http(svc, listener, router, metrics, shutdown.clone()));
+        tasks.push(serve_http(
+            svc,
+            listener,
+            router,
+            metrics,
+            config.settings.http,
+            shutdown.clone(),
+        ));
     }
     Ok(System {
         addrs,
@@ -346,12 +358,13 @@ pub fn serve_http(
     listener: tokio::net::TcpListener,
     router: Router,
     metrics: AppMetrics,
+    limits: crate::http::HttpLimits,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
     let router = router
         .merge(crate::metrics::router(metrics.clone()))
         .merge(crate::openapi::router(service));
-    let router = crate::http::finish(router).layer(axum::middleware::from_fn_with_state(
+    let router = crate::http::finish(router, limits).layer(axum::middleware::from_fn_with_state(
         metrics,
         crate::metrics::track,
     ));
@@ -481,6 +494,7 @@ pub async fn start_distributed(config: DistributedConfig) -> Result<System, AppE
         listener,
         running.router,
         metrics,
+        config.settings.http,
         shutdown.clone(),
     ));
     Ok(System {

@@ -57,6 +57,11 @@ fn problem_of(rejection: JsonRejection) -> Problem {
             "Unsupported media type",
             "send the body as JSON with `Content-Type: application/json`",
         ),
+        // Past the body limit (`crate::http::finish`): the same problem as a declared length
+        // past it.
+        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            Problem::new(e.status(), "too-large", "Body too large", e.body_text())
+        }
         JsonRejection::BytesRejection(e) => {
             Problem::new(e.status(), "body", "Unreadable body", e.body_text())
         }

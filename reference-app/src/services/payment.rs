@@ -164,7 +164,10 @@ pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
     let router = Router::new()
         .route("/transactions/{order_id}", get(get_transaction))
         .route("/gateway", get(gateway_status))
-        .route("/gateway/outage", post(start_outage).delete(end_outage))
+        .merge(crate::http::admin_only(
+            Router::new().route("/gateway/outage", post(start_outage).delete(end_outage)),
+            ctx.settings.admin_token.as_ref(),
+        ))
         .with_state(svc)
         .merge(health_routes(ctx.service, ctx.db.clone()));
     Ok(Running { router, tasks })
