@@ -111,14 +111,24 @@ pub struct BusinessArgs {
     /// through the assistant; the payment gateway's outage switch): with it set they answer
     /// 401 unless sent `Authorization: Bearer <token>`. Unset: they are open (a developer's
     /// machine). Its value is never printed.
-    #[arg(long, env = "SAGA_ADMIN_TOKEN", hide_env_values = true, help_heading = "Security")]
+    #[arg(
+        long,
+        env = "SAGA_ADMIN_TOKEN",
+        hide_env_values = true,
+        help_heading = "Security"
+    )]
     pub admin_token: Option<String>,
     /// Largest request body any route accepts, in bytes (larger: 413).
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = crate::http::MAX_BODY_BYTES, help_heading = "Security")]
     pub max_body_bytes: usize,
     /// Longest time until a request is answered, reading its body included, in seconds
     /// (longer: 408; the long poll `GET /orders/{id}/wait` gets 70 s).
-    #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 30, help_heading = "Security")]
+    #[arg(
+        long,
+        env = "REQUEST_TIMEOUT_SECS",
+        default_value_t = 30,
+        help_heading = "Security"
+    )]
     pub request_timeout_secs: u64,
 }
 

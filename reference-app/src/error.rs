@@ -85,14 +85,12 @@ impl From<AppError> for Problem {
             | AppError::Io(_)
             | AppError::Core(_)
             | AppError::Unavailable(_)
-            | AppError::Connect { .. } => {
-                Problem::new(
-                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "Service unavailable",
-                    "the service could not reach its storage; retry shortly",
-                )
-            }
+            | AppError::Connect { .. } => Problem::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service unavailable",
+                "the service could not reach its storage; retry shortly",
+            ),
             _ => Problem::internal(),
         }
     }
@@ -118,7 +116,10 @@ mod tests {
         for e in errors {
             let shown = e.to_string();
             let body = serde_json::to_string(&Problem::from(e)).unwrap();
-            assert!(!body.contains("s3cret") && !body.contains("postgres://"), "{body}");
+            assert!(
+                !body.contains("s3cret") && !body.contains("postgres://"),
+                "{body}"
+            );
             assert!(body.contains("\"status\":5"), "{body}");
             if shown.starts_with("cannot connect") {
                 assert!(!shown.contains("s3cret"), "{shown}");

@@ -50,7 +50,9 @@ impl HttpLimits {
         LONG_POLLS
             .iter()
             .find(|(path, _)| Some(*path) == route)
-            .map_or(self.request_timeout, |(_, t)| (*t).max(self.request_timeout))
+            .map_or(self.request_timeout, |(_, t)| {
+                (*t).max(self.request_timeout)
+            })
     }
 }
 

@@ -92,7 +92,10 @@ mod tests {
         let url = "postgres://app:p%40ss%21@db/shop";
         let text = format!("failed: {url}; password p%40ss! or p@ss! rejected");
         let out = scrub(&text, url);
-        assert!(!out.contains("p%40ss%21") && !out.contains("p@ss!"), "{out}");
+        assert!(
+            !out.contains("p%40ss%21") && !out.contains("p@ss!"),
+            "{out}"
+        );
         assert!(out.contains("postgres://app:***@db/shop"), "{out}");
     }
 }

@@ -104,7 +104,9 @@ async fn bodies_past_the_limit_are_413_on_every_kind_of_route() {
             .client
             .post(format!("{}{path}", app.system.url(service)))
             .header("content-type", "application/json")
-            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                chunks,
+            )))
             .send()
             .await
             .unwrap();
@@ -162,7 +164,10 @@ async fn trickle(addr: std::net::SocketAddr, path: &str) -> (String, Duration) {
     })
     .await;
     assert!(read.is_ok(), "the slow request was never cut");
-    (String::from_utf8_lossy(&answer).into_owned(), started.elapsed())
+    (
+        String::from_utf8_lossy(&answer).into_owned(),
+        started.elapsed(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -242,12 +247,32 @@ async fn admin_actions_need_the_bearer_token_when_one_is_set() {
             assert_eq!(r.2, "Bearer realm=\"saga-admin\"", "{path}: {r:?}");
             assert_eq!(r.3["type"], "/problems/unauthorized", "{r:?}");
         }
-        let r = send(&app, method.clone(), *service, path, Some(TOKEN), body.clone()).await;
-        let expected = if *service == Service::Payment { 200 } else { 404 };
+        let r = send(
+            &app,
+            method.clone(),
+            *service,
+            path,
+            Some(TOKEN),
+            body.clone(),
+        )
+        .await;
+        let expected = if *service == Service::Payment {
+            200
+        } else {
+            404
+        };
         assert_eq!(r.0, expected, "{method} {path} with the token: {r:?}");
     }
     // Reading stays open.
-    let r = send(&app, Method::GET, Service::Order, "/dead-letters", None, None).await;
+    let r = send(
+        &app,
+        Method::GET,
+        Service::Order,
+        "/dead-letters",
+        None,
+        None,
+    )
+    .await;
     assert_eq!(r.0, 200, "{r:?}");
 
     // The assistant: asking is open; a confirmed replay without the token changes nothing and
@@ -366,5 +391,8 @@ fn a_database_password_never_reaches_the_output() {
         text.contains(&format!("postgres://saga:***@127.0.0.1:{port}/shop")),
         "the URL, redacted, is not in the output: {text}"
     );
-    assert!(!text.contains("S3cret"), "a secret is in the output: {text}");
+    assert!(
+        !text.contains("S3cret"),
+        "a secret is in the output: {text}"
+    );
 }
