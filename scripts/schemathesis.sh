@@ -103,7 +103,8 @@ for name in web order inventory payment shipping notification analytics ai; do
     url=${urls[$name]:?}
     echo
     echo "== $name ($url/openapi.json)"
-    if ! "$st" --no-color run "$url/openapi.json" \
+    # Run from the work folder: schemathesis keeps a cache (`.schemathesis/`) where it runs.
+    if ! (cd "$work" && "$st" --no-color run "$url/openapi.json" \
         --checks "$checks" \
         --max-examples "$MAX_EXAMPLES" \
         --seed "$SEED" \
@@ -113,7 +114,7 @@ for name in web order inventory payment shipping notification analytics ai; do
         --suppress-health-check all \
         --generation-database none \
         --report junit --report-dir "$work/reports/$name" \
-        >"$work/$name.out" 2>&1; then
+        >"$work/$name.out" 2>&1); then
         failed+=("$name")
     fi
     # The summary: operations, test cases and the checks' counts.
