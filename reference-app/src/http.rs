@@ -20,6 +20,11 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// stream may flow longer: only its start is timed).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long the app's own HTTP clients (the web front's proxy, the assistant, the load
+/// generator) keep an idle connection: well under the servers' header-read timeout, which
+/// closes a connection idle that long, so that a client never reuses one the server is closing.
+pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The routes that hold a request on purpose (long polls), with the time they get: their own
 /// longest wait plus a margin. `GET /orders/{id}/wait` waits at most 60 s.
 pub const LONG_POLLS: [(&str, Duration); 1] = [("/orders/{id}/wait", Duration::from_secs(70))];

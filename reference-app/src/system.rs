@@ -352,7 +352,13 @@ pub async fn start_embedded(config: EmbeddedConfig) -> Result<System, AppError> 
 }
 
 /// Serves `router` on `listener` until `shutdown`, letting requests in flight finish; adds the
-/// service's `/metrics/prometheus` and `/openapi.json`.
+/// service's `/metrics/prometheus` and `/openapi.json` and the limits of every route
+/// ([`crate::http::finish`]).
+///
+/// HTTP/1 through hyper's connection builder rather than `axum::serve`, for one setting
+/// `axum::serve` does not offer: a client must send a request's headers within
+/// `limits.request_timeout` (hyper's header-read timeout, which needs a timer), so a connection
+/// whose headers trickle in, or that idles between requests that long, is closed.
 pub fn serve_http(
     service: Service,
     listener: tokio::net::TcpListener,
@@ -361,6 +367,9 @@ pub fn serve_http(
     limits: crate::http::HttpLimits,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
     let router = router
         .merge(crate::metrics::router(metrics.clone()))
         .merge(crate::openapi::router(service));
@@ -369,12 +378,39 @@ pub fn serve_http(
         crate::metrics::track,
     ));
     tokio::spawn(async move {
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "http server failed");
+        let connections = hyper_util::server::graceful::GracefulShutdown::new();
+        loop {
+            let accepted = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                accepted = listener.accept() => accepted,
+            };
+            let stream = match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a moment, as axum::serve does.
+                    tracing::warn!(error = %e, "http: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.request_timeout)
+                .serve_connection(
+                    TokioIo::new(stream),
+                    TowerToHyperService::new(router.clone()),
+                );
+            let connection = connections.watch(connection);
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "http: connection ended");
+                }
+            });
         }
+        // Stop accepting; the connections finish the requests they are answering, then close.
+        drop(listener);
+        connections.shutdown().await;
     })
 }
 

@@ -1,7 +1,8 @@
 //! The security limits of the running system (issue 9):
 //!
 //! 1. every route has a body size limit (413 problem+json, by `Content-Length` or while a
-//!    chunked body streams) and a time limit (a request whose body trickles in is cut, 408);
+//!    chunked body streams) and a time limit (a request whose body trickles in is cut, 408; a
+//!    connection whose headers trickle in is closed);
 //! 2. with an admin token, the admin actions (dead-letter replay and discard, directly and
 //!    through the web front; the gateway outage switch; the assistant's confirmed actions)
 //!    answer 401 problem+json without `Authorization: Bearer <token>`, and work with it;
@@ -395,4 +396,54 @@ fn a_database_password_never_reaches_the_output() {
         !text.contains("S3cret"),
         "a secret is in the output: {text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_connection_whose_headers_trickle_in_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::start_custom(dir.path(), |s| {
+        s.http = HttpLimits {
+            request_timeout: Duration::from_secs(2),
+            ..HttpLimits::default()
+        };
+    })
+    .await;
+    for service in [Service::Web, Service::Inventory] {
+        let addr = app.system.addr(service).unwrap();
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let started = Instant::now();
+        stream
+            .write_all(format!("GET /health HTTP/1.1\r\nhost: {addr}\r\n").as_bytes())
+            .await
+            .unwrap();
+        // A header line now and then, never the blank line that ends them.
+        let closed = tokio::time::timeout(Duration::from_secs(20), async {
+            let mut buf = [0u8; 1024];
+            for i in 0.. {
+                if stream
+                    .write_all(format!("x-slow-{i}: y\r\n").as_bytes())
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                match tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf)).await
+                {
+                    Ok(Ok(0)) | Ok(Err(_)) => return,
+                    Ok(Ok(_)) | Err(_) => {}
+                }
+            }
+        })
+        .await;
+        let took = started.elapsed();
+        assert!(closed.is_ok(), "{service}: the connection was never closed");
+        assert!(
+            took >= Duration::from_secs(2) && took < Duration::from_secs(10),
+            "{service}: closed after {took:?}"
+        );
+        // A request sent whole on a new connection is answered as before.
+        let r = send(&app, Method::GET, service, "/health", None, None).await;
+        assert_eq!(r.0, 200, "{r:?}");
+    }
+    app.stop().await;
 }

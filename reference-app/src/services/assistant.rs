@@ -99,6 +99,7 @@ impl ShopTools {
         let http = reqwest::Client::builder()
             .timeout(HTTP_TIMEOUT)
             .connect_timeout(HTTP_TIMEOUT)
+            .pool_idle_timeout(crate::http::CLIENT_IDLE_TIMEOUT)
             .build()
             .map_err(|e| AppError::Config(format!("HTTP client: {e}")))?;
         Ok(Self {

@@ -58,6 +58,7 @@ impl Web {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .read_timeout(UPSTREAM_TIMEOUT)
+            .pool_idle_timeout(crate::http::CLIENT_IDLE_TIMEOUT)
             .build()
             .unwrap_or_default();
         Self {
