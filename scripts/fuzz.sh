@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes the decoders with cargo-fuzz (libFuzzer): each target for SECONDS (default 600).
+# Fuzzes the decoders and the order body with cargo-fuzz (libFuzzer): each target for SECONDS
+# (default 600).
 #   scripts/fuzz.sh            # every target, 10 minutes each
 #   scripts/fuzz.sh 60 envelope_json
 # Installs cargo-fuzz if missing. cargo-fuzz needs nightly flags; on the stable toolchain
@@ -11,7 +12,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 seconds="${1:-600}"
 shift || true
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(envelope_json cloudevents_json registry_upcast)
+[[ ${#targets[@]} -gt 0 ]] || targets=(envelope_json cloudevents_json registry_upcast order_request)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/saga-target}-fuzz"

@@ -37,13 +37,22 @@ function s(tag, attrs, ...children) {
   return el;
 }
 
-/** Calls the HTTP API: `{status, ok, data}`, `data` the JSON body (a problem document on errors). */
-async function api(method, path, body) {
+/** Where the admin token the user entered is kept (this tab only, never sent elsewhere). */
+const ADMIN_TOKEN_KEY = 'saga-admin-token';
+
+/**
+ * Calls the HTTP API: `{status, ok, data}`, `data` the JSON body (a problem document on errors).
+ * An admin action answered 401 (the system runs with `--admin-token`) asks for the token once,
+ * keeps it for this tab and sends the request again with `Authorization: Bearer <token>`.
+ */
+async function api(method, path, body, retried) {
   const init = { method, headers: { accept: 'application/json' } };
   if (body !== undefined) {
     init.headers['content-type'] = 'application/json';
     init.body = JSON.stringify(body);
   }
+  const token = sessionStorage.getItem(ADMIN_TOKEN_KEY);
+  if (token) init.headers.authorization = 'Bearer ' + token;
   let response;
   try {
     response = await fetch('/api' + path, init);
@@ -55,6 +64,14 @@ async function api(method, path, body) {
   if (type.includes('json')) {
     try { data = await response.json(); } catch (_) { data = null; }
   }
+  if (response.status === 401 && !retried) {
+    const entered = window.prompt('This action needs the admin token the system was started with (--admin-token):');
+    if (entered && entered.trim()) {
+      sessionStorage.setItem(ADMIN_TOKEN_KEY, entered.trim());
+      return api(method, path, body, true);
+    }
+  }
+  if (response.status === 401) sessionStorage.removeItem(ADMIN_TOKEN_KEY);
   return { status: response.status, ok: response.ok, data };
 }
 

@@ -112,6 +112,29 @@ pub struct BusinessArgs {
     /// once (`fail-fast`, the saga compensates).
     #[arg(long, env = "PAYMENT_BREAKER", value_enum, default_value_t = crate::healing::BreakerMode::Wait)]
     pub payment_breaker: crate::healing::BreakerMode,
+    /// The bearer token of the admin actions (replaying and discarding dead letters, also
+    /// through the assistant; the payment gateway's outage switch): with it set they answer
+    /// 401 unless sent `Authorization: Bearer <token>`. Unset: they are open (a developer's
+    /// machine). Its value is never printed.
+    #[arg(
+        long,
+        env = "SAGA_ADMIN_TOKEN",
+        hide_env_values = true,
+        help_heading = "Security"
+    )]
+    pub admin_token: Option<String>,
+    /// Largest request body any route accepts, in bytes (larger: 413).
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = crate::http::MAX_BODY_BYTES, help_heading = "Security")]
+    pub max_body_bytes: usize,
+    /// Longest time until a request is answered, reading its body included, in seconds
+    /// (longer: 408; the long poll `GET /orders/{id}/wait` gets 70 s).
+    #[arg(
+        long,
+        env = "REQUEST_TIMEOUT_SECS",
+        default_value_t = 30,
+        help_heading = "Security"
+    )]
+    pub request_timeout_secs: u64,
     /// An OpenAI-compatible chat-completions API (`http://localhost:11434/v1`; plain HTTP
     /// only) that picks the assistant's tools and phrases its answers. Without it the
     /// assistant works offline.
@@ -145,7 +168,8 @@ pub struct EmbeddedArgs {
     /// Where the SQLite files of the services and the broker live.
     #[arg(long, env = "DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
-    /// Address to listen on.
+    /// Address to listen on: loopback unless told otherwise (`--host 0.0.0.0` to serve a
+    /// network).
     #[arg(long, env = "HOST", default_value = "127.0.0.1")]
     pub host: String,
     /// Port of the web front; the other services take the next seven ports (the seed's
@@ -175,7 +199,8 @@ pub struct ServeArgs {
     /// Redis URL: analytics keeps its fast aggregates there too.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: Option<String>,
-    /// Address to listen on.
+    /// Address to listen on: loopback unless told otherwise (`--host 0.0.0.0` to serve a
+    /// network).
     #[arg(long, env = "HOST", default_value = "127.0.0.1")]
     pub host: String,
     /// Port to listen on (the seed's port of the service by default).

@@ -42,6 +42,10 @@ pub struct Settings {
     /// The assistant's language model (`--llm-url`); `None`: offline. Its key never shows in
     /// `Debug`.
     pub llm: Option<saga_ai::assistant::llm::LlmConfig>,
+    /// The size and time limits of every HTTP route.
+    pub http: crate::http::HttpLimits,
+    /// The bearer token the admin actions need; `None`: they are open.
+    pub admin_token: Option<crate::http::AdminToken>,
 }
 
 impl Default for Settings {
@@ -57,6 +61,8 @@ impl Default for Settings {
             event_log_retention: Some(Duration::from_secs(30 * 86_400)),
             healing: crate::healing::HealingSettings::default(),
             llm: None,
+            http: crate::http::HttpLimits::default(),
+            admin_token: None,
         }
     }
 }
@@ -82,6 +88,14 @@ impl From<&BusinessArgs> for Settings {
                 drift: crate::healing::default_drift(),
             },
             llm: a.llm(),
+            http: crate::http::HttpLimits {
+                max_body_bytes: a.max_body_bytes,
+                request_timeout: Duration::from_secs(a.request_timeout_secs.max(1)),
+            },
+            admin_token: a
+                .admin_token
+                .as_deref()
+                .and_then(crate::http::AdminToken::new),
         }
     }
 }

@@ -70,7 +70,8 @@ impl Db {
                 .with_schema(schema)
                 .with_max_connections(max_connections.max(2)),
         )
-        .await?;
+        .await
+        .map_err(|e| AppError::connect("Postgres", url, e))?;
         sqlx::query(AssertSqlSafe(format!(
             "CREATE SCHEMA IF NOT EXISTS {schema}"
         )))

@@ -19,6 +19,7 @@
 //! | [`metrics`], [`http`] | Prometheus metrics; the layers every HTTP API gets |
 //! | [`loadgen`], [`operator`], [`cli`] | the load generator, dead-letter and replay commands, the command line |
 //! | [`check`] | the invariant checker: what must hold across the services' databases |
+//! | [`secrets`] | database and broker passwords kept out of logs and error messages |
 //!
 //! The order service orchestrates: `POST /orders` writes the order, starts the saga and
 //! appends `order.placed` and the first command to its outbox in one transaction; each reply
@@ -46,6 +47,7 @@ pub mod order_saga;
 #[cfg(feature = "otlp")]
 pub mod otlp;
 pub mod payment_gateway;
+pub mod secrets;
 pub mod services;
 pub mod system;
 pub mod topology;

@@ -217,6 +217,7 @@ pub async fn run_observed(
     }
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
+        .pool_idle_timeout(crate::http::CLIENT_IDLE_TIMEOUT)
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         .no_proxy()

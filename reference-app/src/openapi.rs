@@ -136,8 +136,25 @@ fn paths_of(ops: Vec<Op>) -> Paths {
                 ContentBuilder::new().schema(Some(reply.schema)).build(),
             ),
         );
-        for &status in op.errors {
-            operation = operation.response(status.to_string(), problem_response(status));
+        // Every route has the body size and time limits (`crate::http::finish`); the admin
+        // actions need the bearer token when the service has one.
+        let mut errors: std::collections::BTreeSet<u16> = op.errors.iter().copied().collect();
+        errors.extend([408, 413]);
+        if ADMIN_OPERATIONS.contains(&op.id) {
+            errors.insert(401);
+        }
+        for status in errors {
+            let mut response = problem_response(status);
+            if status == 401 {
+                response = response.header(
+                    "WWW-Authenticate",
+                    HeaderBuilder::new()
+                        .schema(ObjectBuilder::new().schema_type(Type::String))
+                        .description(Some("`Bearer realm=\"saga-admin\"`"))
+                        .build(),
+                );
+            }
+            operation = operation.response(status.to_string(), response);
         }
         if op.path == crate::metrics::PATH {
             // The encoder's failure is plain text, not a problem document.
@@ -157,6 +174,16 @@ fn paths_of(ops: Vec<Op>) -> Paths {
     }
     paths
 }
+
+/// The operations that need `Authorization: Bearer <token>` when the service was started with
+/// `--admin-token` (`crate::http::admin_only`; the chat's confirmed actions).
+pub const ADMIN_OPERATIONS: [&str; 5] = [
+    "replay_dead_letter",
+    "discard_dead_letter",
+    "start_gateway_outage",
+    "end_gateway_outage",
+    "chat",
+];
 
 fn add_operation(paths: &mut Paths, path: &str, method: HttpMethod, operation: Operation) {
     match paths.paths.get_mut(path) {
@@ -196,14 +223,6 @@ fn proxied(upstream: Service, paths: &mut Paths, schemas: &mut Schemas) {
                 .map(|id| format!("api_{}_{id}", upstream.name()));
             let responses = &mut operation.responses.responses;
             responses.insert("502".into(), unreachable_response().into());
-            // The proxy reads at most 1 MiB of a body, whatever the route.
-            responses.entry("413".into()).or_insert_with(|| {
-                problem_response(413)
-                    .description(
-                        "The body is larger than the service or the web front (1 MiB) accepts",
-                    )
-                    .into()
-            });
             add_operation(paths, &api_path, method, operation);
         }
     }
@@ -241,9 +260,14 @@ fn problem_description(status: u16) -> &'static str {
             "Bad request: an id that is not a UUID, a bad query parameter or header, or a body \
              that is not JSON"
         }
+        401 => {
+            "An admin action without `Authorization: Bearer <token>` (the token the service \
+             was started with: --admin-token or SAGA_ADMIN_TOKEN)"
+        }
         404 => "No such resource",
+        408 => "The request was not answered within the service's time limit (30 s by default)",
         409 => "The resource is not in a state that allows this (a dead letter not pending)",
-        413 => "The body is larger than the service accepts (64 KiB)",
+        413 => "The body is larger than the service accepts (64 KiB by default)",
         415 => "The body is not sent as `application/json`",
         422 => "The body is JSON, but not of the route's shape or its values are not acceptable",
         500 => "A fault of the service; the details are in its log",

@@ -61,7 +61,8 @@ impl DistributedTarget {
                     .with_schema(svc.schema(&self.schema_prefix))
                     .with_max_connections(1),
             )
-            .await?;
+            .await
+            .map_err(|e| AppError::connect("Postgres", &self.database_url, e))?;
             out.push(Source {
                 store: Arc::new(store),
                 replay: OnceCell::new(),

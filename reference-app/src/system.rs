@@ -90,19 +90,24 @@ impl Broker {
                 config = config.expire_unused_after(Duration::from_secs(60));
             }
             Ok(Self::of(
-                AmqpBroker::connect(config, dead_letters.clone()).await?,
+                AmqpBroker::connect(config, dead_letters.clone())
+                    .await
+                    .map_err(|e| AppError::connect("RabbitMQ", url, e))?,
                 dead_letters,
             ))
         } else if url.starts_with("nats://") {
             let stream = format!("{}_EVENTS", prefix.to_uppercase().replace(['.', '-'], "_"));
             let config = NatsConfig::new(url).with_stream(stream, format!("{prefix}.events"));
             Ok(Self::of(
-                NatsBroker::connect(config, dead_letters.clone()).await?,
+                NatsBroker::connect(config, dead_letters.clone())
+                    .await
+                    .map_err(|e| AppError::connect("NATS", url, e))?,
                 dead_letters,
             ))
         } else {
             Err(AppError::Config(format!(
-                "broker URL `{url}` must start with amqp:// (RabbitMQ) or nats:// (NATS)"
+                "broker URL `{}` must start with amqp:// (RabbitMQ) or nats:// (NATS)",
+                crate::secrets::redact_url(url)
             )))
         }
     }
@@ -327,7 +332,14 @@ pub async fn start_embedded(config: EmbeddedConfig) -> Result<System, AppError> 
             .get(&svc)
             .cloned()
             .unwrap_or_else(|| AppMetrics::new(svc));
-        tasks.push(serve_http(svc, listener, router, metrics, shutdown.clone()));
+        tasks.push(serve_http(
+            svc,
+            listener,
+            router,
+            metrics,
+            config.settings.http,
+            shutdown.clone(),
+        ));
     }
     Ok(System {
         addrs,
@@ -340,28 +352,65 @@ pub async fn start_embedded(config: EmbeddedConfig) -> Result<System, AppError> 
 }
 
 /// Serves `router` on `listener` until `shutdown`, letting requests in flight finish; adds the
-/// service's `/metrics/prometheus` and `/openapi.json`.
+/// service's `/metrics/prometheus` and `/openapi.json` and the limits of every route
+/// ([`crate::http::finish`]).
+///
+/// HTTP/1 through hyper's connection builder rather than `axum::serve`, for one setting
+/// `axum::serve` does not offer: a client must send a request's headers within
+/// `limits.request_timeout` (hyper's header-read timeout, which needs a timer), so a connection
+/// whose headers trickle in, or that idles between requests that long, is closed.
 pub fn serve_http(
     service: Service,
     listener: tokio::net::TcpListener,
     router: Router,
     metrics: AppMetrics,
+    limits: crate::http::HttpLimits,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
     let router = router
         .merge(crate::metrics::router(metrics.clone()))
         .merge(crate::openapi::router(service));
-    let router = crate::http::finish(router).layer(axum::middleware::from_fn_with_state(
+    let router = crate::http::finish(router, limits).layer(axum::middleware::from_fn_with_state(
         metrics,
         crate::metrics::track,
     ));
     tokio::spawn(async move {
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "http server failed");
+        let connections = hyper_util::server::graceful::GracefulShutdown::new();
+        loop {
+            let accepted = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                accepted = listener.accept() => accepted,
+            };
+            let stream = match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a moment, as axum::serve does.
+                    tracing::warn!(error = %e, "http: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.request_timeout)
+                .serve_connection(
+                    TokioIo::new(stream),
+                    TowerToHyperService::new(router.clone()),
+                );
+            let connection = connections.watch(connection);
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "http: connection ended");
+                }
+            });
         }
+        // Stop accepting; the connections finish the requests they are answering, then close.
+        drop(listener);
+        connections.shutdown().await;
     })
 }
 
@@ -481,6 +530,7 @@ pub async fn start_distributed(config: DistributedConfig) -> Result<System, AppE
         listener,
         running.router,
         metrics,
+        config.settings.http,
         shutdown.clone(),
     ));
     Ok(System {

@@ -5,7 +5,8 @@
 //! filters; the system page shows the eight services and the charts; a dead letter is
 //! replayed and another discarded through the confirmation dialog; on the AI page the
 //! assistant, asked in its chat box for an order's status, names it, and the self-healing
-//! panel lists the policies' decisions.
+//! panel lists the policies' decisions; with an admin token the page asks for it once and
+//! sends it.
 //!
 //! Needs `chromium` and `chromedriver` (Debian: `apt-get install chromium chromium-driver`;
 //! or `CHROME_BIN` and `CHROMEDRIVER` naming them). Without them the test prints SKIP, unless
@@ -604,6 +605,90 @@ async fn the_dashboard_watches_sagas_live_and_replays_dead_letters() {
     click(&c, "#check-risk").await;
     until_text(&c, "#risk", "Fraud score").await;
     screenshot(&c, "new-order").await;
+
+    c.close().await.unwrap();
+    drop(driver);
+    app.stop().await;
+}
+
+/// With `--admin-token`, the dashboard's replay answers 401 at first; the page asks for the
+/// token (a prompt), keeps it for the tab and sends the replay again with it, which works; a
+/// later action in the same tab needs no second prompt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_asks_for_the_admin_token_and_sends_it() {
+    const TOKEN: &str = "dashboard-t0ken";
+    let Some((chromium, chromedriver)) = browser_tools() else {
+        assert!(
+            !strict(),
+            "chromium and chromedriver are needed for the dashboard's browser test \
+             (apt-get install chromium chromium-driver, or set CHROME_BIN and CHROMEDRIVER)"
+        );
+        eprintln!("SKIP: no chromium and chromedriver; the dashboard's browser test did not run");
+        return;
+    };
+    let driver = Driver::start(&chromedriver).await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::start_custom(dir.path(), |s| {
+        s.admin_token = reference_app::http::AdminToken::new(TOKEN);
+    })
+    .await;
+    let web = app.system.url(Service::Web);
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": chromium,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1280,1000", "--lang=en-US"],
+        }),
+    );
+    let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("a WebDriver session");
+
+    app.publish_poison(&["token-poison-1", "token-poison-2"])
+        .await;
+    c.goto(&format!("{web}/#/dead-letters")).await.unwrap();
+    let letters = until("two dead letters", || async {
+        let v = js(
+            &c,
+            "[...document.querySelectorAll('#dead-letters-table tr[data-id]')].map(r => r.dataset.id)",
+        )
+        .await;
+        let ids = serde_json::from_value::<Vec<String>>(v).unwrap_or_default();
+        (ids.len() == 2).then_some(ids)
+    })
+    .await;
+    let button =
+        |id: &str, action: &str| format!("tr[data-id=\"{id}\"] button[data-action={action}]");
+    click(&c, &button(&letters[0], "replay")).await;
+    answer_dialog(&c, "#confirm-ok").await;
+    // The 401 makes the page prompt for the token.
+    let asked = until("the prompt for the admin token", || async {
+        c.get_alert_text().await.ok()
+    })
+    .await;
+    assert!(asked.contains("admin token"), "{asked}");
+    c.send_alert_text(TOKEN).await.unwrap();
+    c.accept_alert().await.unwrap();
+    app.eventually(
+        Service::Order,
+        &format!("/dead-letters/{}", letters[0]),
+        |v| v["status"] == "replayed",
+    )
+    .await;
+    // The same tab sends the token it keeps: no second prompt.
+    click(&c, &button(&letters[1], "discard")).await;
+    answer_dialog(&c, "#confirm-ok").await;
+    app.eventually(
+        Service::Order,
+        &format!("/dead-letters/{}", letters[1]),
+        |v| v["status"] == "discarded",
+    )
+    .await;
+    assert!(c.get_alert_text().await.is_err(), "a second prompt");
 
     c.close().await.unwrap();
     drop(driver);

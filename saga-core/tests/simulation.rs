@@ -2,9 +2,10 @@
 //!
 //! The real [`Orchestrator`] and in-memory saga store run against simulated participants and a
 //! simulated network, all driven by one seeded random generator and a [`ManualClock`]. The
-//! network delays, duplicates and reorders messages (across sagas and within one); consumers
-//! crash before committing (the message comes again) or after committing but before acking (it
-//! comes again, and the inbox absorbs it); participants' relays crash between publishing and
+//! network delays, duplicates and reorders messages (across sagas and within one); deliveries
+//! are dropped before their ack, the consumer crashing before it commits (the message comes
+//! again), and consumers crash between effect and ack, after committing (it comes again, and
+//! the inbox absorbs it); participants' relays crash between publishing and
 //! marking (the reply goes out twice); the orchestrator's saves fail at random, before its
 //! commands are published (the input comes again) or after (the unsent commands kept in the
 //! instance are published again, with the same ids). Participants

@@ -194,6 +194,15 @@ impl CreateOrderRequest {
     }
 }
 
+/// `POST /orders`'s body, decoded and validated as the route does it: the order, or the
+/// problem document the client gets (400 for bytes that are not JSON, 422 naming every bad
+/// field). Never panics, whatever the bytes (the fuzz target `order_request` checks it).
+pub fn parse_order_request(body: &[u8]) -> Result<ValidOrder, Problem> {
+    let super::json::ApiJson(request) =
+        super::json::ApiJson::<CreateOrderRequest>::from_bytes(body)?;
+    request.validate()
+}
+
 /// An order's status, as the seed names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -236,6 +245,8 @@ pub struct OrderResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use proptest::test_runner::TestCaseError;
 
     fn body(items: serde_json::Value) -> serde_json::Value {
         serde_json::json!({
@@ -247,9 +258,7 @@ mod tests {
     }
 
     fn parse(v: serde_json::Value) -> Result<ValidOrder, Problem> {
-        serde_json::from_value::<CreateOrderRequest>(v)
-            .map_err(|e| Problem::malformed(e.to_string()))?
-            .validate()
+        parse_order_request(&serde_json::to_vec(&v).unwrap())
     }
 
     #[test]
@@ -308,5 +317,174 @@ mod tests {
         ))
         .unwrap_err();
         assert_eq!(p.errors[0].message, "the order total is too large");
+    }
+
+    #[test]
+    fn a_body_that_is_not_json_is_400_and_a_wrong_shape_422() {
+        let p = parse_order_request(b"{\"customer_id\": ").unwrap_err();
+        assert_eq!((p.status, p.kind.as_str()), (400, "/problems/malformed"));
+        let p = parse_order_request(br#"{"customer_id": "x", "items": []}"#).unwrap_err();
+        assert_eq!((p.status, p.kind.as_str()), (422, "/problems/validation"));
+        assert!(p.detail.contains("customer_id"), "{}", p.detail);
+    }
+
+    /// What every answer of the parser must be: a valid order within the limits the saga
+    /// relies on, or the problem document of a client error (400 or 422, never a 5xx).
+    fn check_outcome(result: Result<ValidOrder, Problem>) -> Result<(), TestCaseError> {
+        match result {
+            Ok(order) => {
+                prop_assert!((1..=MAX_ITEMS).contains(&order.items.len()));
+                let mut total = 0i64;
+                for item in &order.items {
+                    prop_assert!((1..=MAX_QUANTITY).contains(&item.quantity));
+                    prop_assert!(!item.product_id.trim().is_empty());
+                    prop_assert!(item.product_id.len() <= 64);
+                    prop_assert!(item.price.cents() >= 0);
+                    total += item.price.cents() * item.quantity;
+                }
+                prop_assert_eq!(order.total_amount.cents(), total);
+                prop_assert!(total <= Money::MAX_CENTS);
+                prop_assert!(PAYMENT_METHODS.contains(&order.payment_method.as_str()));
+            }
+            Err(p) => {
+                prop_assert!(
+                    matches!(
+                        (p.status, p.kind.as_str()),
+                        (400, "/problems/malformed") | (422, "/problems/validation")
+                    ),
+                    "unexpected problem {:?}",
+                    p
+                );
+                prop_assert!(!p.detail.is_empty());
+            }
+        }
+        Ok(())
+    }
+
+    /// Any JSON value, a few levels deep.
+    fn arb_json() -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::Value;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            prop_oneof![Just(0.005f64), Just(25.0), Just(1e10), Just(-1.0)].prop_map(Value::from),
+            "\\PC{0,12}".prop_map(Value::String),
+            Just(Value::String("123e4567-e89b-12d3-a456-426614174000".into())),
+            Just(Value::String("credit_card".into())),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
+                prop::collection::btree_map("[a-z_]{1,12}", inner, 0..4)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// The paths of a valid body that a mutation may hit.
+    const PATHS: [&[&str]; 14] = [
+        &[],
+        &["customer_id"],
+        &["items"],
+        &["items", "0"],
+        &["items", "0", "product_id"],
+        &["items", "0", "quantity"],
+        &["items", "0", "price"],
+        &["shipping_address"],
+        &["shipping_address", "street"],
+        &["shipping_address", "city"],
+        &["shipping_address", "zip"],
+        &["payment_method"],
+        &["payment_method", "type"],
+        &["extra"],
+    ];
+
+    /// A valid body with one mutation: a value replaced, a key removed, or lines repeated.
+    fn arb_mutated_body() -> impl Strategy<Value = serde_json::Value> {
+        (
+            1usize..4,
+            0usize..PATHS.len(),
+            0u8..3,
+            arb_json(),
+            0usize..120,
+        )
+            .prop_map(|(lines, path, op, value, repeat)| {
+                let line = serde_json::json!({"product_id": "p-1", "quantity": 2, "price": 25.5});
+                let mut doc = body(serde_json::Value::Array(vec![line; lines]));
+                let path = PATHS[path];
+                match op {
+                    0 => {
+                        if let Some(slot) = pointer_mut(&mut doc, path) {
+                            *slot = value;
+                        }
+                    }
+                    1 => {
+                        if let Some((last, parent)) = path.split_last()
+                            && let Some(serde_json::Value::Object(m)) =
+                                pointer_mut(&mut doc, parent)
+                        {
+                            m.remove(*last);
+                        }
+                    }
+                    _ => {
+                        let line = doc["items"][0].clone();
+                        doc["items"] = serde_json::Value::Array(vec![line; repeat]);
+                    }
+                }
+                doc
+            })
+    }
+
+    /// The value at `path` (object keys, or array indexes), created in an object if absent.
+    fn pointer_mut<'a>(
+        doc: &'a mut serde_json::Value,
+        path: &[&str],
+    ) -> Option<&'a mut serde_json::Value> {
+        let mut at = doc;
+        for key in path {
+            at = match at {
+                serde_json::Value::Object(m) => m.entry(*key).or_insert(serde_json::Value::Null),
+                serde_json::Value::Array(a) => a.get_mut(key.parse::<usize>().ok()?)?,
+                _ => return None,
+            };
+        }
+        Some(at)
+    }
+
+    proptest! {
+        /// The CI form of the `order_request` fuzz target: any bytes.
+        #[test]
+        fn any_bytes_give_an_order_or_a_client_error(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            check_outcome(parse_order_request(&bytes))?;
+        }
+
+        /// Any JSON document.
+        #[test]
+        fn any_json_gives_an_order_or_a_client_error(doc in arb_json()) {
+            check_outcome(parse_order_request(&serde_json::to_vec(&doc).unwrap()))?;
+        }
+
+        /// Near-valid bodies: the seed's example with one field replaced or removed, or with
+        /// 0 to 119 lines.
+        #[test]
+        fn mutated_bodies_give_an_order_or_a_client_error(doc in arb_mutated_body()) {
+            let bytes = serde_json::to_vec(&doc).unwrap();
+            check_outcome(parse_order_request(&bytes))?;
+        }
+
+        /// The bytes of a near-valid body cut anywhere or with one byte changed.
+        #[test]
+        fn damaged_bytes_give_an_order_or_a_client_error(doc in arb_mutated_body(), at in any::<prop::sample::Index>(), byte in any::<u8>(), cut in any::<bool>()) {
+            let mut bytes = serde_json::to_vec(&doc).unwrap();
+            let i = at.index(bytes.len());
+            if cut {
+                bytes.truncate(i);
+            } else {
+                bytes[i] = byte;
+            }
+            check_outcome(parse_order_request(&bytes))?;
+        }
     }
 }

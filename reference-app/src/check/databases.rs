@@ -119,7 +119,8 @@ impl Databases {
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(1)
             .connect(url)
-            .await?;
+            .await
+            .map_err(|e| AppError::connect("Postgres", url, e))?;
         let mut missing = Vec::new();
         for schema in &schemas {
             let found: Option<(String,)> = sqlx::query_as(

@@ -7,6 +7,10 @@
 //! | order, order stats | the order service over HTTP: `GET /orders/{id}`, `/orders/{id}/saga-logs`, `GET /orders?id_prefix=` (an id given by its start), `GET /orders/stats?from=&to=` (counts and revenue of every order of a period) |
 //! | dead letters, replay, discard | the order service's operator routes, `/dead-letters` |
 //!
+//! The actions (replay, discard) run with the credentials of the `POST /chat` request that
+//! confirms them: its `Authorization` header goes on to the order service, so that with
+//! `--admin-token` set a confirmation without the token changes nothing and is answered 401.
+//!
 //! The order service's base URL is the system's ([`crate::cli::Upstreams::order_url`]: known
 //! in the embedded system, `--order-url` for `serve ai`). A call that fails or takes longer
 //! than [`HTTP_TIMEOUT`] makes the tool answer [`ToolError::Unavailable`].
@@ -55,6 +59,19 @@ pub const MAX_MESSAGE_CHARS: usize = 2000;
 /// The longest conversation id, in characters.
 pub const MAX_CONVERSATION_CHARS: usize = 128;
 
+tokio::task_local! {
+    /// The `POST /chat` request being answered: its credentials, and whether the order
+    /// service refused an action for the lack of them.
+    static CALLER: Caller;
+}
+
+/// Who asked, for the actions the answer runs.
+#[derive(Debug, Clone, Default)]
+struct Caller {
+    authorization: Option<axum::http::HeaderValue>,
+    refused: Arc<std::sync::atomic::AtomicBool>,
+}
+
 /// The [`Tools`] of the shop: the AI service's projections and the order service's routes.
 #[derive(Clone)]
 pub struct ShopTools {
@@ -82,6 +99,7 @@ impl ShopTools {
         let http = reqwest::Client::builder()
             .timeout(HTTP_TIMEOUT)
             .connect_timeout(HTTP_TIMEOUT)
+            .pool_idle_timeout(crate::http::CLIENT_IDLE_TIMEOUT)
             .build()
             .map_err(|e| AppError::Config(format!("HTTP client: {e}")))?;
         Ok(Self {
@@ -99,9 +117,11 @@ impl ShopTools {
         path: &str,
     ) -> Result<Result<Option<T>, StatusCode>, ToolError> {
         let url = format!("{}{path}", self.order_url);
-        let r = self
-            .http
-            .request(method, &url)
+        let mut request = self.http.request(method, &url);
+        if let Ok(Some(auth)) = CALLER.try_with(|c| c.authorization.clone()) {
+            request = request.header(reqwest::header::AUTHORIZATION, auth);
+        }
+        let r = request
             .send()
             .await
             .map_err(|e| down("the order service", e))?;
@@ -160,6 +180,14 @@ impl ShopTools {
             Ok(Some(_)) => Ok(true),
             Ok(None) => Err(ToolError::Refused(format!("there is no dead letter {id}"))),
             Err(StatusCode::CONFLICT) => Ok(false),
+            Err(StatusCode::UNAUTHORIZED) => {
+                let _ = CALLER.try_with(|c| {
+                    c.refused.store(true, std::sync::atomic::Ordering::SeqCst);
+                });
+                Err(ToolError::Refused(format!(
+                    "to {verb} a dead letter the request needs the admin token"
+                )))
+            }
             Err(s) => Err(down("the order service", format!("POST {path}: {s}"))),
         }
     }
@@ -581,11 +609,15 @@ pub struct ChatResponse {
     pub via: Via,
 }
 
-/// `POST /chat`: the assistant's answer to one message.
+/// `POST /chat`: the assistant's answer to one message. A confirmed action the order service
+/// refuses for want of the admin token answers 401 (the action is dropped: ask again with
+/// `Authorization: Bearer <token>`).
 pub(crate) async fn chat(
     State(assistant): State<ChatState>,
+    headers: axum::http::HeaderMap,
     ApiJson(request): ApiJson<ChatRequest>,
-) -> Result<Json<ChatResponse>, Problem> {
+) -> Result<axum::response::Response, Problem> {
+    use axum::response::IntoResponse;
     let mut errors = Vec::new();
     let chars = request.message.chars().count();
     if request.message.trim().is_empty() {
@@ -610,7 +642,17 @@ pub(crate) async fn chat(
     let conversation_id = request
         .conversation_id
         .unwrap_or_else(|| Uuid::now_v7().to_string());
-    let reply = assistant.reply(&conversation_id, &request.message).await;
+    let caller = Caller {
+        authorization: headers.get(axum::http::header::AUTHORIZATION).cloned(),
+        refused: Arc::default(),
+    };
+    let refused = caller.refused.clone();
+    let reply = CALLER
+        .scope(caller, assistant.reply(&conversation_id, &request.message))
+        .await;
+    if refused.load(std::sync::atomic::Ordering::SeqCst) {
+        return Ok(crate::http::unauthorized());
+    }
     Ok(Json(ChatResponse {
         conversation_id,
         text: reply.text,
@@ -620,7 +662,8 @@ pub(crate) async fn chat(
         pending: reply.pending,
         error: reply.error,
         via: reply.via,
-    }))
+    })
+    .into_response())
 }
 
 #[cfg(test)]

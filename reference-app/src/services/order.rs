@@ -210,8 +210,12 @@ pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
         .route("/orders/{id}/events", get(order_events))
         .route("/dead-letters", get(list_dead_letters))
         .route("/dead-letters/{id}", get(get_dead_letter))
-        .route("/dead-letters/{id}/replay", post(replay_dead_letter))
-        .route("/dead-letters/{id}/discard", post(discard_dead_letter))
+        .merge(crate::http::admin_only(
+            Router::new()
+                .route("/dead-letters/{id}/replay", post(replay_dead_letter))
+                .route("/dead-letters/{id}/discard", post(discard_dead_letter)),
+            ctx.settings.admin_token.as_ref(),
+        ))
         .with_state(svc)
         .merge(health_routes(ctx.service, ctx.db.clone()));
     Ok(Running { router, tasks })

@@ -175,8 +175,12 @@ pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
     let router = Router::new()
         .route("/transactions/{order_id}", get(get_transaction))
         .route("/gateway", get(gateway_status))
-        .route("/gateway/outage", post(start_outage).delete(end_outage))
-        .route("/gateway/latency", put(set_latency))
+        .merge(crate::http::admin_only(
+            Router::new()
+                .route("/gateway/outage", post(start_outage).delete(end_outage))
+                .route("/gateway/latency", put(set_latency)),
+            ctx.settings.admin_token.as_ref(),
+        ))
         .with_state(svc)
         .merge(health_routes(ctx.service, ctx.db.clone()));
     Ok(Running { router, tasks })

@@ -26,9 +26,6 @@ use crate::api::problem::Problem;
 use crate::cli::Upstreams;
 use crate::topology::Service;
 
-/// Largest request body passed on.
-const MAX_BODY: usize = 1 << 20;
-
 /// How long an upstream has to answer a request (the long polls of `/orders/{id}/wait` last
 /// up to 60 s); an event stream may last longer, but no read of it may take this long (its
 /// keep-alive comments come every 15 s).
@@ -61,6 +58,7 @@ impl Web {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .read_timeout(UPSTREAM_TIMEOUT)
+            .pool_idle_timeout(crate::http::CLIENT_IDLE_TIMEOUT)
             .build()
             .unwrap_or_default();
         Self {
@@ -192,14 +190,16 @@ async fn proxy(State(web): State<Web>, request: Request) -> Response {
     let url = format!("{base}{path}{query}");
     let method = request.method().clone();
     let headers = request.headers().clone();
-    let body = match axum::body::to_bytes(request.into_body(), MAX_BODY).await {
+    // The body is limited by the layer every route has (`crate::http::finish`): reading past
+    // that limit fails here.
+    let body = match axum::body::to_bytes(request.into_body(), usize::MAX).await {
         Ok(b) => b,
-        Err(_) => {
+        Err(e) => {
             return Problem::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too-large",
                 "Body too large",
-                format!("request bodies are limited to {MAX_BODY} bytes"),
+                format!("the request body could not be read within this service's limit: {e}"),
             )
             .into_response();
         }
@@ -212,7 +212,8 @@ async fn proxy(State(web): State<Web>, request: Request) -> Response {
     if !event_stream {
         upstream = upstream.timeout(UPSTREAM_TIMEOUT);
     }
-    for name in [header::CONTENT_TYPE, header::ACCEPT] {
+    // The admin actions' bearer token goes on to the service that checks it.
+    for name in [header::CONTENT_TYPE, header::ACCEPT, header::AUTHORIZATION] {
         if let Some(v) = headers.get(&name) {
             upstream = upstream.header(name, v);
         }
@@ -231,6 +232,7 @@ async fn proxy(State(web): State<Web>, request: Request) -> Response {
                 header::ALLOW,
                 header::RETRY_AFTER,
                 header::CACHE_CONTROL,
+                header::WWW_AUTHENTICATE,
             ]
             .into_iter()
             .filter_map(|name| r.headers().get(&name).cloned().map(|v| (name, v)))

@@ -295,4 +295,23 @@ proptest! {
         let env = Envelope::new(event_type, "a", payload).with_version(version);
         let _ = trail_registry().decode::<Trail>(&env);
     }
+
+    /// The CI form of the `registry_upcast` fuzz target: any bytes, read as it reads them (the
+    /// first byte picks the type and version, the rest is the payload if it is JSON), give the
+    /// current version or a typed error, and decoding never panics.
+    #[test]
+    fn upcast_of_arbitrary_bytes_is_current_or_a_typed_error(bytes in prop::collection::vec(any::<u8>(), 1..256)) {
+        let (&version, rest) = bytes.split_first().unwrap();
+        let payload = serde_json::from_slice::<Value>(rest).unwrap_or(Value::Null);
+        let event_type = if version % 7 == 0 { "other" } else { "test.trail" };
+        let env = Envelope::new(event_type, "a", payload).with_version(u32::from(version % 6));
+        let got = outcome(&trail_registry().upcast(env.clone()));
+        prop_assert!(
+            matches!(got, "current" | "invalid" | "unsupported" | "mismatch" | "unknown"),
+            "{} for {:?}",
+            got,
+            env
+        );
+        let _ = trail_registry().decode::<Trail>(&env);
+    }
 }
