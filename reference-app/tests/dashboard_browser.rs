@@ -126,16 +126,21 @@ async fn js(c: &Client, expression: &str) -> Value {
         .unwrap_or_else(|e| panic!("{expression}: {e}"))
 }
 
-/// Clicks the element `css` selects.
+/// Clicks the element `css` selects. The page re-renders its tables as data arrives, so an
+/// element found a moment ago may be gone (stale): it is looked up again, for up to 5 s.
 async fn click(c: &Client, css: &str) {
-    let element = c
-        .find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"));
-    element
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let clicked = match c.find(Locator::Css(css)).await {
+            Ok(element) => element.click().await,
+            Err(e) => Err(e),
+        };
+        match clicked {
+            Ok(()) => return,
+            Err(e) if tokio::time::Instant::now() >= deadline => panic!("{css}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
 }
 
 /// The text of the element `css` selects, once there is one.
