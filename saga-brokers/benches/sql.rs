@@ -412,7 +412,7 @@ async fn run_shape(broker: Arc<SqlBroker>, msgs: Arc<Vec<Envelope>>, shape: Shap
     elapsed
 }
 
-async fn memory(n: usize) {
+async fn memory(n: usize, runtime: &str) {
     let msgs = Arc::new(envelopes(n));
     let broker = Arc::new(MemoryBroker::new(
         Arc::new(MemoryDeadLetterStore::default()),
@@ -420,7 +420,12 @@ async fn memory(n: usize) {
     ));
     let adapter = through_broker(broker, msgs.clone(), 1000).await;
     let ceiling = through_channel(msgs, 1000).await;
-    report("memory (ceiling: tokio mpsc)", n, adapter, ceiling);
+    report(
+        &format!("memory, {runtime} runtime (ceiling: tokio mpsc)"),
+        n,
+        adapter,
+        ceiling,
+    );
 }
 
 fn env_n(var: &str, default: usize) -> usize {
@@ -449,11 +454,21 @@ fn main() {
         .expect("runtime");
     let n = env_n("BENCH_N", 20_000).div_ceil(BATCH) * BATCH;
     let memory_n = env_n("BENCH_MEMORY_N", 1_000_000);
+    println!("| adapter | messages | adapter msg/s | ceiling msg/s | ratio |");
+    println!("|---|---|---|---|---|");
+    if selected(&filters, "memory") {
+        // The memory broker serves tests and examples, most of them on `#[tokio::test]`'s
+        // current-thread runtime: measured there, and on the two-worker runtime, where the
+        // publisher allocates every copy on one thread and the consumer frees it on another.
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(memory(memory_n, "current-thread"));
+    }
     runtime.block_on(async {
-        println!("| adapter | messages | adapter msg/s | ceiling msg/s | ratio |");
-        println!("|---|---|---|---|---|");
         if selected(&filters, "memory") {
-            memory(memory_n).await;
+            memory(memory_n, "two-worker").await;
         }
         for shape in [Shape::Sequential, Shape::Concurrent] {
             for full_sync in [true, false] {
