@@ -30,6 +30,9 @@ pub struct UnitOfWork<DB: Database> {
     pub(crate) tx: Transaction<'static, DB>,
     pub(crate) store: SqlStore<DB>,
     pub(crate) published: usize,
+    /// Appended to a partition no relay of this process holds: other processes' relays
+    /// must be told (`NOTIFY`) after the commit.
+    pub(crate) remote: bool,
 }
 
 impl<DB: Database> UnitOfWork<DB> {
@@ -38,6 +41,7 @@ impl<DB: Database> UnitOfWork<DB> {
             tx,
             store,
             published: 0,
+            remote: false,
         }
     }
 

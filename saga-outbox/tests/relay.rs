@@ -324,3 +324,72 @@ async fn a_dead_relays_partitions_are_taken_over_after_its_lease_ends() {
         "b took over a's partitions after its lease ended"
     );
 }
+
+/// A commit tells relays in other processes (`NOTIFY`) only when it appended to a partition
+/// no relay of its own process holds; those of its process are woken directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_goes_out_only_for_partitions_held_elsewhere() {
+    let Some(url) = support::database_url("notify_goes_out_only_for_partitions_held_elsewhere")
+    else {
+        return;
+    };
+    let (_clock, shared) = support::manual();
+    let (store, _guard) = support::pg_store(&url, shared, 4).await;
+    let mut listener = sqlx::postgres::PgListener::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    listener
+        .listen(store.channel())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let produce = |n: usize| {
+        let store = store.clone();
+        async move {
+            let mut uow = store.begin().await.unwrap_or_else(|e| panic!("{e}"));
+            uow.publish(&[event(n % 4, n)])
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            uow.commit().await.unwrap_or_else(|e| panic!("{e}"));
+        }
+    };
+    // Nothing here holds a partition: the commit must reach relays elsewhere.
+    produce(0).await;
+    tokio::time::timeout(Duration::from_secs(5), listener.recv())
+        .await
+        .unwrap_or_else(|_| panic!("no NOTIFY for a partition nobody here holds"))
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // A relay of this process takes every partition: commits wake it directly.
+    let leases = Leases::new(&store, lease("local"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while leases.owned().len() < usize::from(store.partitions()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never held every partition"
+        );
+        leases.maintain().await.unwrap_or_else(|e| panic!("{e}"));
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    // Whatever was still on its way from before.
+    while tokio::time::timeout(Duration::from_millis(100), listener.recv())
+        .await
+        .is_ok()
+    {}
+    for n in 1..20 {
+        produce(n).await;
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), listener.recv())
+            .await
+            .is_err(),
+        "a NOTIFY went out although a relay of this process holds every partition"
+    );
+
+    // The relay is gone: commits must reach relays elsewhere again.
+    drop(leases);
+    produce(20).await;
+    tokio::time::timeout(Duration::from_secs(5), listener.recv())
+        .await
+        .unwrap_or_else(|_| panic!("no NOTIFY after the local relay stopped"))
+        .unwrap_or_else(|e| panic!("{e}"));
+}

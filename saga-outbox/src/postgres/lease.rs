@@ -60,6 +60,8 @@ pub struct Leases {
     sql: Sql,
     owned: Mutex<BTreeSet<i32>>,
     last: Mutex<Option<Instant>>,
+    /// The store's record of what relays of this process hold.
+    holders: Option<Arc<crate::partition::LocalHolders>>,
 }
 
 impl std::fmt::Debug for Leases {
@@ -68,6 +70,14 @@ impl std::fmt::Debug for Leases {
             .field("config", &self.config)
             .field("owned", &self.owned())
             .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Leases {
+    fn drop(&mut self) {
+        // Dropped without `release_all` (a stopped relay, an aborted task): this process no
+        // longer relays these partitions; their leases run out in the database.
+        self.set_owned(BTreeSet::new());
     }
 }
 
@@ -102,7 +112,18 @@ impl Leases {
             config,
             owned: Mutex::new(BTreeSet::new()),
             last: Mutex::new(None),
+            holders: store.inner.local_parts.clone(),
         })
+    }
+
+    /// Replaces the set of held partitions, telling the store which were taken and lost.
+    fn set_owned(&self, owned: BTreeSet<i32>) {
+        let mut held = self.owned.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(h) = &self.holders {
+            owned.difference(&held).for_each(|p| h.hold(*p));
+            held.difference(&owned).for_each(|p| h.release(*p));
+        }
+        *held = owned;
     }
 
     /// The partitions held now.
@@ -207,14 +228,14 @@ impl Leases {
                 owned.extend(taken.iter().filter_map(|r| r.try_get::<i32, _>(0).ok()));
             }
         }
-        *self.owned.lock().unwrap_or_else(|e| e.into_inner()) = owned;
+        self.set_owned(owned);
         Ok(())
     }
 
     /// Gives every lease back and leaves the set of live relays (on graceful stop).
     pub async fn release_all(&self) -> Result<()> {
         let me = self.config.owner.as_str();
-        self.owned.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.set_owned(BTreeSet::new());
         sqlx::query(self.sql.release_all.clone())
             .bind(me)
             .execute(&self.pool)

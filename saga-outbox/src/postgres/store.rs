@@ -119,6 +119,9 @@ impl SqlStore<Postgres> {
                 signal: Arc::new(Notify::new()),
                 channel,
                 remote_wake: Some(wake),
+                local_parts: Some(Arc::new(crate::partition::LocalHolders::new(
+                    options.partitions,
+                ))),
             }),
         })
     }

@@ -94,6 +94,20 @@ macro_rules! impl_sql_backend {
                 Ok(seqs)
             }
 
+            /// Whether some of `events` fall in a partition no relay of this process holds
+            /// (then relays elsewhere must be told after the commit).
+            fn reaches_elsewhere(&self, events: &[__Envelope]) -> bool {
+                match &self.inner.local_parts {
+                    None => false,
+                    Some(local) => events.iter().any(|e| {
+                        !local.is_local($crate::partition::partition_of(
+                            &e.aggregate_id,
+                            self.inner.partitions,
+                        ))
+                    }),
+                }
+            }
+
             /// Binds the outbox columns of `events` (in [`Statements::outbox_values`] order)
             /// after the parameters `query` already has.
             fn bind_outbox<'q>(
@@ -344,6 +358,7 @@ macro_rules! impl_sql_backend {
                 let store = self.store.clone();
                 let seqs = store.append_on(&mut *self.tx, events).await?;
                 self.published += seqs.len();
+                self.remote |= store.reaches_elsewhere(events);
                 Ok(seqs)
             }
 
@@ -394,6 +409,7 @@ macro_rules! impl_sql_backend {
                 let query = store.bind_outbox(sqlx::query_with(sql, args), events)?;
                 query.execute(&mut *self.tx).await.map_err(__db_err)?;
                 self.published += events.len();
+                self.remote |= store.reaches_elsewhere(events);
                 Ok(())
             }
 
@@ -430,14 +446,15 @@ macro_rules! impl_sql_backend {
 
             /// Commits everything at once and wakes the relay if events were appended:
             /// relays of this store at once, relays of other processes (Postgres) by a
-            /// `NOTIFY` the store's notifier task sends after the commit.
+            /// `NOTIFY` the store's notifier task sends after the commit, unless every
+            /// event fell in a partition a relay of this process holds.
             pub async fn commit(self) -> saga_core::Result<()> {
-                let published = self.published;
+                let (published, remote) = (self.published, self.remote);
                 let store = self.store.clone();
                 self.tx.commit().await.map_err(__db_err)?;
                 if published > 0 {
                     store.inner.signal.notify_one();
-                    if let Some(wake) = &store.inner.remote_wake {
+                    if let Some(wake) = store.inner.remote_wake.as_ref().filter(|_| remote) {
                         // Full: a NOTIFY is already pending and will cover this commit.
                         let _ = wake.try_send(());
                     }

@@ -35,6 +35,9 @@ pub(crate) struct Inner<DB: Database> {
     /// Postgres: asks the notifier task to `NOTIFY` the channel after a commit (a full
     /// channel of one means a notification is already pending: commits coalesce).
     pub(crate) remote_wake: Option<tokio::sync::mpsc::Sender<()>>,
+    /// Postgres: the partitions relays of this process hold (a commit that appended only to
+    /// those needs no `NOTIFY`).
+    pub(crate) local_parts: Option<Arc<crate::partition::LocalHolders>>,
 }
 
 impl<DB: Database> Clone for SqlStore<DB> {

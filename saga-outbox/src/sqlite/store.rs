@@ -138,6 +138,7 @@ impl SqlStore<Sqlite> {
                 signal: Arc::new(Notify::new()),
                 channel: String::new(),
                 remote_wake: None,
+                local_parts: None,
             }),
         })
     }
