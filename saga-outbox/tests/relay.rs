@@ -393,3 +393,35 @@ async fn notify_goes_out_only_for_partitions_held_elsewhere() {
         .unwrap_or_else(|_| panic!("no NOTIFY after the local relay stopped"))
         .unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// The notifier keeps a connection of its own; closing the store must not wait for its next
+/// `NOTIFY` (here an hour away).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_closes_while_its_notifier_waits() {
+    let Some(url) = support::database_url("a_store_closes_while_its_notifier_waits") else {
+        return;
+    };
+    let schema = support::schema_name();
+    let _guard = support::SchemaGuard {
+        url: url.clone(),
+        schema: schema.clone(),
+    };
+    let store = saga_outbox::postgres::PgStore::connect(
+        saga_outbox::postgres::PgOptions::new(&url)
+            .with_schema(&schema)
+            .with_notify_gap(Duration::from_secs(3600)),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    for n in 0..3 {
+        let mut uow = store.begin().await.unwrap_or_else(|e| panic!("{e}"));
+        uow.publish(&[event(n, n)])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        uow.commit().await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::timeout(Duration::from_secs(10), store.close())
+        .await
+        .unwrap_or_else(|_| panic!("the store did not close: its notifier held a connection"));
+}

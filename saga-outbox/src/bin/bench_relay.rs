@@ -1,7 +1,8 @@
 //! Relay and producing benchmarks with ceilings measured in the same run.
 //!
 //! `cargo run --release -p saga-outbox --features bench --bin bench_relay -- [events] [latency events]`
-//! (Postgres parts need `DATABASE_URL`; each run uses a fresh schema and drops it.)
+//! (Postgres parts need `DATABASE_URL`; each run uses a fresh schema and drops it;
+//! `BENCH_ONLY=sqlite` or `postgres` runs one database.)
 //!
 //! Per database: the plain `BEGIN/INSERT/COMMIT` rate, the producing rate (business row +
 //! outbox row through a unit of work) and its ceiling for the same work (the same two rows
@@ -25,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use saga_core::{Envelope, Publisher};
-use saga_outbox::postgres::{LeaseConfig, PgOptions, PgRelaySource, PgStore};
+use saga_outbox::postgres::{LeaseConfig, Leases, PgOptions, PgRelaySource, PgStore};
 use saga_outbox::sqlite::{Durability, SqliteOptions, SqliteRelaySource, SqliteStore};
 use saga_outbox::{Relay, RelayConfig, RelaySource};
 use sqlx::AssertSqlSafe;
@@ -344,7 +345,13 @@ async fn postgres(url: &str, n: usize, lat_n: usize) -> Result<(), Box<dyn std::
     let store = PgStore::connect(
         PgOptions::new(url)
             .with_schema(&schema)
-            .with_max_connections(PRODUCERS as u32 + 4),
+            .with_max_connections(PRODUCERS as u32 + 4)
+            .with_notify_gap(std::time::Duration::from_micros(
+                std::env::var("EXP_GAP_US")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1000),
+            )),
     )
     .await?;
     let w = store.write_pool().clone();
@@ -464,7 +471,94 @@ async fn postgres(url: &str, n: usize, lat_n: usize) -> Result<(), Box<dyn std::
 
     // The target's comparison, alternating so that both see the same machine: plain
     // BEGIN/INSERT/COMMIT against the unit of work's one-statement path (business row and
-    // outbox row in one statement, inside BEGIN/COMMIT), ROUNDS rounds each.
+    // outbox row in one statement, inside BEGIN/COMMIT), ROUNDS rounds each. Twice: with no
+    // relay in this process (every producing commit asks for a NOTIFY to wake relays
+    // elsewhere), then with this process's relay holding every partition's lease, as in a
+    // service that runs its relay beside its producers (commits wake it directly). The relay
+    // itself does not run during the rounds: only its leases are held.
+    let (plain_alt, one_stmt) = pg_alternating(&w, &store, &plain_t, &biz_t, &body, per).await?;
+    let leases = Leases::new(&store, LeaseConfig::new("bench-producers"));
+    while leases.owned().len() < usize::from(store.partitions()) {
+        leases.maintain().await?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (plain_local, one_local) = pg_alternating(&w, &store, &plain_t, &biz_t, &body, per).await?;
+    leases.release_all().await?;
+    drop(leases);
+    sqlx::raw_sql(AssertSqlSafe(format!("DELETE FROM \"{schema}\".outbox")))
+        .execute(&w)
+        .await?;
+    let one_stmt_local = (plain_local, one_local);
+
+    let start = Instant::now();
+    let claim_sql = format!(
+        "DELETE FROM {plain_t} WHERE id IN (SELECT id FROM {plain_t} ORDER BY id LIMIT 500 FOR UPDATE SKIP LOCKED)"
+    );
+    loop {
+        let done = sqlx::query(AssertSqlSafe(claim_sql.clone()))
+            .execute(&w)
+            .await?;
+        if done.rows_affected() == 0 {
+            break;
+        }
+    }
+    let claim = rate(per * PRODUCERS, start.elapsed());
+
+    let (s, sql) = (
+        store.clone(),
+        format!("INSERT INTO {biz_t} (body) VALUES ($1)"),
+    );
+    let one: Produce = Arc::new(move |i| {
+        let (s, sql) = (s.clone(), sql.clone());
+        let body = body.clone();
+        Box::pin(async move {
+            let ev = event(i);
+            let id = ev.event_id;
+            let mut uow = s.begin().await?;
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(body.as_str())
+                .execute(uow.tx())
+                .await
+                .map_err(saga_core::Error::permanent)?;
+            uow.publish(&[ev]).await?;
+            uow.commit().await?;
+            Ok(id)
+        })
+    });
+    let source = PgRelaySource::new(store.clone(), LeaseConfig::new("bench-latency"));
+    let (p50, p99, max) = latency(source, one, lat_n).await?;
+    println!(
+        "postgres: plain commit {plain:.0}/s | alternating {ROUNDS} rounds: plain {plain_alt:.0}/s, produce one statement {one_stmt:.0}/s ({:.0}%); with this process's relay holding the partitions: plain {:.0}/s, produce one statement {:.0}/s ({:.0}%) | produce two statements {produce:.0}/s ({:.0}% of the first plain; by hand {by_hand:.0}/s, {:.0}%) | claim loop {claim:.0}/s | relay {relay:.0}/s ({:.0}% of claim loop) | latency at {LATENCY_RATE}/s p50 {:.2} ms p99 {:.2} ms max {:.2} ms | load {}",
+        100.0 * one_stmt / plain_alt,
+        one_stmt_local.0,
+        one_stmt_local.1,
+        100.0 * one_stmt_local.1 / one_stmt_local.0,
+        100.0 * produce / plain,
+        100.0 * produce / by_hand,
+        100.0 * relay / claim,
+        ms(p50),
+        ms(p99),
+        ms(max),
+        load()
+    );
+    sqlx::raw_sql(AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
+        .execute(&w)
+        .await?;
+    store.close().await;
+    Ok(())
+}
+
+/// Plain BEGIN/INSERT/COMMIT and the one-statement unit of work in `ROUNDS` alternating
+/// rounds from `PRODUCERS` tasks; returns both rates.
+async fn pg_alternating(
+    w: &sqlx::PgPool,
+    store: &PgStore,
+    plain_t: &str,
+    biz_t: &str,
+    body: &str,
+    per: usize,
+) -> Result<(f64, f64), Box<dyn std::error::Error>> {
+    let (w, body) = (w.clone(), body.to_owned());
     let (mut plain_t2, mut one_t) = (Duration::ZERO, Duration::ZERO);
     let round = (per / ROUNDS).max(1);
     for _ in 0..ROUNDS {
@@ -521,65 +615,10 @@ async fn postgres(url: &str, n: usize, lat_n: usize) -> Result<(), Box<dyn std::
         }
         one_t += start.elapsed();
     }
-    let plain_alt = rate(round * PRODUCERS * ROUNDS, plain_t2);
-    let one_stmt = rate(round * PRODUCERS * ROUNDS, one_t);
-    sqlx::raw_sql(AssertSqlSafe(format!("DELETE FROM \"{schema}\".outbox")))
-        .execute(&w)
-        .await?;
-
-    let start = Instant::now();
-    let claim_sql = format!(
-        "DELETE FROM {plain_t} WHERE id IN (SELECT id FROM {plain_t} ORDER BY id LIMIT 500 FOR UPDATE SKIP LOCKED)"
-    );
-    loop {
-        let done = sqlx::query(AssertSqlSafe(claim_sql.clone()))
-            .execute(&w)
-            .await?;
-        if done.rows_affected() == 0 {
-            break;
-        }
-    }
-    let claim = rate(per * PRODUCERS, start.elapsed());
-
-    let (s, sql) = (
-        store.clone(),
-        format!("INSERT INTO {biz_t} (body) VALUES ($1)"),
-    );
-    let one: Produce = Arc::new(move |i| {
-        let (s, sql) = (s.clone(), sql.clone());
-        let body = body.clone();
-        Box::pin(async move {
-            let ev = event(i);
-            let id = ev.event_id;
-            let mut uow = s.begin().await?;
-            sqlx::query(AssertSqlSafe(sql))
-                .bind(body.as_str())
-                .execute(uow.tx())
-                .await
-                .map_err(saga_core::Error::permanent)?;
-            uow.publish(&[ev]).await?;
-            uow.commit().await?;
-            Ok(id)
-        })
-    });
-    let source = PgRelaySource::new(store.clone(), LeaseConfig::new("bench-latency"));
-    let (p50, p99, max) = latency(source, one, lat_n).await?;
-    println!(
-        "postgres: plain commit {plain:.0}/s | alternating {ROUNDS} rounds: plain {plain_alt:.0}/s, produce one statement {one_stmt:.0}/s ({:.0}%) | produce two statements {produce:.0}/s ({:.0}% of the first plain; by hand {by_hand:.0}/s, {:.0}%) | claim loop {claim:.0}/s | relay {relay:.0}/s ({:.0}% of claim loop) | latency at {LATENCY_RATE}/s p50 {:.2} ms p99 {:.2} ms max {:.2} ms | load {}",
-        100.0 * one_stmt / plain_alt,
-        100.0 * produce / plain,
-        100.0 * produce / by_hand,
-        100.0 * relay / claim,
-        ms(p50),
-        ms(p99),
-        ms(max),
-        load()
-    );
-    sqlx::raw_sql(AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
-        .execute(&w)
-        .await?;
-    store.close().await;
-    Ok(())
+    Ok((
+        rate(round * PRODUCERS * ROUNDS, plain_t2),
+        rate(round * PRODUCERS * ROUNDS, one_t),
+    ))
 }
 
 #[tokio::main]
@@ -597,8 +636,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "events per measurement: {n}; latency: {lat_n} events at {LATENCY_RATE}/s; producers (Postgres; latency: both): {PRODUCERS}; load average at start: {}",
         load()
     );
-    sqlite(n, lat_n, Durability::Normal).await?;
-    sqlite(n, lat_n, Durability::Full).await?;
+    // BENCH_ONLY=sqlite or postgres runs one database's measurements.
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    if only.is_empty() || only == "sqlite" {
+        sqlite(n, lat_n, Durability::Normal).await?;
+        sqlite(n, lat_n, Durability::Full).await?;
+    }
+    if !(only.is_empty() || only == "postgres") {
+        return Ok(());
+    }
     match std::env::var("DATABASE_URL") {
         Ok(url) => postgres(&url, n, lat_n).await?,
         Err(_) => println!("SKIP postgres: DATABASE_URL not set"),

@@ -147,20 +147,40 @@ async fn notifier(
     gap: Duration,
     mut requests: tokio::sync::mpsc::Receiver<()>,
 ) {
-    while requests.recv().await.is_some() {
-        if pool.is_closed() {
+    // A connection of its own, kept between notifications (taken again after an error) and
+    // given back as soon as the pool closes, which waits for every connection.
+    let mut conn: Option<sqlx::pool::PoolConnection<Postgres>> = None;
+    let closing = pool.close_event();
+    tokio::pin!(closing);
+    loop {
+        let request = tokio::select! {
+            r = requests.recv() => r,
+            _ = &mut closing => None,
+        };
+        if request.is_none() || pool.is_closed() {
             return;
         }
-        if let Err(e) = sqlx::query("SELECT pg_notify($1, '')")
-            .bind(channel.as_str())
-            .execute(&pool)
-            .await
-        {
+        let sent = async {
+            let c = match conn.as_mut() {
+                Some(c) => c,
+                None => conn.insert(pool.acquire().await?),
+            };
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(channel.as_str())
+                .execute(&mut **c)
+                .await
+        }
+        .await;
+        if let Err(e) = sent {
+            conn = None;
             tracing::warn!(error = %e, "outbox NOTIFY failed; relays elsewhere wait for their poll");
         }
         if !gap.is_zero() {
             // Commits meanwhile leave one request in the channel: one NOTIFY covers them.
-            tokio::time::sleep(gap).await;
+            tokio::select! {
+                _ = tokio::time::sleep(gap) => {}
+                _ = &mut closing => return,
+            }
         }
     }
 }

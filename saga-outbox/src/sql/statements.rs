@@ -53,6 +53,9 @@ pub(crate) const OUTBOX_COLUMNS: usize = 5;
 pub(crate) struct Statements {
     dialect: Dialect,
     outbox_table: String,
+    /// `write_and_append`'s texts by the caller's statement: the same handful of producing
+    /// statements come back on every call.
+    combined: Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<Combined>>>>,
     pub(crate) outbox_insert: SqlStr,
     pub(crate) outbox_unpublished: SqlStr,
     pub(crate) outbox_delete: SqlStr,
@@ -95,6 +98,7 @@ impl Statements {
         Self {
             dialect,
             outbox_table: tables.render("{outbox}"),
+            combined: Arc::default(),
             outbox_insert: s(
                 "INSERT INTO {outbox} (event_id, aggregate_id, part, envelope, created_at) \
                  VALUES ($1, $2, $3, $4, $5) RETURNING seq",
@@ -189,14 +193,41 @@ impl Statements {
     /// The caller's `write` followed by the outbox insert of `rows` rows whose parameters
     /// start at `$first` (after the write's own), as one statement text.
     pub(crate) fn write_and_append(&self, write: &str, first: usize, rows: usize) -> SqlStr {
+        let mut cache = self.combined.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(hit) = cache
+            .get(write)
+            .and_then(|v| v.iter().find(|c| c.first == first && c.rows == rows))
+        {
+            return hit.sql.clone();
+        }
         // The write is the caller's own statement, run on the caller's behalf as sqlx would
         // run it alone; the appended part binds every value.
-        AssertSqlSafe(
+        let sql = AssertSqlSafe(
             self.dialect
                 .write_then(write, &self.outbox_values(first, rows)),
         )
-        .into_sql_str()
+        .into_sql_str();
+        if cache.len() >= COMBINED_CACHE {
+            cache.clear();
+        }
+        cache.entry(write.to_owned()).or_default().push(Combined {
+            first,
+            rows,
+            sql: sql.clone(),
+        });
+        sql
     }
+}
+
+/// Most callers' statements whose combined texts are kept (beyond: forgotten, rebuilt).
+const COMBINED_CACHE: usize = 256;
+
+/// One cached `write_and_append` text.
+#[derive(Debug)]
+struct Combined {
+    first: usize,
+    rows: usize,
+    sql: SqlStr,
 }
 
 #[cfg(test)]
