@@ -101,6 +101,12 @@ pub trait Subscriber: Send + Sync {
 pub trait Acker: Send + Sync {
     /// Done: never deliver it again.
     async fn ack(self: Box<Self>) -> Result<()>;
+    /// Acks at once, without I/O, if this adapter can (the in-memory broker): `Some` with
+    /// the outcome, after which the acker is dropped; `None` (the default) and
+    /// [`ack`](Self::ack) runs. Saves the boxed future of an async trait method per message.
+    fn ack_now(&mut self) -> Option<Result<()>> {
+        None
+    }
     /// Deliver it again, not before `delay` has passed.
     async fn retry(self: Box<Self>, delay: Duration) -> Result<()>;
     /// Give up: store a dead letter with this reason and last error.
@@ -116,8 +122,8 @@ pub struct Delivery {
     pub envelope: Arc<Envelope>,
     /// Which delivery of this message this is, starting at 1.
     pub attempt: u32,
-    /// The subscription it came through.
-    pub subscription: String,
+    /// The subscription it came through (shared with the adapter, not copied per delivery).
+    pub subscription: Arc<str>,
     acker: Box<dyn Acker>,
 }
 
@@ -147,7 +153,7 @@ impl Delivery {
     pub fn new(
         envelope: impl Into<Arc<Envelope>>,
         attempt: u32,
-        subscription: impl Into<String>,
+        subscription: impl Into<Arc<str>>,
         acker: Box<dyn Acker>,
     ) -> Self {
         Self {
@@ -159,7 +165,10 @@ impl Delivery {
     }
 
     /// Acknowledges the message.
-    pub async fn ack(self) -> Result<()> {
+    pub async fn ack(mut self) -> Result<()> {
+        if let Some(done) = self.acker.ack_now() {
+            return done;
+        }
         self.acker.ack().await
     }
 

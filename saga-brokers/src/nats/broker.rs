@@ -126,13 +126,15 @@ impl NatsBroker {
             .map_err(transient)
     }
 
-    async fn try_publish(&self, messages: &[(String, HeaderMap, Vec<u8>)]) -> Result<()> {
+    async fn try_publish(&self, messages: &[Outgoing]) -> Result<()> {
         let mut acks = Vec::with_capacity(messages.len());
-        for (subject, headers, body) in messages {
+        for m in messages {
+            // Subject and body are shared (reference-counted) with a later attempt; the
+            // headers are rebuilt.
             let ack = self
                 .inner
                 .js
-                .publish_with_headers(subject.clone(), headers.clone(), body.clone().into())
+                .publish_with_headers(m.subject.clone(), m.headers(), m.body.clone())
                 .await
                 .map_err(transient)?;
             acks.push(ack);
@@ -144,20 +146,41 @@ impl NatsBroker {
     }
 }
 
-fn headers(envelope: &Envelope) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    h.insert("Nats-Msg-Id", envelope.event_id.to_string().as_str());
-    let valid = |s: &str| !s.is_empty() && !s.contains(['\r', '\n']);
-    if valid(&envelope.aggregate_id) {
-        h.insert("Saga-Aggregate-Id", envelope.aggregate_id.as_str());
+/// One message of a batch, ready to publish (again, after a connection failure).
+struct Outgoing {
+    subject: async_nats::Subject,
+    /// Checked extra headers of the envelope, in order.
+    extra: Vec<(String, String)>,
+    message_id: String,
+    body: bytes::Bytes,
+}
+
+impl Outgoing {
+    fn of(prefix: &str, envelope: &Envelope) -> Result<Self> {
+        let valid = |s: &str| !s.is_empty() && !s.contains(['\r', '\n']);
+        Ok(Self {
+            subject: subject::subject(prefix, &envelope.event_type)?.into(),
+            extra: envelope
+                .headers
+                .iter()
+                .filter(|(k, v)| valid(k) && !k.contains([':', ' ']) && k.is_ascii() && valid(v))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            message_id: envelope.event_id.to_string(),
+            body: envelope.to_json()?.into(),
+        })
     }
-    for (k, v) in &envelope.headers {
-        let key_ok = valid(k) && !k.contains([':', ' ']) && k.is_ascii();
-        if key_ok && valid(v) {
+
+    /// The envelope's id as `Nats-Msg-Id` (JetStream's duplicate window and the consumer's
+    /// inbox agree on it), then the envelope's own headers that NATS can carry.
+    fn headers(&self) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("Nats-Msg-Id", self.message_id.as_str());
+        for (k, v) in &self.extra {
             h.insert(k.as_str(), v.as_str());
         }
+        h
     }
-    h
 }
 
 #[async_trait]
@@ -169,13 +192,7 @@ impl Publisher for NatsBroker {
         let prefix = &self.inner.config.subject_prefix;
         let messages = batch
             .iter()
-            .map(|e| {
-                Ok((
-                    subject::subject(prefix, &e.event_type)?,
-                    headers(e),
-                    e.to_json()?,
-                ))
-            })
+            .map(|e| Outgoing::of(prefix, e))
             .collect::<Result<Vec<_>>>()?;
         let deadline = tokio::time::Instant::now() + self.inner.config.reconnect_timeout;
         let mut n = 0;

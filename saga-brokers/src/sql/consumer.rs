@@ -160,7 +160,7 @@ impl Consumer {
                     Ok(Delivery::new(
                         envelope,
                         attempt,
-                        &*self.subscription,
+                        self.subscription.clone(),
                         Box::new(acker),
                     ))
                 }

@@ -105,7 +105,7 @@ struct Registry {
 
 /// One subscription's queue, shared by the broker, its subscribers and their deliveries.
 struct Queue {
-    name: String,
+    name: Arc<str>,
     patterns: Vec<TopicPattern>,
     ordered: bool,
     dead_letters: Arc<dyn DeadLetterStore>,
@@ -660,7 +660,7 @@ impl Subscriber for MemoryBroker {
                 .entry(subscription.name.clone())
                 .or_insert_with(|| {
                     Arc::new(Queue {
-                        name: subscription.name.clone(),
+                        name: Arc::from(subscription.name.as_str()),
                         patterns,
                         ordered: subscription.ordered,
                         dead_letters: self.shared.dead_letters.clone(),
@@ -771,7 +771,7 @@ impl Consumer {
             slot: self.slot.clone(),
             msg: Some(msg),
         };
-        Delivery::new(envelope, attempt, self.queue.name.as_str(), Box::new(acker))
+        Delivery::new(envelope, attempt, self.queue.name.clone(), Box::new(acker))
     }
 }
 
@@ -798,9 +798,8 @@ fn next_seq(state: &mut QueueState) -> u64 {
     state.seq
 }
 
-#[async_trait]
-impl Acker for MemoryAcker {
-    async fn ack(mut self: Box<Self>) -> Result<()> {
+impl MemoryAcker {
+    fn settle_ack(&mut self) {
         if let Some(msg) = self.msg.take() {
             if self.queue.ordered {
                 // Frees the key: its next message (if any) may go to any waiting subscriber.
@@ -809,7 +808,19 @@ impl Acker for MemoryAcker {
             }
             // Unordered: nothing in the queue changes; `Drop` frees the prefetch slot.
         }
+    }
+}
+
+#[async_trait]
+impl Acker for MemoryAcker {
+    async fn ack(mut self: Box<Self>) -> Result<()> {
+        self.settle_ack();
         Ok(())
+    }
+
+    fn ack_now(&mut self) -> Option<Result<()>> {
+        self.settle_ack();
+        Some(Ok(()))
     }
 
     async fn retry(mut self: Box<Self>, delay: Duration) -> Result<()> {
@@ -845,7 +856,7 @@ impl Acker for MemoryAcker {
             return Ok(());
         };
         let letter = DeadLetter::new(
-            self.queue.name.clone(),
+            &*self.queue.name,
             Envelope::clone(&msg.envelope),
             reason,
             msg.attempt,
