@@ -99,15 +99,18 @@ async fn bodies_past_the_limit_are_413_on_every_kind_of_route() {
         (Service::Payment, "/gateway/outage"),
         (Service::Web, "/api/fraud/check"),
     ] {
+        // 65 KiB go out, then the stream waits: the server answers once the limit is passed,
+        // and the client is not writing when the server closes the connection (a client still
+        // writing would see a broken pipe instead of the answer).
+        use futures_util::StreamExt as _;
         let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-            (0..100).map(|_| Ok(vec![b' '; 1024])).collect();
+            (0..65).map(|_| Ok(vec![b' '; 1024])).collect();
+        let body = futures_util::stream::iter(chunks).chain(futures_util::stream::pending());
         let r = app
             .client
             .post(format!("{}{path}", app.system.url(service)))
             .header("content-type", "application/json")
-            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
-                chunks,
-            )))
+            .body(reqwest::Body::wrap_stream(body))
             .send()
             .await
             .unwrap();

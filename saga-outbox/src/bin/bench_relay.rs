@@ -345,13 +345,7 @@ async fn postgres(url: &str, n: usize, lat_n: usize) -> Result<(), Box<dyn std::
     let store = PgStore::connect(
         PgOptions::new(url)
             .with_schema(&schema)
-            .with_max_connections(PRODUCERS as u32 + 4)
-            .with_notify_gap(std::time::Duration::from_micros(
-                std::env::var("EXP_GAP_US")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(1000),
-            )),
+            .with_max_connections(PRODUCERS as u32 + 4),
     )
     .await?;
     let w = store.write_pool().clone();
