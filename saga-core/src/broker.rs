@@ -94,6 +94,14 @@ pub type DeliveryStream = Pin<Box<dyn Stream<Item = Result<Delivery>> + Send>>;
 pub trait Subscriber: Send + Sync {
     /// Joins the subscription, creating it if needed, and streams its deliveries.
     async fn subscribe(&self, subscription: &Subscription) -> Result<DeliveryStream>;
+
+    /// Deletes a subscription the application no longer uses (one it renamed, say): the
+    /// broker stops collecting messages for the name and drops those it holds, parked and
+    /// delayed ones included. Its dead letters stay in the dead-letter store. Removing a name
+    /// that does not exist is not an error, so a service can retire an old name on every
+    /// start. Stop the name's subscribers first: what they hold in flight is lost with it.
+    /// The name can then be subscribed again, with other patterns or ordering if need be.
+    async fn remove_subscription(&self, name: &str) -> Result<()>;
 }
 
 /// How an adapter settles one delivery; implemented by each broker adapter.

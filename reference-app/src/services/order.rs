@@ -8,7 +8,7 @@
 //! are swept the same way. The saga log served at `/orders/{id}/saga-logs` is a read model
 //! built only from events: the events this service publishes and the replies it receives are
 //! projected in the same unit of work that publishes or handles them, and the delivery events
-//! it takes no part in come by the `order-saga-log` subscription; `rebuild_saga_log` projects
+//! it takes no part in come by the `order-delivery-log` subscription; `rebuild_saga_log` projects
 //! the event log again. The known products are a read model of the inventory's
 //! `product.upserted` events.
 //!
@@ -100,8 +100,12 @@ const KEY_NAMESPACE: Uuid = Uuid::from_u128(0x5a6a_0001_0000_4000_8000_6f72_6465
 pub mod subscriptions {
     /// Replies to the saga's commands.
     pub const SAGA: &str = "order-saga";
-    /// The delivery events, for the saga log read model.
-    pub const SAGA_LOG: &str = "order-saga-log";
+    /// The delivery events, for the saga log read model (the only events of a saga the
+    /// order service neither publishes nor receives as replies).
+    pub const DELIVERY_LOG: &str = "order-delivery-log";
+    /// Retired names, removed from the broker at start: `order-saga-log` took every saga
+    /// event although all but the delivery events are projected where they are handled.
+    pub const RETIRED: &[&str] = &["order-saga-log"];
     /// The inventory's catalog.
     pub const CATALOG: &str = "order-catalog";
 }
@@ -176,6 +180,9 @@ pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
         log_appended: broadcast::channel(LOG_WAKE_CAPACITY).0,
         ctx: ctx.clone(),
     };
+    for name in subscriptions::RETIRED {
+        ctx.subscriber.remove_subscription(name).await?;
+    }
     let tasks = vec![
         ctx.consume(
             Subscription::new(subscriptions::SAGA, REPLIES.iter().copied()).ordered(),
@@ -183,14 +190,8 @@ pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
         ),
         ctx.consume(
             Subscription::new(
-                subscriptions::SAGA_LOG,
-                [
-                    "order.#",
-                    "fraud.#",
-                    "inventory.#",
-                    "payment.#",
-                    "shipping.#",
-                ],
+                subscriptions::DELIVERY_LOG,
+                [events::SHIPPING_DISPATCHED, events::SHIPPING_DELIVERED],
             ),
             Arc::new(SagaLogProjection(svc.clone())),
         ),

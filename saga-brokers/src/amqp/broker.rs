@@ -242,6 +242,32 @@ impl Subscriber for AmqpBroker {
     async fn subscribe(&self, subscription: &Subscription) -> Result<DeliveryStream> {
         subscriber::subscribe(self.inner.clone(), subscription).await
     }
+
+    /// Deletes the subscription's work queue (with its bindings and messages) and the retry
+    /// queue of every delay bucket (RabbitMQ deletes a missing queue without complaint);
+    /// messages waiting out a retry delay go with them.
+    async fn remove_subscription(&self, name: &str) -> Result<()> {
+        let work = topology::work_queue(self.config(), name);
+        let queues: Vec<String> = std::iter::once(work.clone())
+            .chain(topology::retry_buckets().map(|b| topology::retry_queue(&work, b)))
+            .collect();
+        let ch = self.inner.connector.channel_with_retry().await?;
+        for q in &queues {
+            ch.queue_delete(q.clone().into(), QueueDeleteOptions::default())
+                .await
+                .map_err(backend)?;
+        }
+        let _ = ch.close(200, "removed".into()).await;
+        let mut declared = self
+            .inner
+            .declared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for q in &queues {
+            declared.remove(q);
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]

@@ -21,6 +21,11 @@ pub(crate) fn retry_queue(work_queue: &str, bucket_ms: u64) -> String {
     format!("{work_queue}.retry.{bucket_ms}")
 }
 
+/// Every delay bucket [`bucket_ms`] can give: the powers of two, then `u64::MAX`.
+pub(crate) fn retry_buckets() -> impl Iterator<Item = u64> {
+    (0..64).map(|i| 1u64 << i).chain(std::iter::once(u64::MAX))
+}
+
 /// The smallest power of two (in ms, at least 1) not below `delay_ms`.
 pub(crate) fn bucket_ms(delay_ms: u64) -> u64 {
     delay_ms
@@ -158,6 +163,14 @@ mod tests {
         assert_eq!(bucket_ms(300), 512);
         assert_eq!(bucket_ms(512), 512);
         assert_eq!(bucket_ms(u64::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn retry_buckets_hold_every_bucket() {
+        let all: Vec<u64> = retry_buckets().collect();
+        for delay in [0, 1, 3, 300, 1 << 40, (1 << 63) + 1, u64::MAX] {
+            assert!(all.contains(&bucket_ms(delay)), "{delay}");
+        }
     }
 
     #[test]

@@ -215,6 +215,24 @@ impl Subscriber for NatsBroker {
     async fn subscribe(&self, subscription: &Subscription) -> Result<DeliveryStream> {
         subscriber::subscribe(self.inner.clone(), subscription).await
     }
+
+    /// Deletes the subscription's durable consumer (its pending and unacked messages stay in
+    /// the stream for other subscriptions, as JetStream keeps them), its release consumer,
+    /// and purges its parking lanes. A name subscribed again starts a new consumer that
+    /// reads the stream from its start, like any new subscription here.
+    async fn remove_subscription(&self, name: &str) -> Result<()> {
+        let stream = self
+            .inner
+            .js
+            .get_stream(&self.inner.config.stream)
+            .await
+            .map_err(transient)?;
+        parking::delete_consumer(&stream, &subject::durable_name(name)).await?;
+        parking::Parking::open(self.inner.clone(), name)
+            .await?
+            .remove_all()
+            .await
+    }
 }
 
 #[async_trait]

@@ -85,6 +85,21 @@ pub(crate) async fn signal_release(inner: &Inner, subscription: &str, key: &str)
     Ok(())
 }
 
+/// Deletes a durable consumer of `stream`; one that does not exist is no error.
+pub(crate) async fn delete_consumer(stream: &stream::Stream, name: &str) -> Result<()> {
+    match stream.delete_consumer(name).await {
+        Ok(_) => Ok(()),
+        Err(e) => match e.kind() {
+            stream::ConsumerErrorKind::JetStream(js)
+                if js.error_code() == async_nats::jetstream::ErrorCode::CONSUMER_NOT_FOUND =>
+            {
+                Ok(())
+            }
+            _ => Err(transient(e)),
+        },
+    }
+}
+
 /// The parking of one ordered subscription.
 pub(crate) struct Parking {
     inner: Arc<Inner>,
@@ -104,6 +119,30 @@ impl Parking {
             subscription: subscription.to_owned(),
             stream,
         })
+    }
+
+    /// The name of the subscription's release consumer on the parking stream.
+    fn release_consumer(subscription: &str) -> String {
+        format!("release-{}", durable_name(subscription))
+    }
+
+    /// Deletes the subscription's release consumer and purges its lanes and release
+    /// signals (part of removing the subscription).
+    pub(crate) async fn remove_all(&self) -> Result<()> {
+        delete_consumer(&self.stream, &Self::release_consumer(&self.subscription)).await?;
+        let stream = &self.inner.config.stream;
+        let sub = durable_name(&self.subscription);
+        for filter in [
+            format!("_SAGA_PARKED.{stream}.{sub}.>"),
+            release_subject(stream, &self.subscription),
+        ] {
+            self.stream
+                .purge()
+                .filter(filter)
+                .await
+                .map_err(transient)?;
+        }
+        Ok(())
     }
 
     fn lane(&self, key: &str) -> String {
@@ -254,7 +293,7 @@ impl Parking {
     /// Pulls release signals (one at a time across the subscription's subscribers) and drains
     /// the signalled lanes, until the subscriber's stream is gone.
     pub(crate) async fn run_releases(self: Arc<Self>, tx: mpsc::Sender<Result<Delivery>>) {
-        let name = format!("release-{}", durable_name(&self.subscription));
+        let name = Self::release_consumer(&self.subscription);
         let config = pull::Config {
             durable_name: Some(name.clone()),
             filter_subject: release_subject(&self.inner.config.stream, &self.subscription),

@@ -544,6 +544,28 @@ impl Subscriber for SqlBroker {
             },
         )))
     }
+
+    /// Deletes the subscription's row, its messages and its parked keys in one transaction.
+    /// A publish running at the same moment may have read the subscription before it went
+    /// and still write its messages for the name; removing the name again drops them.
+    async fn remove_subscription(&self, name: &str) -> Result<()> {
+        self.ensure_open()?;
+        let s = &self.shared;
+        on_db!(&s.db, |pool, begin| {
+            let mut tx = pool.begin_with(begin).await.map_err(db_err)?;
+            for stmt in &s.sql.remove_subscription {
+                sqlx::query(sql(stmt))
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            }
+            tx.commit().await.map_err(db_err)?;
+        });
+        // Consumers of the name (there should be none) look again and find nothing.
+        s.wake(name);
+        Ok(())
+    }
 }
 
 #[async_trait]

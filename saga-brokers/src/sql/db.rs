@@ -88,6 +88,8 @@ pub(crate) struct Statements {
     pub(crate) unpark: Stmt,
     pub(crate) message_exists: Stmt,
     pub(crate) delete_by_event: Stmt,
+    /// Deleting one subscription: its row, its messages, its parked keys (in this order).
+    pub(crate) remove_subscription: [Stmt; 3],
     /// `NOTIFY` on Postgres; `None` on SQLite.
     pub(crate) notify: Option<Stmt>,
     /// The `LISTEN` channel on Postgres.
@@ -240,6 +242,11 @@ impl Statements {
             delete_by_event: fix(format!(
                 "DELETE FROM {q}messages WHERE subscription = $1 AND event_id = $2"
             )),
+            remove_subscription: [
+                fix(format!("DELETE FROM {q}subscriptions WHERE name = $1")),
+                fix(format!("DELETE FROM {q}messages WHERE subscription = $1")),
+                fix(format!("DELETE FROM {q}parked WHERE subscription = $1")),
+            ],
             notify: postgres.then(|| fix("SELECT pg_notify($1, $2)".into())),
             channel,
             postgres,

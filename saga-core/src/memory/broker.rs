@@ -145,6 +145,19 @@ impl Queue {
     }
 }
 
+impl Queue {
+    /// Ends its subscribers' streams; the queue takes no more messages.
+    fn shut(&self) {
+        let consumers = {
+            let mut state = self.lock();
+            state.closed = true;
+            state.waiting.clear();
+            state.consumers.clone()
+        };
+        wake(consumers);
+    }
+}
+
 fn wake(slots: Vec<Arc<Slot>>) {
     for slot in slots {
         slot.wake.notify_one();
@@ -461,13 +474,7 @@ impl MemoryBroker {
             registry.queues.values().cloned().collect()
         };
         for queue in queues {
-            let consumers = {
-                let mut state = queue.lock();
-                state.closed = true;
-                state.waiting.clear();
-                state.consumers.clone()
-            };
-            wake(consumers);
+            queue.shut();
         }
     }
 
@@ -705,6 +712,15 @@ impl Subscriber for MemoryBroker {
                 Some((Ok(item), consumer))
             },
         )))
+    }
+    async fn remove_subscription(&self, name: &str) -> Result<()> {
+        // Out of the registry, publishers no longer route to it; its messages go with it.
+        let queue = self.shared.lock().queues.remove(name);
+        if let Some(queue) = queue {
+            queue.shut();
+            queue.lock().lane = Lane::new(queue.ordered);
+        }
+        Ok(())
     }
 }
 

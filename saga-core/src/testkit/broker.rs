@@ -1,5 +1,6 @@
 //! The broker conformance suite: routing, competing consumers, redelivery, retry delay, dead
-//! letters, per-key order, parking and replay, checked the same way on every adapter.
+//! letters, per-key order, parking and replay, removing a subscription, checked the same way
+//! on every adapter.
 //!
 //! An adapter's test file is one macro call with an async factory:
 //!
@@ -174,6 +175,7 @@ macro_rules! broker_conformance_tests {
             empty_batch_is_fine,
             durable_subscription_keeps_messages_without_consumers,
             invalid_subscription_is_a_typed_error,
+            removed_subscription_is_gone,
         );
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {
@@ -949,4 +951,56 @@ pub async fn invalid_subscription_is_a_typed_error(b: TestBroker) {
         Err(other) => panic!("{}: an empty name gave {other}", c.case),
         Ok(_) => panic!("{}: an empty name was accepted", c.case),
     }
+}
+
+/// A removed subscription drops what it held and collects nothing more; its name can be
+/// subscribed again with other patterns. Removing a name that does not exist is no error.
+pub async fn removed_subscription_is_gone(b: TestBroker) {
+    let c = Ctx::new("removed_subscription_is_gone", b);
+    let name = c.name("retired");
+    let remove = |name: String| {
+        let subscriber = c.b.subscriber.clone();
+        async move {
+            if let Err(e) = subscriber.remove_subscription(&name).await {
+                panic!("removed_subscription_is_gone: removing `{name}` failed: {e}");
+            }
+        }
+    };
+    remove(name.clone()).await;
+    let old = Subscription::new(name.clone(), [c.topic("order.*")]).ordered();
+    let mut stream = c.subscribe(&old).await;
+    let held = c.envelope("order.placed", &c.key("o"), 0);
+    c.publish(std::slice::from_ref(&held)).await;
+    // Delivered once, then left unsettled when its subscriber stops.
+    let d = c
+        .recv(&mut stream, "the message of the old subscription")
+        .await;
+    assert_eq!(d.envelope.event_id, held.event_id, "{}", c.case);
+    drop(d);
+    drop(stream);
+    c.publish(&[c.envelope("order.placed", &c.key("o"), 1)])
+        .await;
+    remove(name.clone()).await;
+    c.publish(&[c.envelope("order.placed", &c.key("o"), 2)])
+        .await;
+    // Other patterns, other ordering: a broker that kept the old subscription refuses these
+    // or delivers its messages first.
+    let new = Subscription::new(name.clone(), [c.topic("payment.*")]);
+    let mut stream = c.subscribe(&new).await;
+    let fresh = c.envelope("payment.processed", &c.key("p"), 3);
+    c.publish(std::slice::from_ref(&fresh)).await;
+    let d = c.recv(&mut stream, "the new subscription's message").await;
+    assert_eq!(
+        d.envelope.event_id,
+        fresh.event_id,
+        "{}: got `{}` (seq {}), a message of the removed subscription",
+        c.case,
+        d.envelope.event_type,
+        seq_of(&d)
+    );
+    c.ack(d).await;
+    c.quiet(&mut stream, "after the new subscription's message")
+        .await;
+    drop(stream);
+    remove(name).await;
 }
