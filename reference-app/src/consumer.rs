@@ -13,6 +13,8 @@ use saga_ai::healing::{
 };
 use saga_core::broker::{Settled, Subscriber, Subscription};
 use saga_core::{Envelope, HandlerError, RetryPolicy};
+
+use crate::healing::{HealingOutcome, HealingRecord};
 use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
@@ -70,14 +72,15 @@ impl PoisonWatch {
     }
 
     /// The error to settle a failed delivery with: `error` itself, or a permanent error
-    /// carrying the diagnosis.
+    /// carrying the diagnosis, with the id of the decision's record (its outcome follows
+    /// once the delivery is settled: [`PoisonWatch::settled`]).
     pub fn judge(
         &self,
         subscription: &str,
         envelope: &Envelope,
         attempt: u32,
         error: HandlerError,
-    ) -> HandlerError {
+    ) -> (HandlerError, Option<uuid::Uuid>) {
         let mut earlier = self.earlier.lock().unwrap_or_else(|p| p.into_inner());
         let seen = earlier.get(&envelope.event_id).cloned().unwrap_or_default();
         let class = self.classifier.classify(&Failure {
@@ -95,7 +98,7 @@ impl PoisonWatch {
                     .entry(envelope.event_id)
                     .or_default()
                     .push(error.message().to_owned());
-                error
+                (error, None)
             }
             FailureClass::Poison(diagnosis) => {
                 earlier.remove(&envelope.event_id);
@@ -104,21 +107,54 @@ impl PoisonWatch {
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned))
                     .unwrap_or_default();
-                (self.record)(HealingAction::new(
-                    PolicyName::PoisonMessage,
-                    ActionKind::DeadLetter,
-                    envelope.event_id.to_string(),
-                    format!(
-                        "{} on `{subscription}` failed at attempt {attempt}: {}",
-                        envelope.event_type,
-                        error.message()
+                let id = uuid::Uuid::now_v7();
+                (self.record)(HealingRecord::Action {
+                    id,
+                    action: HealingAction::new(
+                        PolicyName::PoisonMessage,
+                        ActionKind::DeadLetter,
+                        envelope.event_id.to_string(),
+                        format!(
+                            "{} on `{subscription}` failed at attempt {attempt}: {}",
+                            envelope.event_type,
+                            error.message()
+                        ),
+                        format!("dead-lettered at once as {kind}: {}", diagnosis.detail),
+                        chrono::Utc::now(),
                     ),
-                    format!("dead-lettered at once as {kind}: {}", diagnosis.detail),
-                    chrono::Utc::now(),
-                ));
-                HandlerError::permanent(format!("poison message ({kind}): {}", diagnosis.detail))
+                });
+                (
+                    HandlerError::permanent(format!(
+                        "poison message ({kind}): {}",
+                        diagnosis.detail
+                    )),
+                    Some(id),
+                )
             }
         }
+    }
+
+    /// Records how the delivery judged poison under `action_id` was settled.
+    pub fn settled(
+        &self,
+        action_id: uuid::Uuid,
+        subscription: &str,
+        result: &saga_core::Result<Settled>,
+    ) {
+        let outcome = match result {
+            Ok(Settled::DeadLettered(_)) => format!(
+                "stored as a dead letter of `{subscription}`: replay or discard it on the \
+                 dead-letter page or with `reference-app dlq`"
+            ),
+            Ok(Settled::Retried(delay)) => format!("scheduled again in {delay:?}"),
+            Ok(Settled::Acked) => "acked".to_owned(),
+            Err(e) => format!("storing the dead letter failed ({e}): it will be delivered again"),
+        };
+        (self.record)(HealingRecord::Outcome(HealingOutcome {
+            action_id,
+            outcome,
+            at: chrono::Utc::now(),
+        }));
     }
 
     /// Forgets a message that was handled.
@@ -309,16 +345,25 @@ impl Consumer {
                                     event_id = %envelope.event_id, attempt = delivery.attempt, error = %e,
                                     "handler failed");
                             }
+                            let mut poisoned = None;
                             if let Some(watch) = &poison {
                                 outcome = match outcome {
                                     Ok(()) => {
                                         watch.handled(&envelope.event_id);
                                         Ok(())
                                     }
-                                    Err(e) => Err(watch.judge(&name, &envelope, delivery.attempt, e)),
+                                    Err(e) => {
+                                        let (e, id) = watch.judge(&name, &envelope, delivery.attempt, e);
+                                        poisoned = id;
+                                        Err(e)
+                                    }
                                 };
                             }
-                            match delivery.settle(outcome, &policy).await {
+                            let settled = delivery.settle(outcome, &policy).await;
+                            if let (Some(watch), Some(id)) = (&poison, poisoned) {
+                                watch.settled(id, &name, &settled);
+                            }
+                            match settled {
                                 Ok(settled) => {
                                     if let Some(hook) = hook {
                                         hook(&name, &envelope.event_type, &settled);

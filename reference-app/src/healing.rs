@@ -11,8 +11,11 @@
 //! Each decision is a [`HealingAction`], published as a `healing.action_taken` event through
 //! the acting service's outbox (so it survives a crash like any event) and kept by the AI
 //! service, which lists them at `GET /self-healing/actions`. An outcome learnt after the
-//! decision (a retried step answered, a compensated saga ended) follows as a
-//! `healing.outcome_recorded` event naming the action's event id.
+//! decision follows as a `healing.outcome_recorded` event naming the action's event id: a
+//! retried step answered or a compensated saga ended ([`stuck`]); a poison message's dead
+//! letter stored (or not); a circuit opening settled by the closing that ends its episode,
+//! a half-opening by its probes ([`circuit`]). A duration-drift flag carries its outcome in
+//! the record itself.
 
 use std::sync::Arc;
 
@@ -26,11 +29,12 @@ use crate::context::ServiceContext;
 use crate::error::AppError;
 use crate::with_db;
 
+pub mod circuit;
 pub mod stuck;
 
 /// The event type of a healing record.
 pub const HEALING_ACTION_TAKEN: &str = "healing.action_taken";
-/// The event type of an outcome learnt after the action ([`stuck::HealingOutcome`]).
+/// The event type of an outcome learnt after the action ([`HealingOutcome`]).
 pub const HEALING_OUTCOME_RECORDED: &str = "healing.outcome_recorded";
 
 /// A policy, as the command line names it.
@@ -102,21 +106,68 @@ impl HealingSettings {
     }
 }
 
-/// Where a service's policies send their records.
-pub type HealingSink = Arc<dyn Fn(HealingAction) + Send + Sync>;
+/// The outcome of an action recorded earlier, learnt later (`healing.outcome_recorded`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealingOutcome {
+    /// The event id of the `healing.action_taken` record it completes.
+    pub action_id: Uuid,
+    /// How it went.
+    pub outcome: String,
+    /// When it was learnt.
+    pub at: chrono::DateTime<chrono::Utc>,
+}
 
-/// Publishes `action` as a `healing.action_taken` event through the service's outbox, from a
-/// spawned task (the caller is on a hot path). A record that cannot be written is logged.
+/// What a policy records: a decision under its event id, or the outcome of one recorded
+/// before.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HealingRecord {
+    /// A decision; `id` is the event id an outcome names later.
+    Action {
+        /// The event id of its `healing.action_taken` event.
+        id: Uuid,
+        /// The decision.
+        action: HealingAction,
+    },
+    /// How an earlier decision went.
+    Outcome(HealingOutcome),
+}
+
+impl From<HealingAction> for HealingRecord {
+    /// A decision under a fresh id (no outcome will name it).
+    fn from(action: HealingAction) -> Self {
+        Self::Action {
+            id: Uuid::now_v7(),
+            action,
+        }
+    }
+}
+
+/// Where a service's policies send their records.
+pub type HealingSink = Arc<dyn Fn(HealingRecord) + Send + Sync>;
+
+/// Publishes each record (`healing.action_taken` or `healing.outcome_recorded`) through the
+/// service's outbox, from a spawned task (the caller is on a hot path). A record that cannot
+/// be written is logged.
 pub fn sink(ctx: &ServiceContext) -> HealingSink {
     let ctx = ctx.clone();
-    Arc::new(move |action: HealingAction| {
-        tracing::info!(policy = action.policy.as_str(), subject = %action.subject,
-            observed = %action.observed, action = %action.action, "self-healing");
+    Arc::new(move |record: HealingRecord| {
+        let service = ctx.service.name();
+        let envelope = match &record {
+            HealingRecord::Action { id, action } => {
+                tracing::info!(policy = action.policy.as_str(), subject = %action.subject,
+                    observed = %action.observed, action = %action.action, "self-healing");
+                action_event(service, action).map(|e| e.with_id(*id))
+            }
+            HealingRecord::Outcome(outcome) => {
+                tracing::info!(action_id = %outcome.action_id, outcome = %outcome.outcome,
+                    "self-healing: outcome");
+                outcome_event(service, outcome)
+            }
+        };
         let ctx = ctx.clone();
         tokio::spawn(async move {
-            if let Err(e) = record(&ctx, &action).await {
-                tracing::warn!(error = %e, policy = action.policy.as_str(),
-                    "self-healing: could not record an action");
+            if let Err(e) = async { publish(&ctx, envelope?).await }.await {
+                tracing::warn!(error = %e, "self-healing: could not write a record");
             }
         });
     })
@@ -145,26 +196,34 @@ pub fn stuck_events(
         out.push(action_event(service, action)?.with_id(*id));
     }
     for outcome in &records.outcomes {
-        let payload =
-            serde_json::to_value(outcome).map_err(|e| AppError::decode("healing outcome", e))?;
-        out.push(
-            Envelope::new(
-                HEALING_OUTCOME_RECORDED,
-                outcome.action_id.to_string(),
-                payload,
-            )
-            .with_id(Uuid::new_v5(&outcome.action_id, b"outcome"))
-            .with_timestamp(outcome.at)
-            .with_source(service)
-            .with_header("service", service),
-        );
+        out.push(outcome_event(service, outcome)?);
     }
     Ok(out)
 }
 
-/// Writes one record through the service's outbox.
+/// The `healing.outcome_recorded` event of `outcome` (one per action: its id derives from
+/// the action's).
+pub fn outcome_event(service: &str, outcome: &HealingOutcome) -> Result<Envelope, AppError> {
+    let payload =
+        serde_json::to_value(outcome).map_err(|e| AppError::decode("healing outcome", e))?;
+    Ok(Envelope::new(
+        HEALING_OUTCOME_RECORDED,
+        outcome.action_id.to_string(),
+        payload,
+    )
+    .with_id(Uuid::new_v5(&outcome.action_id, b"outcome"))
+    .with_timestamp(outcome.at)
+    .with_source(service)
+    .with_header("service", service))
+}
+
+/// Writes one decision through the service's outbox.
 pub async fn record(ctx: &ServiceContext, action: &HealingAction) -> Result<(), AppError> {
-    let envelope = action_event(ctx.service.name(), action)?;
+    publish(ctx, action_event(ctx.service.name(), action)?).await
+}
+
+/// Publishes one record's event through the service's outbox.
+async fn publish(ctx: &ServiceContext, envelope: Envelope) -> Result<(), AppError> {
     let db = &ctx.db;
     with_db!(db, store => {
         let mut uow = store.begin().await?;

@@ -112,6 +112,45 @@ async fn a_gateway_outage_opens_the_circuit_and_it_closes_after_the_outage() {
         assert_eq!(done["order"]["status"], "confirmed", "{done}");
     }
     assert_eq!(gateway(&app).await["circuit"], "closed");
+
+    // Each decision with how it went: every opening settled by the closing, the probes by
+    // their result, the closing at once.
+    let records = records_about(
+        &app,
+        "circuit-breaker",
+        "payment-gateway",
+        Duration::from_secs(20),
+        |r| {
+            ["open_circuit", "half_open_circuit", "close_circuit"]
+                .iter()
+                .all(|k| r.iter().any(|a| a["kind"] == *k))
+                && r.iter().all(|a| a["outcome"].is_string())
+        },
+    )
+    .await;
+    let outcomes = |kind: &str| -> Vec<String> {
+        records
+            .iter()
+            .filter(|a| a["kind"] == kind)
+            .map(|a| a["outcome"].as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+    let opened = outcomes("open_circuit");
+    assert!(
+        !opened.is_empty() && opened.iter().all(|o| o.contains("the gateway recovered")),
+        "{records:#?}"
+    );
+    assert!(
+        outcomes("half_open_circuit")
+            .iter()
+            .any(|o| o.contains("the probes succeeded")),
+        "{records:#?}"
+    );
+    let closed = outcomes("close_circuit");
+    assert!(
+        !closed.is_empty() && closed.iter().all(|o| !o.is_empty()),
+        "{records:#?}"
+    );
     app.stop().await;
 }
 
@@ -163,6 +202,24 @@ async fn a_poison_message_is_dead_lettered_at_once_with_its_diagnosis() {
     assert!(
         error.contains("replay"),
         "the diagnosis says what to do: {error}"
+    );
+    // The decision's record, with its outcome once the dead letter was stored.
+    let records = records_about(
+        &app,
+        "poison-messages",
+        &poison.event_id.to_string(),
+        Duration::from_secs(20),
+        |r| r.iter().any(|a| a["outcome"].is_string()),
+    )
+    .await;
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!(records[0]["kind"], "dead_letter", "{records:#?}");
+    assert!(
+        records[0]["outcome"]
+            .as_str()
+            .unwrap_or("")
+            .contains("stored as a dead letter of `payment`"),
+        "{records:#?}"
     );
     app.stop().await;
 }

@@ -20,21 +20,10 @@ use chrono::{DateTime, Utc};
 use saga_ai::healing::HealingAction;
 use saga_core::Envelope;
 use saga_core::saga::{SagaDefinition, SagaInstance, SagaStatus, StepState, StepStatus};
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use crate::healing::HealingOutcome;
 use crate::order_saga::order_status;
-
-/// The outcome of an action recorded earlier, learnt later (`healing.outcome_recorded`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HealingOutcome {
-    /// The event id of the `healing.action_taken` record it completes.
-    pub action_id: Uuid,
-    /// How it went.
-    pub outcome: String,
-    /// When it was learnt.
-    pub at: DateTime<Utc>,
-}
 
 /// What one transition of a saga makes the policy record.
 #[derive(Debug, Clone, Default, PartialEq)]

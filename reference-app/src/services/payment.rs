@@ -20,7 +20,7 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use chrono::Utc;
-use saga_ai::healing::{CircuitBreaker, CircuitConfig, CircuitState, Permit};
+use saga_ai::healing::{CircuitBreaker, CircuitConfig, CircuitState, HealingAction, Permit};
 use saga_core::broker::Subscription;
 use saga_core::{Envelope, HandlerError};
 use serde::{Deserialize, Serialize};
@@ -32,6 +32,7 @@ use crate::api::problem::{FieldError, Problem};
 use crate::consumer::Handler;
 use crate::context::{Running, ServiceContext};
 use crate::error::AppError;
+use crate::healing::circuit::CircuitLog;
 use crate::healing::{BreakerMode, HealingSink, PolicySwitch};
 use crate::messages::{OrderPayload, Outcome};
 use crate::order_saga::events;
@@ -103,6 +104,8 @@ struct Payments {
     breaker: Option<Arc<Mutex<CircuitBreaker>>>,
     mode: BreakerMode,
     heal: HealingSink,
+    /// The breaker's decisions' ids and outcomes.
+    circuit_log: Arc<Mutex<CircuitLog>>,
 }
 
 /// The payment gateway's name in the breaker's records.
@@ -160,6 +163,7 @@ pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
         }),
         mode: healing.breaker_mode,
         heal: crate::healing::sink(&ctx),
+        circuit_log: Arc::default(),
         ctx: ctx.clone(),
     };
     let tasks = vec![
@@ -268,6 +272,18 @@ impl Payments {
         Ok(())
     }
 
+    /// Records a decision of the breaker, with the outcomes of earlier ones it settles.
+    fn record_breaker(&self, action: HealingAction) {
+        let records = self
+            .circuit_log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .records(action);
+        for record in records {
+            (self.heal)(record);
+        }
+    }
+
     /// One charge through the circuit breaker: a call that fails (the gateway unavailable) is
     /// an error the consumer retries; while the circuit is open the charge waits for it (up
     /// to twice its pause, then it is retried as a failure) or, in fail-fast mode, is declined
@@ -288,14 +304,14 @@ impl Payments {
         loop {
             let (permit, action) = lock().permit(Utc::now());
             if let Some(action) = action {
-                (self.heal)(action);
+                self.record_breaker(action);
             }
             match permit {
                 Permit::Allowed => {
                     let result = call().await;
                     let action = lock().record(Utc::now(), result.is_ok());
                     if let Some(action) = action {
-                        (self.heal)(action);
+                        self.record_breaker(action);
                     }
                     return result.map_err(|e| AppError::Unavailable(e.to_string()));
                 }
