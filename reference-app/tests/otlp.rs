@@ -53,3 +53,86 @@ fn the_exporter_is_configured_and_its_spans_follow_the_sagas_trace() {
     let _ = otlp.shutdown();
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
 }
+
+/// One HTTP request as a collector receives it.
+struct Received {
+    request_line: String,
+    content_type: Option<String>,
+    body: Vec<u8>,
+}
+
+/// Reads one request (head, then `content-length` bytes of body); `None` at end of stream.
+fn read_request(stream: &mut std::net::TcpStream) -> Option<Received> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => buf.push(byte[0]),
+            _ => return None,
+        }
+    }
+    let head = String::from_utf8_lossy(&buf).into_owned();
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next().unwrap_or_default().to_owned();
+    let mut content_type = None;
+    let mut length = 0usize;
+    for line in lines {
+        if let Some((name, value)) = line.split_once(':') {
+            match name.trim().to_ascii_lowercase().as_str() {
+                "content-type" => content_type = Some(value.trim().to_owned()),
+                "content-length" => length = value.trim().parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+    }
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).ok()?;
+    Some(Received {
+        request_line,
+        content_type,
+        body,
+    })
+}
+
+/// The exporter against a collector: a listener on loopback that answers every request with
+/// 200 and keeps what it got. The spans of a delivery arrive as OTLP/HTTP protobuf, carrying
+/// the saga's trace id and the service's name.
+#[test]
+fn spans_reach_a_collector_over_otlp_http() {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            while let Some(request) = read_request(&mut stream) {
+                let ok = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n",
+                );
+                if tx.send(request).is_err() || ok.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let otlp = Otlp::new(&format!("http://{addr}/v1/traces"), "order-service").unwrap();
+    let subscriber = tracing_subscriber::registry().with(otlp.layer());
+    tracing::subscriber::with_default(subscriber, || {
+        let envelope = Envelope::new("payment.requested", "o-1", serde_json::json!({}))
+            .with_header("traceparent", CALLER);
+        let span = delivery_span("payment", &envelope);
+        let _entered = span.enter();
+    });
+    otlp.shutdown().expect("the queued spans are sent");
+    let got = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the collector received the spans");
+    assert_eq!(got.request_line, "POST /v1/traces HTTP/1.1");
+    assert_eq!(got.content_type.as_deref(), Some("application/x-protobuf"));
+    let trace_id = TraceParent::parse(CALLER).unwrap().trace_id.to_be_bytes();
+    let has = |needle: &[u8]| got.body.windows(needle.len()).any(|w| w == needle);
+    assert!(has(&trace_id), "the saga's trace id is in the export");
+    assert!(has(b"order-service"), "the service's name is in the export");
+}
