@@ -1,5 +1,5 @@
-//! The OTLP exporter (feature `otlp`): it is configured from an endpoint without a collector
-//! (nothing listens there; nothing in the test depends on the network), and the spans it
+//! The OTLP exporter (feature `otlp`): what it sends reaches a collector (a loopback listener
+//! standing in for one), and, configured from an endpoint where nothing listens, the spans it
 //! exports follow the sagas' trace context: a delivery's span is a child of its envelope's
 //! `traceparent`, the order service's `place_order` span a child of the request's, and its own
 //! ids are what the saga's envelopes then carry. Spans of other targets are not exported.
