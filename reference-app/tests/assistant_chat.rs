@@ -348,15 +348,7 @@ async fn the_assistant_answers_forecasts_recommendations_and_anomalies() {
     assert!(!names.contains(&"Laptop Pro 14"), "bought already: {r}");
 
     // Anomalies: a payment slower than its deadline, refunded before it was seen completing.
-    let payment = app.system.url(Service::Payment);
-    let slowed = app
-        .client
-        .put(format!("{payment}/gateway/latency"))
-        .json(&json!({"latency_ms": 3000}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(slowed.status().as_u16(), 200);
+    app.set_gateway_latency(3000).await;
     let (code, o) = app.place(&order_body(mouse, 1, "94102"), None).await;
     assert_eq!(code, 201, "{o}");
     let stuck = o["id"].as_str().unwrap().to_owned();
@@ -412,27 +404,18 @@ async fn counts_and_revenue_cover_every_order_of_the_period() {
     assert_eq!(sum, n as u64, "{r}");
     assert!(r["text"].as_str().unwrap().contains(&n.to_string()), "{r}");
     // Revenue is the confirmed orders' totals, as the order service's own count says.
-    let order = app.system.url(Service::Order);
     let from = chrono::Utc::now()
         .date_naive()
         .and_hms_opt(0, 0, 0)
         .unwrap()
         .and_utc();
     let to = from + chrono::TimeDelta::days(1);
-    let url = format!(
-        "{order}/orders/stats?from={}&to={}",
+    let path = format!(
+        "/orders/stats?from={}&to={}",
         from.format("%Y-%m-%dT%H:%M:%SZ"),
         to.format("%Y-%m-%dT%H:%M:%SZ")
     );
-    let counted: Value = app
-        .client
-        .get(&url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let counted = app.get(Service::Order, &path).await;
     assert_eq!(counted["orders"], n, "{counted}");
     let price_cents = (mouse["price"].as_f64().unwrap() * 100.0).round() as i64;
     let confirmed = counted["succeeded"].as_i64().unwrap();

@@ -452,18 +452,7 @@ async fn a_payment_step_that_slows_down_is_flagged_as_drifting() {
     assert_eq!(before["flagged"], false, "{anomalies}");
 
     // The fault: the gateway slows down to 2.5 s per charge.
-    let payment = app.system.url(Service::Payment);
-    let slowed: Value = app
-        .client
-        .put(format!("{payment}/gateway/latency"))
-        .json(&json!({"latency_ms": 2500}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(slowed["latency_ms"], 2500, "{slowed}");
+    app.set_gateway_latency(2500).await;
     orders_through(&app, laptop, 5).await;
 
     // The detector flags the step, says what it saw, and the record reaches the AI service.

@@ -134,15 +134,7 @@ async fn the_requests_trace_reaches_the_last_event_of_the_saga() {
     }
 
     // 2. A payment slower than its deadline: sent again by the sweeper, then compensated.
-    let payment = app.system.url(Service::Payment);
-    let r = app
-        .client
-        .put(format!("{payment}/gateway/latency"))
-        .json(&json!({"latency_ms": 3000}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
+    app.set_gateway_latency(3000).await;
     let other = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
     let stuck = place_via_web(&app, laptop, &[("traceparent", other)]).await;
     let events = events_of(&app, &stuck, |t| {
@@ -169,14 +161,7 @@ async fn the_requests_trace_reaches_the_last_event_of_the_saga() {
     assert!(without.is_empty(), "{without:?}");
 
     // 3. No traceparent: the order starts its own trace, shared by its saga's events.
-    let r = app
-        .client
-        .put(format!("{payment}/gateway/latency"))
-        .json(&json!({"latency_ms": 1}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
+    app.set_gateway_latency(1).await;
     let fresh = place_via_web(&app, laptop, &[("traceparent", "not-a-traceparent")]).await;
     let events = events_of(&app, &fresh, |t| {
         t.iter().any(|t| t == "shipping.delivered")

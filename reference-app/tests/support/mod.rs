@@ -111,6 +111,23 @@ impl App {
         r.json().await.unwrap()
     }
 
+    /// Sets the simulated gateway's latency (`PUT /gateway/latency` on the payment service)
+    /// and returns its answer, asserting it was accepted with that latency.
+    pub async fn set_gateway_latency(&self, ms: u64) -> Value {
+        let url = format!("{}/gateway/latency", self.system.url(Service::Payment));
+        let r = self
+            .client
+            .put(&url)
+            .json(&serde_json::json!({ "latency_ms": ms }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "PUT {url}");
+        let answer: Value = r.json().await.unwrap();
+        assert_eq!(answer["latency_ms"], ms, "{answer}");
+        answer
+    }
+
     /// Sends `method` (no body) to `path` of `service`: the status, the media type and the
     /// JSON body (null if none).
     pub async fn call(
