@@ -2,14 +2,19 @@
 //! raw client doing the same work with the same settings, measured in the same run:
 //!
 //! * amqp: lapin, a durable topic exchange and a quorum queue, publisher confirms awaited per
-//!   batch of 100, one consumer with prefetch 256 decoding each envelope and acking it;
+//!   batch of 100, one consumer with prefetch 256 decoding each envelope and acking it; the raw
+//!   client's messages carry the same properties as the adapter's (persistent JSON,
+//!   `message_id`, `correlation_id`, `type`, `timestamp`, the aggregate id header);
 //! * nats: async-nats, a file stream and a durable pull consumer, batches of 100 published
 //!   pipelined (acks awaited after the batch), one consumer pulling up to 256 at a time,
 //!   decoding each envelope and acking it (acks are pipelined: no reply awaited).
 //!
 //! Run with `AMQP_URL=... NATS_URL=... cargo bench -p saga-brokers --features amqp,nats --bench
 //! amqp_nats`; `BENCH_N` sets the message count (default 20000, a multiple of 100), `BENCH_ONLY`
-//! (`amqp` or `nats`) runs one side. Results are recorded in docs/bench/brokers-amqp-nats.md.
+//! (`amqp` or `nats`) runs one side, `BENCH_ROUNDS` (default 3) how many times raw client and
+//! adapter run, alternating (raw first), each on fresh queues or streams. The ratio compares
+//! the medians of the rounds; each round's own ratio is printed too. Results are recorded in
+//! docs/bench/brokers-amqp-nats.md.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -158,10 +163,20 @@ async fn amqp_raw(url: &str, msgs: Arc<Vec<Envelope>>) -> Duration {
                 let mut confirms = Vec::with_capacity(chunk.len());
                 for e in chunk {
                     let body = e.to_json().expect("json");
+                    // What the adapter's message carries too.
+                    let mut headers = FieldTable::default();
+                    headers.insert(
+                        "x-saga-aggregate-id".into(),
+                        AMQPValue::LongString(LongString::from(e.aggregate_id.as_str())),
+                    );
                     let props = BasicProperties::default()
-                        .with_delivery_mode(2)
                         .with_content_type("application/json".into())
-                        .with_message_id(e.event_id.to_string().into());
+                        .with_delivery_mode(2)
+                        .with_message_id(e.event_id.to_string().into())
+                        .with_correlation_id(e.correlation_id.to_string().into())
+                        .with_headers(headers)
+                        .with_type(e.event_type.clone().into())
+                        .with_timestamp(e.timestamp.timestamp().unsigned_abs());
                     let confirm = ch
                         .basic_publish(
                             exchange.clone().into(),
@@ -307,10 +322,30 @@ fn rate(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
 
-fn report(name: &str, n: usize, adapter: Duration, raw: Duration) {
-    let (a, r) = (rate(n, adapter), rate(n, raw));
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len() % 2 == 0 {
+        (v[m - 1] + v[m]) / 2.0
+    } else {
+        v[m]
+    }
+}
+
+/// Rounds of (raw, adapter) durations: one table row with the medians and each round's ratio.
+fn report(name: &str, n: usize, rounds: &[(Duration, Duration)]) {
+    let raw: Vec<f64> = rounds.iter().map(|(r, _)| rate(n, *r)).collect();
+    let adapter: Vec<f64> = rounds.iter().map(|(_, a)| rate(n, *a)).collect();
+    let each = raw
+        .iter()
+        .zip(&adapter)
+        .map(|(r, a)| format!("{:.0}%", 100.0 * a / r))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let (a, r) = (median(adapter), median(raw));
     println!(
-        "| {name} | {n} | {a:.0} | {r:.0} | {:.0}% | {} |",
+        "| {name} | {n} x {} | {a:.0} | {r:.0} | {:.0}% | {each} | {} |",
+        rounds.len(),
         100.0 * a / r,
         uptime()
     );
@@ -321,6 +356,11 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1);
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -328,18 +368,24 @@ fn main() {
         .build()
         .expect("runtime");
     let msgs = Arc::new(envelopes(n));
-    println!("| adapter (vs raw client) | messages | adapter msg/s | raw msg/s | ratio | uptime |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "| adapter (vs raw client) | messages x rounds | adapter msg/s (median) | raw msg/s (median) | ratio | each round | uptime |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     runtime.block_on(async {
         if only.is_empty() || only == "amqp" {
             match std::env::var("AMQP_URL") {
                 Ok(url) => {
-                    // Raw first, then the adapter, then raw again: the better raw run is the
-                    // ceiling (a quorum queue's first run on a cold broker is slower).
-                    let raw1 = amqp_raw(&url, msgs.clone()).await;
-                    let adapter = amqp_adapter(&url, msgs.clone()).await;
-                    let raw2 = amqp_raw(&url, msgs.clone()).await;
-                    report("amqp (lapin, confirms)", n, adapter, raw1.min(raw2));
+                    // A warm-up round of the raw client first (a quorum queue's first run on
+                    // a cold broker is slower), not counted.
+                    amqp_raw(&url, msgs.clone()).await;
+                    let mut times = Vec::with_capacity(rounds);
+                    for _ in 0..rounds {
+                        let raw = amqp_raw(&url, msgs.clone()).await;
+                        let adapter = amqp_adapter(&url, msgs.clone()).await;
+                        times.push((raw, adapter));
+                    }
+                    report("amqp (lapin, confirms)", n, &times);
                 }
                 Err(_) => println!("SKIP amqp: AMQP_URL not set"),
             }
@@ -347,10 +393,14 @@ fn main() {
         if only.is_empty() || only == "nats" {
             match std::env::var("NATS_URL") {
                 Ok(url) => {
-                    let raw1 = nats_raw(&url, msgs.clone()).await;
-                    let adapter = nats_adapter(&url, msgs.clone()).await;
-                    let raw2 = nats_raw(&url, msgs.clone()).await;
-                    report("nats (async-nats JetStream)", n, adapter, raw1.min(raw2));
+                    nats_raw(&url, msgs.clone()).await;
+                    let mut times = Vec::with_capacity(rounds);
+                    for _ in 0..rounds {
+                        let raw = nats_raw(&url, msgs.clone()).await;
+                        let adapter = nats_adapter(&url, msgs.clone()).await;
+                        times.push((raw, adapter));
+                    }
+                    report("nats (async-nats JetStream)", n, &times);
                 }
                 Err(_) => println!("SKIP nats: NATS_URL not set"),
             }

@@ -18,7 +18,7 @@ use super::{convert, topology};
 /// What every delivery of one subscriber shares.
 pub(crate) struct Origin {
     pub(crate) inner: Arc<Inner>,
-    pub(crate) subscription: String,
+    pub(crate) subscription: Arc<str>,
     pub(crate) queue: String,
     pub(crate) ordered: bool,
     /// The subscriber's stream. Once it is gone its channel closes and RabbitMQ requeues
@@ -34,7 +34,8 @@ pub(crate) struct Origin {
 pub(crate) struct AmqpAcker {
     origin: Arc<Origin>,
     acker: Option<lapin::Acker>,
-    envelope: Envelope,
+    /// Shared with the [`Delivery`]: a retry or dead letter needs it, an ack does not.
+    envelope: Arc<Envelope>,
     attempt: u32,
 }
 
@@ -42,7 +43,7 @@ impl AmqpAcker {
     pub(crate) fn delivery(
         origin: Arc<Origin>,
         acker: lapin::Acker,
-        envelope: Envelope,
+        envelope: Arc<Envelope>,
         attempt: u32,
     ) -> Delivery {
         let name = origin.subscription.clone();
@@ -141,8 +142,8 @@ impl Acker for AmqpAcker {
     ) -> Result<()> {
         let acker = self.take()?;
         let letter = DeadLetter::new(
-            self.origin.subscription.clone(),
-            self.envelope.clone(),
+            self.origin.subscription.to_string(),
+            Envelope::clone(&self.envelope),
             reason,
             self.attempt,
             last_error,

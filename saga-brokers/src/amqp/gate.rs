@@ -59,7 +59,7 @@ pub(crate) fn as_discard_marker(props: &BasicProperties) -> Option<(String, Opti
 /// A message held back behind its key.
 struct Waiting {
     acker: lapin::Acker,
-    envelope: Envelope,
+    envelope: Arc<Envelope>,
     attempt: u32,
     origin: Arc<Origin>,
 }
@@ -139,7 +139,7 @@ impl Gate {
         let key = envelope.aggregate_id.clone();
         let waiting = Waiting {
             acker,
-            envelope,
+            envelope: Arc::new(envelope),
             attempt,
             origin,
         };

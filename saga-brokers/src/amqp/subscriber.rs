@@ -77,6 +77,7 @@ async fn run(
 ) {
     let mut ready = Some(ready);
     let mut failures = 0u32;
+    let name: Arc<str> = Arc::from(sub.name.as_str());
     loop {
         let attached = match attach(&inner, &sub).await {
             Ok(attached) => match &gate {
@@ -111,6 +112,16 @@ async fn run(
             let _ = ready.send(Ok(()));
         }
         failures = 0;
+        // What every delivery of this attachment shares, built once.
+        let origin = Arc::new(Origin {
+            inner: inner.clone(),
+            subscription: Arc::clone(&name),
+            queue,
+            ordered: sub.ordered,
+            stream: tx.downgrade(),
+            gate: gate.clone(),
+            generation,
+        });
         loop {
             let next = tokio::select! {
                 _ = tx.closed() => {
@@ -131,12 +142,7 @@ async fn run(
                     break;
                 }
             };
-            let at = At {
-                queue: &queue,
-                gate: gate.as_ref(),
-                generation,
-            };
-            if let Some(item) = handle(&inner, &sub, &at, delivery, &tx).await
+            if let Some(item) = handle(&inner, &sub, &origin, delivery).await
                 && tx.send(Ok(item)).await.is_err()
             {
                 let _ = ch.close(200, "subscriber gone".into()).await;
@@ -151,24 +157,16 @@ async fn run(
     }
 }
 
-/// Where a delivery came from.
-struct At<'a> {
-    queue: &'a str,
-    gate: Option<&'a Arc<Gate>>,
-    generation: u64,
-}
-
 /// Turns a lapin delivery into ours, or settles it here (undecodable, delivered too often, a
 /// discard marker), or keeps it behind its key (ordered).
 async fn handle(
     inner: &Arc<Inner>,
     sub: &Subscription,
-    at: &At<'_>,
+    origin: &Arc<Origin>,
     d: lapin::message::Delivery,
-    tx: &mpsc::Sender<Result<Delivery>>,
 ) -> Option<Delivery> {
     if let Some((key, event_id)) = gate::as_discard_marker(&d.properties) {
-        if let Some(gate) = at.gate {
+        if let Some(gate) = &origin.gate {
             gate.discarded(&key, event_id);
         }
         if let Err(e) = d.acker.ack(BasicAckOptions::default()).await {
@@ -197,24 +195,20 @@ async fn handle(
             "delivered {attempt} times without being settled (limit {})",
             inner.config().max_deliveries
         );
-        if let Some(gate) = at.gate {
+        if let Some(gate) = &origin.gate {
             gate.park_unadmitted(&envelope.aggregate_id, envelope.event_id);
         }
         dead_letter_here(inner, sub, envelope, reason, attempt, &d.acker).await;
         return None;
     }
-    let origin = Arc::new(Origin {
-        inner: inner.clone(),
-        subscription: sub.name.clone(),
-        queue: at.queue.to_owned(),
-        ordered: sub.ordered,
-        stream: tx.downgrade(),
-        gate: at.gate.cloned(),
-        generation: at.generation,
-    });
-    match at.gate {
-        Some(gate) => gate.admit(origin, d.acker, envelope, attempt),
-        None => Some(AmqpAcker::delivery(origin, d.acker, envelope, attempt)),
+    match &origin.gate {
+        Some(gate) => gate.admit(origin.clone(), d.acker, envelope, attempt),
+        None => Some(AmqpAcker::delivery(
+            origin.clone(),
+            d.acker,
+            Arc::new(envelope),
+            attempt,
+        )),
     }
 }
 
