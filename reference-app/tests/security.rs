@@ -440,8 +440,11 @@ async fn a_connection_whose_headers_trickle_in_is_closed() {
         .await;
         let took = started.elapsed();
         assert!(closed.is_ok(), "{service}: the connection was never closed");
+        // The server's clock starts when it accepts the connection, a little before ours
+        // (taken once `connect` returned), and timers round to the millisecond: CI saw
+        // 1.998 s for the 2 s limit. 100 ms of slack still tells the limit from no limit.
         assert!(
-            took >= Duration::from_secs(2) && took < Duration::from_secs(10),
+            took >= Duration::from_millis(1900) && took < Duration::from_secs(10),
             "{service}: closed after {took:?}"
         );
         // A request sent whole on a new connection is answered as before.

@@ -425,3 +425,58 @@ async fn a_store_closes_while_its_notifier_waits() {
         .await
         .unwrap_or_else(|_| panic!("the store did not close: its notifier held a connection"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_relay_vacuums_the_outbox_as_it_claims() {
+    let Some(url) = support::database_url("a_postgres_relay_vacuums_the_outbox_as_it_claims")
+    else {
+        return;
+    };
+    let (_clock, shared) = support::manual();
+    let (store, guard) = support::pg_store(&url, shared, 4).await;
+    let vacuums = || async {
+        let n: Option<i64> = sqlx::query_scalar(
+            "SELECT vacuum_count FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = 'outbox'",
+        )
+        .bind(&guard.schema)
+        .fetch_optional(store.read_pool())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        n.unwrap_or(0)
+    };
+    assert_eq!(vacuums().await, 0, "a fresh table was never vacuumed");
+    let recorder = Arc::new(Recorder::default());
+    let stop = CancellationToken::new();
+    let relay = Relay::new(
+        PgRelaySource::new(store.clone(), lease("a")).with_vacuum_every(50),
+        recorder.clone(),
+        config(),
+    );
+    let handle = relay.spawn(stop.clone());
+    let total = 200;
+    for n in 0..total {
+        let mut uow = store.begin().await.unwrap_or_else(|e| panic!("{e}"));
+        uow.publish(&[event(n % 7, n)])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        uow.commit().await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    recorder.wait_for(total).await;
+    // After its first claim, then after every 50 claimed rows (one at a time: a claim while a
+    // vacuum runs only counts), so at least twice for 200 rows.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while vacuums().await < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the relay vacuumed the outbox {} times for {total} claimed rows",
+            vacuums().await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.cancel();
+    handle
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_ordered_once(&recorder.seen(), total);
+}

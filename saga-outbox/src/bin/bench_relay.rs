@@ -2,7 +2,8 @@
 //!
 //! `cargo run --release -p saga-outbox --features bench --bin bench_relay -- [events] [latency events]`
 //! (Postgres parts need `DATABASE_URL`; each run uses a fresh schema and drops it;
-//! `BENCH_ONLY=sqlite` or `postgres` runs one database.)
+//! `BENCH_ONLY=sqlite` or `postgres` runs one database; `BENCH_NOTIFY_GAP_MS` sets the Postgres
+//! store's least time between two `NOTIFY`s, default the store's 1 ms.)
 //!
 //! Per database: the plain `BEGIN/INSERT/COMMIT` rate, the producing rate (business row +
 //! outbox row through a unit of work) and its ceiling for the same work (the same two rows
@@ -343,9 +344,18 @@ async fn sqlite(
 async fn postgres(url: &str, n: usize, lat_n: usize) -> Result<(), Box<dyn std::error::Error>> {
     let schema = format!("bench_{}", uuid::Uuid::now_v7().simple());
     let store = PgStore::connect(
-        PgOptions::new(url)
-            .with_schema(&schema)
-            .with_max_connections(PRODUCERS as u32 + 4),
+        {
+            let options = PgOptions::new(url)
+                .with_schema(&schema)
+                .with_max_connections(PRODUCERS as u32 + 4);
+            match std::env::var("BENCH_NOTIFY_GAP_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+            {
+                Some(ms) => options.with_notify_gap(Duration::from_millis(ms)),
+                None => options,
+            }
+        },
     )
     .await?;
     let w = store.write_pool().clone();

@@ -14,8 +14,19 @@
 //! still publishing a row, skipping that row would let the new owner publish a later row of
 //! the same aggregate first. Waiting keeps the order; with live leases nobody else touches
 //! the partition, so in the normal case nothing waits.
+//!
+//! Every claimed row leaves a dead tuple in the outbox table and its `seq` index, and the
+//! claim scans the index from its low end, stepping over all of them until a `VACUUM`
+//! removes them. Autovacuum looks at a table once a minute at most; at a few thousand events
+//! a second that is enough dead rows to slow every claim (measured: commit-to-publish p99
+//! 30-50 ms after 20,000 events instead of 3 ms; decision 0018). So the source vacuums the
+//! outbox itself, in the background, after every [`vacuum_every`](PgRelaySource::with_vacuum_every)
+//! claimed rows: `VACUUM (SKIP_LOCKED)` of a table that holds only pending rows is quick and
+//! does not block producers or claims. It also vacuums after its first claim, for what an
+//! earlier relay left behind.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -39,7 +50,18 @@ pub struct PgRelaySource {
     claim_delete: SqlStr,
     claim_mark: SqlStr,
     listener: JoinHandle<()>,
+    sweeper: Arc<Sweeper>,
 }
+
+/// The source's own `VACUUM` of the outbox table, run after every `every` claimed rows.
+struct Sweeper {
+    vacuum: SqlStr,
+    /// 0: never (autovacuum alone).
+    every: AtomicU64,
+    claimed: AtomicU64,
+    running: AtomicBool,
+}
+
 
 impl std::fmt::Debug for PgRelaySource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -50,6 +72,9 @@ impl std::fmt::Debug for PgRelaySource {
 }
 
 impl PgRelaySource {
+    /// Claimed rows between two vacuums of the outbox by this source, unless set otherwise.
+    pub const DEFAULT_VACUUM_EVERY: u64 = 5_000;
+
     /// A relay source on `store` holding leases as `lease` says; starts a `LISTEN` task that
     /// wakes the relay on every commit that appended (in any process).
     pub fn new(store: PgStore, lease: LeaseConfig) -> Self {
@@ -73,13 +98,61 @@ impl PgRelaySource {
              SELECT seq, envelope, created_at FROM claimed"
         ));
         let listener = tokio::spawn(listen(store.clone()));
+        let sweeper = Arc::new(Sweeper {
+            vacuum: render("VACUUM (SKIP_LOCKED) {outbox}"),
+            every: AtomicU64::new(Self::DEFAULT_VACUUM_EVERY),
+            // The first claim vacuums too: the table may hold what a relay before this one
+            // (or a bulk delete) left behind.
+            claimed: AtomicU64::new(u64::MAX),
+            running: AtomicBool::new(false),
+        });
         Self {
             store,
             leases,
             claim_delete,
             claim_mark,
             listener,
+            sweeper,
         }
+    }
+
+    /// Vacuums the outbox table after the first claim and then after every `rows` rows this
+    /// source claimed (default
+    /// [`DEFAULT_VACUUM_EVERY`](Self::DEFAULT_VACUUM_EVERY)); 0 leaves it to autovacuum. Needs the database user to own
+    /// the table (it does when it ran the migrations); if the `VACUUM` is refused, the source
+    /// logs why once and stops trying.
+    #[must_use]
+    pub fn with_vacuum_every(self, rows: u64) -> Self {
+        self.sweeper.every.store(rows, Ordering::Relaxed);
+        self
+    }
+
+    /// Counts claimed rows; past the threshold, starts a background `VACUUM` unless one runs.
+    fn claimed(&self, rows: usize) {
+        let sweeper = &self.sweeper;
+        let every = sweeper.every.load(Ordering::Relaxed);
+        if every == 0 {
+            return;
+        }
+        let rows = u64::try_from(rows).unwrap_or(u64::MAX);
+        let total = sweeper
+            .claimed
+            .fetch_add(rows, Ordering::Relaxed)
+            .saturating_add(rows);
+        if total < every || sweeper.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        sweeper.claimed.store(0, Ordering::Relaxed);
+        let (sweeper, pool) = (self.sweeper.clone(), self.store.write_pool().clone());
+        tokio::spawn(async move {
+            if let Err(e) = sqlx::raw_sql(sweeper.vacuum.clone()).execute(&pool).await {
+                if !pool.is_closed() {
+                    tracing::warn!(error = %e, "outbox VACUUM failed; the relay leaves the table to autovacuum from now on");
+                    sweeper.every.store(0, Ordering::Relaxed);
+                }
+            }
+            sweeper.running.store(false, Ordering::Release);
+        });
     }
 
     /// The leases this source holds.
@@ -169,6 +242,7 @@ impl RelaySource for PgRelaySource {
         let envelopes: Vec<_> = records.into_iter().map(|r| r.envelope).collect();
         publisher.publish(&envelopes).await?;
         tx.commit().await.map_err(db_err)?;
+        self.claimed(envelopes.len());
         Ok(Batch {
             published: envelopes.len(),
             oldest,

@@ -140,16 +140,21 @@ impl SqlStore<Postgres> {
 /// of the database. Sent afterwards from here, one at a time, commits keep flushing in
 /// groups; requests arriving while one is in flight or within `gap` after it coalesce into
 /// the next. The notification is a hint: a relay that misses it (process killed between
-/// commit and notify) still finds the rows at its fallback poll.
+/// commit and notify, server crash before the notifying commit reached the disk) still
+/// finds the rows at its fallback poll. So the notifier's connection commits with
+/// `synchronous_commit = off`: its transactions (each `NOTIFY` is one, with a commit
+/// record) do not wait for a WAL flush of their own. That setting must not reach a
+/// producer, so the connection is detached from the pool: one connection beyond
+/// `max_connections`, closed when the pool closes.
 async fn notifier(
     pool: sqlx::PgPool,
     channel: String,
     gap: Duration,
     mut requests: tokio::sync::mpsc::Receiver<()>,
 ) {
-    // A connection of its own, kept between notifications (taken again after an error) and
-    // given back as soon as the pool closes, which waits for every connection.
-    let mut conn: Option<sqlx::pool::PoolConnection<Postgres>> = None;
+    use sqlx::Connection as _;
+    // Kept between notifications, opened again after an error.
+    let mut conn: Option<PgConnection> = None;
     let closing = pool.close_event();
     tokio::pin!(closing);
     loop {
@@ -158,16 +163,25 @@ async fn notifier(
             _ = &mut closing => None,
         };
         if request.is_none() || pool.is_closed() {
+            if let Some(c) = conn.take() {
+                let _ = c.close().await;
+            }
             return;
         }
         let sent = async {
             let c = match conn.as_mut() {
                 Some(c) => c,
-                None => conn.insert(pool.acquire().await?),
+                None => {
+                    let mut c = pool.acquire().await?.detach();
+                    sqlx::raw_sql("SET synchronous_commit = off")
+                        .execute(&mut c)
+                        .await?;
+                    conn.insert(c)
+                }
             };
             sqlx::query("SELECT pg_notify($1, '')")
                 .bind(channel.as_str())
-                .execute(&mut **c)
+                .execute(&mut *c)
                 .await
         }
         .await;
@@ -179,7 +193,12 @@ async fn notifier(
             // Commits meanwhile leave one request in the channel: one NOTIFY covers them.
             tokio::select! {
                 _ = tokio::time::sleep(gap) => {}
-                _ = &mut closing => return,
+                _ = &mut closing => {
+                    if let Some(c) = conn.take() {
+                        let _ = c.close().await;
+                    }
+                    return;
+                }
             }
         }
     }
