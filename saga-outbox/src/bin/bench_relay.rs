@@ -343,20 +343,18 @@ async fn sqlite(
 
 async fn postgres(url: &str, n: usize, lat_n: usize) -> Result<(), Box<dyn std::error::Error>> {
     let schema = format!("bench_{}", uuid::Uuid::now_v7().simple());
-    let store = PgStore::connect(
+    let store = PgStore::connect({
+        let options = PgOptions::new(url)
+            .with_schema(&schema)
+            .with_max_connections(PRODUCERS as u32 + 4);
+        match std::env::var("BENCH_NOTIFY_GAP_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
         {
-            let options = PgOptions::new(url)
-                .with_schema(&schema)
-                .with_max_connections(PRODUCERS as u32 + 4);
-            match std::env::var("BENCH_NOTIFY_GAP_MS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-            {
-                Some(ms) => options.with_notify_gap(Duration::from_millis(ms)),
-                None => options,
-            }
-        },
-    )
+            Some(ms) => options.with_notify_gap(Duration::from_millis(ms)),
+            None => options,
+        }
+    })
     .await?;
     let w = store.write_pool().clone();
     let plain_t = format!("\"{schema}\".plain");

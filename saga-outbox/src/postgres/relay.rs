@@ -62,7 +62,6 @@ struct Sweeper {
     running: AtomicBool,
 }
 
-
 impl std::fmt::Debug for PgRelaySource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgRelaySource")
