@@ -144,11 +144,11 @@ impl PgRelaySource {
         sweeper.claimed.store(0, Ordering::Relaxed);
         let (sweeper, pool) = (self.sweeper.clone(), self.store.write_pool().clone());
         tokio::spawn(async move {
-            if let Err(e) = sqlx::raw_sql(sweeper.vacuum.clone()).execute(&pool).await {
-                if !pool.is_closed() {
-                    tracing::warn!(error = %e, "outbox VACUUM failed; the relay leaves the table to autovacuum from now on");
-                    sweeper.every.store(0, Ordering::Relaxed);
-                }
+            if let Err(e) = sqlx::raw_sql(sweeper.vacuum.clone()).execute(&pool).await
+                && !pool.is_closed()
+            {
+                tracing::warn!(error = %e, "outbox VACUUM failed; the relay leaves the table to autovacuum from now on");
+                sweeper.every.store(0, Ordering::Relaxed);
             }
             sweeper.running.store(false, Ordering::Release);
         });
