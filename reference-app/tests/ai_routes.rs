@@ -220,24 +220,32 @@ async fn model_routes_answer_from_what_the_service_saw() {
 
     // Recommendations: what others bought, never what the customer has; strangers get the
     // popular products. (The model refits once the service has recorded the orders' ends.)
+    // Both sides are read models that fill as the orders' ends arrive: wait until the
+    // recommendations and the customer's own purchases are complete (CI once read them
+    // while the last of Ann's three orders was still on its way).
     let others: BTreeSet<String> = [id(&hub), id(&headphones)].into();
+    let bought: BTreeSet<String> = [&laptop, &mouse, &keyboard].iter().map(|p| id(p)).collect();
+    let excluded = |r: &serde_json::Value| -> BTreeSet<String> {
+        r["excluded_purchased"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
     let r = app
         .eventually(Service::Ai, &format!("/recommendations/{ANN}"), |r| {
             ids(&r["items"], "product_id")
                 .into_iter()
                 .collect::<BTreeSet<_>>()
                 == others
+                && excluded(r) == bought
         })
         .await;
     assert_eq!(r["strategy"], "personalized", "{r}");
-    let bought: BTreeSet<String> = [&laptop, &mouse, &keyboard].iter().map(|p| id(p)).collect();
-    let excluded: BTreeSet<String> = r["excluded_purchased"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(excluded, bought);
+    assert_eq!(excluded(&r), bought);
     // Everything bought by anyone (failed and cancelled orders left out) but Ann's own, the
     // hub first: Bob bought it with the laptop Ann has.
     let recommended = ids(&r["items"], "product_id");
