@@ -19,7 +19,7 @@
 //! claim scans the index from its low end, stepping over all of them until a `VACUUM`
 //! removes them. Autovacuum looks at a table once a minute at most; at a few thousand events
 //! a second that is enough dead rows to slow every claim (measured: commit-to-publish p99
-//! 30-50 ms after 20,000 events instead of 3 ms; decision 0018). So the source vacuums the
+//! 20-50 ms after 20,000 events instead of 3 ms; decision 0018). So the source vacuums the
 //! outbox itself, in the background, after every [`vacuum_every`](PgRelaySource::with_vacuum_every)
 //! claimed rows: `VACUUM (SKIP_LOCKED)` of a table that holds only pending rows is quick and
 //! does not block producers or claims. It also vacuums after its first claim, for what an
@@ -116,10 +116,11 @@ impl PgRelaySource {
     }
 
     /// Vacuums the outbox table after the first claim and then after every `rows` rows this
-    /// source claimed (default
-    /// [`DEFAULT_VACUUM_EVERY`](Self::DEFAULT_VACUUM_EVERY)); 0 leaves it to autovacuum. Needs the database user to own
-    /// the table (it does when it ran the migrations); if the `VACUUM` is refused, the source
-    /// logs why once and stops trying.
+    /// source claimed (default [`DEFAULT_VACUUM_EVERY`](Self::DEFAULT_VACUUM_EVERY)); 0
+    /// leaves it to autovacuum. Needs the database user to own the table (it does when it ran
+    /// the migrations); if the server refuses for lack of privilege, the source logs it once
+    /// and stops trying. Other failures (a lost connection) are logged and tried again at the
+    /// next threshold.
     #[must_use]
     pub fn with_vacuum_every(self, rows: u64) -> Self {
         self.sweeper.every.store(rows, Ordering::Relaxed);
@@ -144,11 +145,14 @@ impl PgRelaySource {
         sweeper.claimed.store(0, Ordering::Relaxed);
         let (sweeper, pool) = (self.sweeper.clone(), self.store.write_pool().clone());
         tokio::spawn(async move {
-            if let Err(e) = sqlx::raw_sql(sweeper.vacuum.clone()).execute(&pool).await
-                && !pool.is_closed()
-            {
-                tracing::warn!(error = %e, "outbox VACUUM failed; the relay leaves the table to autovacuum from now on");
-                sweeper.every.store(0, Ordering::Relaxed);
+            match sqlx::raw_sql(sweeper.vacuum.clone()).execute(&pool).await {
+                Ok(_) => {}
+                Err(_) if pool.is_closed() => {}
+                Err(e) if is_insufficient_privilege(&e) => {
+                    tracing::warn!(error = %e, "outbox VACUUM refused; the relay leaves the table to autovacuum from now on");
+                    sweeper.every.store(0, Ordering::Relaxed);
+                }
+                Err(e) => tracing::warn!(error = %e, "outbox VACUUM failed; trying again later"),
             }
             sweeper.running.store(false, Ordering::Release);
         });
@@ -164,6 +168,13 @@ impl Drop for PgRelaySource {
     fn drop(&mut self) {
         self.listener.abort();
     }
+}
+
+/// SQLSTATE 42501: the user may not vacuum the table (it does not own it).
+fn is_insufficient_privilege(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|code| code == "42501")
 }
 
 /// Forwards notifications on the store's channel to its commit signal; reconnects after a

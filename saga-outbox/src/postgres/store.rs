@@ -163,10 +163,7 @@ async fn notifier(
             _ = &mut closing => None,
         };
         if request.is_none() || pool.is_closed() {
-            if let Some(c) = conn.take() {
-                let _ = c.close().await;
-            }
-            return;
+            break;
         }
         let sent = async {
             let c = match conn.as_mut() {
@@ -193,14 +190,12 @@ async fn notifier(
             // Commits meanwhile leave one request in the channel: one NOTIFY covers them.
             tokio::select! {
                 _ = tokio::time::sleep(gap) => {}
-                _ = &mut closing => {
-                    if let Some(c) = conn.take() {
-                        let _ = c.close().await;
-                    }
-                    return;
-                }
+                _ = &mut closing => break,
             }
         }
+    }
+    if let Some(c) = conn {
+        let _ = c.close().await;
     }
 }
 
