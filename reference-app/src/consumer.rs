@@ -7,11 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use saga_ai::healing::{
     ActionKind, Failure, FailureClass, HealingAction, PoisonClassifier, PolicyName,
 };
-use saga_core::broker::{Settled, Subscriber, Subscription};
+use saga_core::broker::{Delivery, Settled, Subscriber, Subscription};
 use saga_core::{Envelope, HandlerError, RetryPolicy};
 
 use crate::healing::{HealingOutcome, HealingRecord};
@@ -22,10 +22,32 @@ use tracing::Instrument;
 
 /// Handles one message. Handlers mark the inbox in their own unit of work, so a repeat of a
 /// message they already handled returns `Ok` without effect.
+///
+/// A handler of an unordered subscription may also take several messages at once
+/// ([`Handler::batch_limit`], [`Handler::handle_batch`]): the consumer then hands it the
+/// deliveries that are already waiting (never waiting for more), and the handler commits
+/// them in one unit of work, one commit instead of one per message.
 #[async_trait]
 pub trait Handler: Send + Sync + 'static {
     /// Handles the message; an error is retried or dead-lettered by the policy.
     async fn handle(&self, envelope: &Envelope) -> Result<(), HandlerError>;
+
+    /// Most messages one [`Handler::handle_batch`] takes; 1 (the default) hands every message
+    /// to [`Handler::handle`] alone.
+    fn batch_limit(&self) -> usize {
+        1
+    }
+
+    /// Handles `envelopes` in one unit of work: all of them take effect, or (on an error)
+    /// none does. After an error the consumer hands each of them to [`Handler::handle`]
+    /// alone, so that one bad message is retried or dead-lettered by itself and the others
+    /// are not held back by it. The default handles them one by one.
+    async fn handle_batch(&self, envelopes: &[Arc<Envelope>]) -> Result<(), HandlerError> {
+        for envelope in envelopes {
+            self.handle(envelope).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Called after each delivery is settled: subscription, event type, how it was settled.
@@ -284,8 +306,22 @@ impl Consumer {
         handler: Arc<dyn Handler>,
         shutdown: CancellationToken,
     ) {
-        let name = self.subscription.name.clone();
-        let permits = Arc::new(Semaphore::new(self.concurrency.max(1)));
+        let name: Arc<str> = self.subscription.name.as_str().into();
+        // Batches only where order does not matter (an ordered subscription hands out one
+        // message per key at a time anyway), at most a prefetch of them; a batching consumer
+        // holds up to its prefetch of deliveries, one-by-one consumers `concurrency`.
+        let prefetch = usize::from(self.subscription.prefetch).max(1);
+        let batch_limit = if self.subscription.ordered {
+            1
+        } else {
+            handler.batch_limit().clamp(1, prefetch)
+        };
+        let held = if batch_limit > 1 {
+            self.concurrency.max(prefetch)
+        } else {
+            self.concurrency.max(1)
+        };
+        let permits = Arc::new(Semaphore::new(held));
         let mut in_flight = JoinSet::new();
         let mut failures = 0u32;
         let mut first_subscription = true;
@@ -331,49 +367,56 @@ impl Consumer {
                 while in_flight.try_join_next().is_some() {}
                 match next {
                     Some(Ok(delivery)) => {
-                        let handler = handler.clone();
-                        let policy = self.policy.clone();
-                        let hook = self.on_settled.clone();
-                        let poison = self.poison.clone();
-                        let name = name.clone();
-                        in_flight.spawn(async move {
-                            let envelope = delivery.envelope.clone();
-                            let span = crate::trace_context::delivery_span(&name, &envelope);
-                            let mut outcome = handler.handle(&envelope).instrument(span).await;
-                            if let Err(e) = &outcome {
-                                tracing::warn!(subscription = %name, event_type = %envelope.event_type,
-                                    event_id = %envelope.event_id, attempt = delivery.attempt, error = %e,
-                                    "handler failed");
-                            }
-                            let mut poisoned = None;
-                            if let Some(watch) = &poison {
-                                outcome = match outcome {
-                                    Ok(()) => {
-                                        watch.handled(&envelope.event_id);
-                                        Ok(())
-                                    }
-                                    Err(e) => {
-                                        let (e, id) = watch.judge(&name, &envelope, delivery.attempt, e);
-                                        poisoned = id;
-                                        Err(e)
-                                    }
+                        let mut batch = vec![delivery];
+                        let mut permits_held = vec![permit];
+                        let mut ended = false;
+                        if batch_limit > 1 {
+                            // Take what is already waiting (never wait for more), while
+                            // permits last: a stream's `next` may be dropped unfinished.
+                            while batch.len() < batch_limit {
+                                let Ok(more) = permits.clone().try_acquire_owned() else {
+                                    break;
                                 };
-                            }
-                            let settled = delivery.settle(outcome, &policy).await;
-                            if let (Some(watch), Some(id)) = (&poison, poisoned) {
-                                watch.settled(id, &name, &settled);
-                            }
-                            match settled {
-                                Ok(settled) => {
-                                    if let Some(hook) = hook {
-                                        hook(&name, &envelope.event_type, &settled);
+                                match stream.next().now_or_never() {
+                                    Some(Some(Ok(d))) => {
+                                        batch.push(d);
+                                        permits_held.push(more);
                                     }
+                                    Some(Some(Err(e))) => {
+                                        tracing::warn!(subscription = %name, error = %e, "delivery stream error");
+                                    }
+                                    Some(None) => {
+                                        ended = true;
+                                        break;
+                                    }
+                                    None => break,
                                 }
-                                Err(e) => tracing::warn!(subscription = %name, error = %e,
-                                    "settling a delivery failed; it will be delivered again"),
                             }
-                            drop(permit);
+                        }
+                        let work = Work {
+                            name: name.clone(),
+                            handler: handler.clone(),
+                            policy: self.policy.clone(),
+                            hook: self.on_settled.clone(),
+                            poison: self.poison.clone(),
+                        };
+                        in_flight.spawn(async move {
+                            if batch.len() == 1 {
+                                if let Some(delivery) = batch.pop() {
+                                    work.one(delivery).await;
+                                }
+                            } else {
+                                work.batch(batch).await;
+                            }
+                            drop(permits_held);
                         });
+                        if ended {
+                            tracing::warn!(subscription = %name, "delivery stream ended; resubscribing");
+                            tokio::select! {
+                                _ = shutdown.cancelled() => break 'outer,
+                                _ = tokio::time::sleep(Duration::from_millis(200)) => continue 'outer,
+                            }
+                        }
                     }
                     Some(Err(e)) => {
                         tracing::warn!(subscription = %name, error = %e, "delivery stream error");
@@ -394,6 +437,257 @@ impl Consumer {
     }
 }
 
+/// What a spawned task needs to handle deliveries and settle them.
+struct Work {
+    name: Arc<str>,
+    handler: Arc<dyn Handler>,
+    policy: RetryPolicy,
+    hook: Option<SettledHook>,
+    poison: Option<Arc<PoisonWatch>>,
+}
+
+impl Work {
+    /// Handles one delivery and settles it by its outcome.
+    async fn one(&self, delivery: Delivery) {
+        let envelope = delivery.envelope.clone();
+        let span = crate::trace_context::delivery_span(&self.name, &envelope);
+        let outcome = self.handler.handle(&envelope).instrument(span).await;
+        if let Err(e) = &outcome {
+            tracing::warn!(subscription = %self.name, event_type = %envelope.event_type,
+                event_id = %envelope.event_id, attempt = delivery.attempt, error = %e,
+                "handler failed");
+        }
+        self.settle(delivery, outcome).await;
+    }
+
+    /// Handles deliveries in one unit of work and acks them all; if that fails, handles
+    /// each alone.
+    async fn batch(&self, deliveries: Vec<Delivery>) {
+        let envelopes: Vec<Arc<Envelope>> = deliveries.iter().map(|d| d.envelope.clone()).collect();
+        let span = crate::trace_context::batch_span(&self.name, &envelopes);
+        match self.handler.handle_batch(&envelopes).instrument(span).await {
+            Ok(()) => {
+                // Settled together, so that a broker that group-commits acks writes them in
+                // one commit.
+                futures_util::future::join_all(
+                    deliveries.into_iter().map(|d| self.settle(d, Ok(()))),
+                )
+                .await;
+            }
+            Err(e) => {
+                tracing::debug!(subscription = %self.name, messages = deliveries.len(), error = %e,
+                    "batch failed; handling its messages one by one");
+                futures_util::future::join_all(deliveries.into_iter().map(|d| self.one(d))).await;
+            }
+        }
+    }
+
+    /// Settles a delivery by the handler's outcome (through the poison watch, when on), and
+    /// tells the observer.
+    async fn settle(&self, delivery: Delivery, mut outcome: Result<(), HandlerError>) {
+        let envelope = delivery.envelope.clone();
+        let mut poisoned = None;
+        if let Some(watch) = &self.poison {
+            outcome = match outcome {
+                Ok(()) => {
+                    watch.handled(&envelope.event_id);
+                    Ok(())
+                }
+                Err(e) => {
+                    let (e, id) = watch.judge(&self.name, &envelope, delivery.attempt, e);
+                    poisoned = id;
+                    Err(e)
+                }
+            };
+        }
+        let settled = delivery.settle(outcome, &self.policy).await;
+        if let (Some(watch), Some(id)) = (&self.poison, poisoned) {
+            watch.settled(id, &self.name, &settled);
+        }
+        match settled {
+            Ok(settled) => {
+                if let Some(hook) = &self.hook {
+                    hook(&self.name, &envelope.event_type, &settled);
+                }
+            }
+            Err(e) => tracing::warn!(subscription = %self.name, error = %e,
+                "settling a delivery failed; it will be delivered again"),
+        }
+    }
+}
+
 fn backoff(failures: u32) -> Duration {
     Duration::from_millis(100u64.saturating_mul(1 << failures.min(6)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use saga_core::broker::Publisher;
+    use saga_core::clock::SystemClock;
+    use saga_core::dead_letter::DeadLetterFilter;
+    use saga_core::memory::{MemoryBroker, MemoryDeadLetterStore};
+
+    /// Records what it handled and how: batch sizes, and single calls. A message whose
+    /// payload says `"bad": true` fails, alone or in a batch (which then fails as a whole).
+    #[derive(Default)]
+    struct Recorder {
+        limit: usize,
+        handled: Mutex<Vec<String>>,
+        batches: Mutex<Vec<usize>>,
+        singles: Mutex<usize>,
+    }
+
+    fn bad(envelope: &Envelope) -> bool {
+        envelope.payload.get("bad").and_then(|v| v.as_bool()) == Some(true)
+    }
+
+    #[async_trait]
+    impl Handler for Recorder {
+        async fn handle(&self, envelope: &Envelope) -> Result<(), HandlerError> {
+            *self.singles.lock().unwrap() += 1;
+            if bad(envelope) {
+                return Err(HandlerError::permanent("bad message"));
+            }
+            self.handled
+                .lock()
+                .unwrap()
+                .push(envelope.aggregate_id.clone());
+            Ok(())
+        }
+
+        fn batch_limit(&self) -> usize {
+            self.limit
+        }
+
+        async fn handle_batch(&self, envelopes: &[Arc<Envelope>]) -> Result<(), HandlerError> {
+            self.batches.lock().unwrap().push(envelopes.len());
+            if envelopes.iter().any(|e| bad(e)) {
+                return Err(HandlerError::transient("the batch holds a bad message"));
+            }
+            let mut handled = self.handled.lock().unwrap();
+            handled.extend(envelopes.iter().map(|e| e.aggregate_id.clone()));
+            Ok(())
+        }
+    }
+
+    /// Runs a consumer of `subscription` with `handler` until `expected` messages were
+    /// settled (acked or dead-lettered), after publishing `messages` at once.
+    async fn run(
+        subscription: Subscription,
+        handler: Arc<Recorder>,
+        messages: Vec<Envelope>,
+        expected: usize,
+    ) -> Arc<MemoryBroker> {
+        let dead = Arc::new(MemoryDeadLetterStore::default());
+        let broker = Arc::new(MemoryBroker::new(dead, Arc::new(SystemClock)));
+        let ready = Ready::new();
+        ready.expect();
+        let settled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = settled.clone();
+        let hook: SettledHook = Arc::new(move |_, _, s| {
+            if !matches!(s, Settled::Retried(_)) {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        let shutdown = CancellationToken::new();
+        let task = Consumer::new(subscription)
+            .signals(&ready)
+            .observed(Some(hook))
+            .spawn(broker.clone(), handler, shutdown.clone());
+        assert!(ready.wait_all(Duration::from_secs(5)).await);
+        broker.publish(&messages).await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while settled.load(std::sync::atomic::Ordering::SeqCst) < expected {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {} of {expected} settled",
+                settled.load(std::sync::atomic::Ordering::SeqCst)
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        shutdown.cancel();
+        task.await.unwrap();
+        broker
+    }
+
+    fn messages(n: usize) -> Vec<Envelope> {
+        (0..n)
+            .map(|i| Envelope::new("thing.happened", format!("k-{i}"), serde_json::json!({})))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn waiting_messages_reach_a_batching_handler_together_each_once() {
+        let handler = Arc::new(Recorder {
+            limit: 16,
+            ..Recorder::default()
+        });
+        let sub = Subscription::new("batched", ["thing.*"]).with_prefetch(32);
+        run(sub, handler.clone(), messages(40), 40).await;
+        let mut handled = handler.handled.lock().unwrap().clone();
+        handled.sort();
+        let mut want: Vec<String> = (0..40).map(|i| format!("k-{i}")).collect();
+        want.sort();
+        assert_eq!(handled, want, "every message handled exactly once");
+        let batches = handler.batches.lock().unwrap().clone();
+        assert_eq!(*handler.singles.lock().unwrap(), 0);
+        assert_eq!(batches.iter().sum::<usize>(), 40);
+        assert!(
+            batches.iter().all(|&n| (2..=16).contains(&n)),
+            "{batches:?}"
+        );
+        assert!(
+            batches.len() < 40,
+            "waiting messages share a batch: {batches:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn ordered_subscriptions_and_plain_handlers_get_one_message_at_a_time() {
+        for (limit, ordered) in [(1, false), (16, true)] {
+            let handler = Arc::new(Recorder {
+                limit,
+                ..Recorder::default()
+            });
+            let mut sub = Subscription::new("one-by-one", ["thing.*"]);
+            if ordered {
+                sub = sub.ordered();
+            }
+            run(sub, handler.clone(), messages(20), 20).await;
+            assert_eq!(handler.handled.lock().unwrap().len(), 20);
+            assert_eq!(
+                *handler.singles.lock().unwrap(),
+                20,
+                "limit {limit}, ordered {ordered}"
+            );
+            assert!(handler.batches.lock().unwrap().is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_is_handled_one_by_one_so_only_the_bad_message_fails() {
+        let handler = Arc::new(Recorder {
+            limit: 32,
+            ..Recorder::default()
+        });
+        let mut batch = messages(12);
+        batch[5] = Envelope::new("thing.happened", "k-bad", serde_json::json!({"bad": true}));
+        let sub = Subscription::new("batched", ["thing.*"]).with_prefetch(32);
+        let broker = run(sub, handler.clone(), batch, 12).await;
+        let handled = handler.handled.lock().unwrap().clone();
+        assert_eq!(handled.len(), 11, "{handled:?}");
+        assert!(!handled.contains(&"k-bad".to_owned()));
+        let letters = broker
+            .dead_letters()
+            .list(&DeadLetterFilter::default())
+            .await
+            .unwrap();
+        assert_eq!(letters.len(), 1);
+        assert_eq!(letters[0].envelope.aggregate_id, "k-bad");
+        assert!(
+            *handler.singles.lock().unwrap() >= 2,
+            "the failed batch's messages were handled alone"
+        );
+    }
 }

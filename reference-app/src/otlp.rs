@@ -101,6 +101,18 @@ pub fn set_parent(span: &tracing::Span, parent: &TraceParent) {
     }
 }
 
+/// Links `span` to the remote span `linked` (a span that handles several traces' messages
+/// at once follows from each of them).
+pub fn add_link(span: &tracing::Span, linked: &TraceParent) {
+    span.add_link(SpanContext::new(
+        TraceId::from(linked.trace_id),
+        SpanId::from(linked.parent_id),
+        TraceFlags::new(linked.flags),
+        true,
+        TraceState::default(),
+    ));
+}
+
 /// The `traceparent` of `span` as exported (its own span id), if it is exported.
 pub fn exported(span: &tracing::Span) -> Option<TraceParent> {
     let cx = span.context();

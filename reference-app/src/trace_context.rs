@@ -205,6 +205,27 @@ pub fn delivery_span(subscription: &str, envelope: &Envelope) -> tracing::Span {
     span
 }
 
+/// The span a consumer handles a batch of `envelopes` in (target [`SPAN_TARGET`]): one span
+/// for their one unit of work, which, with the OTLP exporter, follows from each envelope's
+/// trace context (a span has one parent; the batch is linked to every message's trace).
+pub fn batch_span(subscription: &str, envelopes: &[std::sync::Arc<Envelope>]) -> tracing::Span {
+    let span = tracing::info_span!(
+        target: SPAN_TARGET,
+        "handle_batch",
+        subscription,
+        messages = envelopes.len(),
+    );
+    #[cfg(feature = "otlp")]
+    if !span.is_disabled() {
+        for envelope in envelopes {
+            if let Some(ctx) = TraceContext::of(envelope) {
+                crate::otlp::add_link(&span, &ctx.parent);
+            }
+        }
+    }
+    span
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

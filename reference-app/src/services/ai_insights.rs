@@ -93,9 +93,10 @@ pub fn saga_event_statement(db: &Db) -> SqlStr {
     )
 }
 
-/// Deliveries of the subscription in flight at once: each holds the database's writer while
-/// it records, and fraud screening, on the saga's path, waits behind whatever holds it.
-pub const PREFETCH: u16 = 4;
+/// Deliveries of the subscription in flight at once, recorded in one unit of work when they
+/// wait together: the unit of work holds the database's writer while it records, and fraud
+/// screening, on the saga's path, waits behind whatever holds it, so batches stay small.
+pub const PREFETCH: u16 = 16;
 
 /// How long a fitted recommender serves at most before the next request refits it (other
 /// replicas' consumers record orders this one does not hear of).
@@ -266,7 +267,16 @@ impl Projection {
     /// redelivered event changes nothing). Events the projections do not read only mark the
     /// inbox.
     pub async fn record(&self, envelope: &Envelope) -> Result<(), AppError> {
-        let change = Change::of(envelope)?;
+        self.record_all(&[envelope]).await
+    }
+
+    /// Folds several events into the projections as [`Projection::record`] does, all in one
+    /// unit of work.
+    pub async fn record_all(&self, envelopes: &[&Envelope]) -> Result<(), AppError> {
+        let changes = envelopes
+            .iter()
+            .map(|e| Change::of(e))
+            .collect::<Result<Vec<_>, _>>()?;
         let db = &self.db;
         let q = |sql: &str| db.qualify(sql);
         let saga_event = saga_event_statement(db);
@@ -301,91 +311,94 @@ impl Projection {
             "INSERT INTO {t}stock_releases (order_id, recorded_at) VALUES ($1, $2) \
              ON CONFLICT (order_id) DO NOTHING",
         );
-        let traced = TRACE_EVENTS.contains(&envelope.event_type.as_str());
-        // Rows are stamped with the event's time (what pruning goes by).
-        let at = ts(envelope.timestamp);
-        let order_id = &envelope.aggregate_id;
         with_db!(db, store => {
             let mut uow = store.begin().await?;
-            if !uow.mark_inbox(SUBSCRIPTION, envelope.event_id).await? {
-                return Ok(());
-            }
-            if traced {
-                sqlx::query(saga_event.clone())
-                    .bind(envelope.event_id.to_string())
-                    .bind(order_id)
-                    .bind(&envelope.event_type)
-                    .bind(&at)
-                    .execute(uow.tx())
-                    .await?;
-            }
-            match &change {
-                Change::Placed(order) => {
-                    sqlx::query(saga_run.clone())
+            for (envelope, change) in envelopes.iter().zip(&changes) {
+                let envelope: &Envelope = envelope;
+                let traced = TRACE_EVENTS.contains(&envelope.event_type.as_str());
+                // Rows are stamped with the event's time (what pruning goes by).
+                let at = ts(envelope.timestamp);
+                let order_id = &envelope.aggregate_id;
+                if !uow.mark_inbox(SUBSCRIPTION, envelope.event_id).await? {
+                    continue;
+                }
+                if traced {
+                    sqlx::query(saga_event.clone())
+                        .bind(envelope.event_id.to_string())
                         .bind(order_id)
+                        .bind(&envelope.event_type)
                         .bind(&at)
                         .execute(uow.tx())
                         .await?;
-                    let placed_at = ts(order.created_at);
-                    let day = day_text(order.created_at.date_naive());
-                    for (no, (product_id, quantity)) in lines_of(order).iter().enumerate() {
-                        sqlx::query(line.clone())
+                }
+                match &change {
+                    Change::Placed(order) => {
+                        sqlx::query(saga_run.clone())
+                            .bind(order_id)
+                            .bind(&at)
+                            .execute(uow.tx())
+                            .await?;
+                        let placed_at = ts(order.created_at);
+                        let day = day_text(order.created_at.date_naive());
+                        for (no, (product_id, quantity)) in lines_of(order).iter().enumerate() {
+                            sqlx::query(line.clone())
+                                .bind(order.order_id.to_string())
+                                .bind(product_id)
+                                .bind(no as i64)
+                                .bind(*quantity)
+                                .bind(order.customer_id.to_string())
+                                .bind(&placed_at)
+                                .bind(&day)
+                                .execute(uow.tx())
+                                .await?;
+                        }
+                        sqlx::query(state.clone())
                             .bind(order.order_id.to_string())
-                            .bind(product_id)
-                            .bind(no as i64)
-                            .bind(*quantity)
-                            .bind(order.customer_id.to_string())
-                            .bind(&placed_at)
-                            .bind(&day)
-                            .execute(uow.tx())
-                            .await?;
-                    }
-                    sqlx::query(state.clone())
-                        .bind(order.order_id.to_string())
-                        .bind("placed")
-                        .bind(0i64)
-                        .bind(&at)
-                        .execute(uow.tx())
-                        .await?;
-                }
-                Change::Status(status, rank) => {
-                    sqlx::query(state.clone())
-                        .bind(order_id)
-                        .bind(*status)
-                        .bind(*rank)
-                        .bind(&at)
-                        .execute(uow.tx())
-                        .await?;
-                }
-                Change::Product(p) => {
-                    sqlx::query(product.clone())
-                        .bind(&p.id)
-                        .bind(&p.name)
-                        .bind(p.initial_stock)
-                        .bind(&at)
-                        .execute(uow.tx())
-                        .await?;
-                }
-                Change::Reserved(items) | Change::Released(items) => {
-                    for item in items {
-                        sqlx::query(stock_line.clone())
-                            .bind(order_id)
-                            .bind(&item.product_id)
-                            .bind(item.quantity)
+                            .bind("placed")
+                            .bind(0i64)
                             .bind(&at)
                             .execute(uow.tx())
                             .await?;
                     }
-                    // Only a release that gave units back frees them.
-                    if matches!(change, Change::Released(_)) && !items.is_empty() {
-                        sqlx::query(release.clone())
+                    Change::Status(status, rank) => {
+                        sqlx::query(state.clone())
                             .bind(order_id)
+                            .bind(*status)
+                            .bind(*rank)
                             .bind(&at)
                             .execute(uow.tx())
                             .await?;
                     }
+                    Change::Product(p) => {
+                        sqlx::query(product.clone())
+                            .bind(&p.id)
+                            .bind(&p.name)
+                            .bind(p.initial_stock)
+                            .bind(&at)
+                            .execute(uow.tx())
+                            .await?;
+                    }
+                    Change::Reserved(items) | Change::Released(items) => {
+                        for item in items {
+                            sqlx::query(stock_line.clone())
+                                .bind(order_id)
+                                .bind(&item.product_id)
+                                .bind(item.quantity)
+                                .bind(&at)
+                                .execute(uow.tx())
+                                .await?;
+                        }
+                        // Only a release that gave units back frees them.
+                        if matches!(change, Change::Released(_)) && !items.is_empty() {
+                            sqlx::query(release.clone())
+                                .bind(order_id)
+                                .bind(&at)
+                                .execute(uow.tx())
+                                .await?;
+                        }
+                    }
+                    Change::None => {}
                 }
-                Change::None => {}
             }
             uow.commit().await?;
         });
@@ -826,6 +839,22 @@ impl Handler for Insights {
         if envelope.event_type.starts_with("order.") {
             self.orders_seen.fetch_add(1, Ordering::AcqRel);
         }
+        Ok(())
+    }
+
+    fn batch_limit(&self) -> usize {
+        usize::from(PREFETCH)
+    }
+
+    async fn handle_batch(&self, envelopes: &[Arc<Envelope>]) -> Result<(), HandlerError> {
+        let refs: Vec<&Envelope> = envelopes.iter().map(|e| &**e).collect();
+        self.projection.record_all(&refs).await?;
+        let orders = envelopes
+            .iter()
+            .filter(|e| e.event_type.starts_with("order."))
+            .count();
+        self.orders_seen
+            .fetch_add(u64::try_from(orders).unwrap_or(u64::MAX), Ordering::AcqRel);
         Ok(())
     }
 }

@@ -72,6 +72,9 @@ pub const MIGRATIONS: &[&str] = &[
 /// The subscription of the service: every event.
 pub const SUBSCRIPTION: &str = "analytics";
 
+/// Most events recorded in one unit of work (what is already waiting, never more).
+const BATCH: usize = 64;
+
 /// `GET /metrics`: the seed's business figures.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MetricsResponse {
@@ -245,36 +248,50 @@ pub struct OrderChange {
 }
 
 impl Analytics {
-    async fn record(&self, envelope: &Envelope) -> Result<(), AppError> {
+    /// Appends `envelopes` to the event log and folds each newly appended one into the
+    /// figures, all in one unit of work; then tells the cache what changed.
+    async fn record(&self, envelopes: &[&Envelope]) -> Result<(), AppError> {
         let db = &self.ctx.db;
         let append = db.qualify(
             "INSERT INTO {t}event_log (event_id, event_type, aggregate_id, correlation_id, \
              occurred_at, recorded_at, body) VALUES ($1, $2, $3, $4, $5, $6, $7) \
              ON CONFLICT (event_id) DO NOTHING",
         );
-        let body = serde_json::to_string(envelope).map_err(|e| AppError::decode("envelope", e))?;
+        let bodies = envelopes
+            .iter()
+            .map(|e| serde_json::to_string(e).map_err(|e| AppError::decode("envelope", e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut changes = Vec::with_capacity(envelopes.len());
         with_db!(db, store => {
             let mut uow = store.begin().await?;
-            let appended = sqlx::query(append.clone())
-                .bind(envelope.event_id.to_string())
-                .bind(&envelope.event_type)
-                .bind(&envelope.aggregate_id)
-                .bind(envelope.correlation_id.to_string())
-                .bind(ts(envelope.timestamp))
-                .bind(ts(Utc::now()))
-                .bind(&body)
-                .execute(uow.tx())
-                .await?
-                .rows_affected();
-            if appended == 1 {
-                let conn = uow.tx();
-                let change = fold_on!(db, conn, envelope);
-                uow.commit().await?;
-                if let Some(cache) = &self.cache {
-                    cache.apply(&envelope.event_type, change.as_ref()).await;
+            let recorded_at = ts(Utc::now());
+            for (envelope, body) in envelopes.iter().zip(&bodies) {
+                let appended = sqlx::query(append.clone())
+                    .bind(envelope.event_id.to_string())
+                    .bind(&envelope.event_type)
+                    .bind(&envelope.aggregate_id)
+                    .bind(envelope.correlation_id.to_string())
+                    .bind(ts(envelope.timestamp))
+                    .bind(&recorded_at)
+                    .bind(body)
+                    .execute(uow.tx())
+                    .await?
+                    .rows_affected();
+                if appended == 1 {
+                    let conn = uow.tx();
+                    let change = fold_on!(db, conn, envelope);
+                    changes.push((&envelope.event_type, change));
                 }
             }
+            if !changes.is_empty() {
+                uow.commit().await?;
+            }
         });
+        if let Some(cache) = &self.cache {
+            for (event_type, change) in changes {
+                cache.apply(event_type, change.as_ref()).await;
+            }
+        }
         Ok(())
     }
 }
@@ -432,7 +449,16 @@ pub async fn event_stats_of(db: &Db) -> Result<EventStats, AppError> {
 #[async_trait]
 impl Handler for Analytics {
     async fn handle(&self, envelope: &Envelope) -> Result<(), HandlerError> {
-        self.record(envelope).await.map_err(Into::into)
+        self.record(&[envelope]).await.map_err(Into::into)
+    }
+
+    fn batch_limit(&self) -> usize {
+        BATCH
+    }
+
+    async fn handle_batch(&self, envelopes: &[Arc<Envelope>]) -> Result<(), HandlerError> {
+        let envelopes: Vec<&Envelope> = envelopes.iter().map(|e| &**e).collect();
+        self.record(&envelopes).await.map_err(Into::into)
     }
 }
 

@@ -134,41 +134,84 @@ pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
     Ok(Running { router, tasks })
 }
 
+/// The statement recording one notification; a repeated event records nothing.
+const INSERT: &str = "INSERT INTO {t}notifications (id, event_id, order_id, event_type, channel, \
+     recipient, message, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+     ON CONFLICT (event_id) DO NOTHING";
+
+/// Most events recorded in one unit of work (what is already waiting, never more).
+const BATCH: usize = 64;
+
+/// The recipient of a notification on `channel` about `envelope`'s order.
+fn recipient(envelope: &Envelope, channel: &str) -> String {
+    let customer = envelope
+        .payload
+        .get("customer_id")
+        .and_then(|v| v.as_str())
+        .unwrap_or("customer");
+    match channel {
+        "sms" => format!("sms:{customer}"),
+        _ => format!("{customer}@customers.example"),
+    }
+}
+
+/// Binds the notification about `envelope` to [`INSERT`].
+macro_rules! bind_notification {
+    ($sql:expr, $envelope:expr, $at:expr) => {{
+        let envelope: &Envelope = $envelope;
+        let (channel, message) = compose(envelope);
+        sqlx::query($sql)
+            .bind(Uuid::new_v5(&envelope.event_id, channel.as_bytes()).to_string())
+            .bind(envelope.event_id.to_string())
+            .bind(envelope.aggregate_id.clone())
+            .bind(envelope.event_type.clone())
+            .bind(channel)
+            .bind(recipient(envelope, channel))
+            .bind(message)
+            .bind($at)
+    }};
+}
+
 #[async_trait]
 impl Handler for Notifications {
     async fn handle(&self, envelope: &Envelope) -> Result<(), HandlerError> {
-        let (channel, message) = compose(envelope);
-        let customer = envelope
-            .payload
-            .get("customer_id")
-            .and_then(|v| v.as_str())
-            .unwrap_or("customer");
-        let recipient = match channel {
-            "sms" => format!("sms:{customer}"),
-            _ => format!("{customer}@customers.example"),
-        };
         let db = &self.ctx.db;
-        let sql = db.qualify(
-            "INSERT INTO {t}notifications (id, event_id, order_id, event_type, channel, recipient, \
-             message, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-             ON CONFLICT (event_id) DO NOTHING",
-        );
+        let sql = db.qualify(INSERT);
         let done: Result<(), AppError> = with_db!(db, store => {
-            sqlx::query(sql.clone())
-                .bind(Uuid::new_v5(&envelope.event_id, channel.as_bytes()).to_string())
-                .bind(envelope.event_id.to_string())
-                .bind(&envelope.aggregate_id)
-                .bind(&envelope.event_type)
-                .bind(channel)
-                .bind(&recipient)
-                .bind(&message)
-                .bind(ts(Utc::now()))
+            bind_notification!(sql.clone(), envelope, ts(Utc::now()))
                 .execute(store.write_pool())
                 .await
                 .map(|_| ())
                 .map_err(AppError::from)
         });
         done.map_err(Into::into)
+    }
+
+    fn batch_limit(&self) -> usize {
+        BATCH
+    }
+
+    async fn handle_batch(&self, envelopes: &[Arc<Envelope>]) -> Result<(), HandlerError> {
+        self.record_all(envelopes).await.map_err(Into::into)
+    }
+}
+
+impl Notifications {
+    /// Records the notifications of `envelopes` in one unit of work.
+    async fn record_all(&self, envelopes: &[Arc<Envelope>]) -> Result<(), AppError> {
+        let db = &self.ctx.db;
+        let sql = db.qualify(INSERT);
+        let at = ts(Utc::now());
+        with_db!(db, store => {
+            let mut uow = store.begin().await?;
+            for envelope in envelopes {
+                bind_notification!(sql.clone(), envelope, at.clone())
+                    .execute(uow.tx())
+                    .await?;
+            }
+            uow.commit().await?;
+        });
+        Ok(())
     }
 }
 
