@@ -9,7 +9,8 @@
 //! outbox row through a unit of work) and its ceiling for the same work (the same two rows
 //! written by hand in raw sqlx, into the store's own outbox table), the one-statement
 //! producing path (`execute_and_publish`) against plain commits in alternating rounds (the
-//! issue's target), the plain claim loop, the relay draining a filled
+//! issue's target; on Postgres a third producer alternates with them: the same one statement
+//! written by hand, its ceiling), the plain claim loop, the relay draining a filled
 //! outbox, and the commit-to-publish latency (p50/p99/max) at a steady 2,000 events/s from
 //! 8 producers paced by tokio intervals. Each line ends with the load average, since other
 //! work on the machine moves every number.
@@ -480,13 +481,16 @@ async fn postgres(url: &str, n: usize, lat_n: usize) -> Result<(), Box<dyn std::
     // elsewhere), then with this process's relay holding every partition's lease, as in a
     // service that runs its relay beside its producers (commits wake it directly). The relay
     // itself does not run during the rounds: only its leases are held.
-    let (plain_alt, one_stmt) = pg_alternating(&w, &store, &plain_t, &biz_t, &body, per).await?;
+    let outbox_t = format!("\"{schema}\".outbox");
+    let (plain_alt, one_stmt, hand_stmt) =
+        pg_alternating(&w, &store, &plain_t, &biz_t, &body, per, &outbox_t).await?;
     let leases = Leases::new(&store, LeaseConfig::new("bench-producers"));
     while leases.owned().len() < usize::from(store.partitions()) {
         leases.maintain().await?;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (plain_local, one_local) = pg_alternating(&w, &store, &plain_t, &biz_t, &body, per).await?;
+    let (plain_local, one_local, _) =
+        pg_alternating(&w, &store, &plain_t, &biz_t, &body, per, &outbox_t).await?;
     leases.release_all().await?;
     drop(leases);
     // A reset between phases, not part of any workload: TRUNCATE leaves no dead rows for the
@@ -534,8 +538,10 @@ async fn postgres(url: &str, n: usize, lat_n: usize) -> Result<(), Box<dyn std::
     let source = PgRelaySource::new(store.clone(), LeaseConfig::new("bench-latency"));
     let (p50, p99, max) = latency(source, one, lat_n).await?;
     println!(
-        "postgres: plain commit {plain:.0}/s | alternating {ROUNDS} rounds: plain {plain_alt:.0}/s, produce one statement {one_stmt:.0}/s ({:.0}%); with this process's relay holding the partitions: plain {:.0}/s, produce one statement {:.0}/s ({:.0}%) | produce two statements {produce:.0}/s ({:.0}% of the first plain; by hand {by_hand:.0}/s, {:.0}%) | claim loop {claim:.0}/s | relay {relay:.0}/s ({:.0}% of claim loop) | latency at {LATENCY_RATE}/s p50 {:.2} ms p99 {:.2} ms max {:.2} ms | load {}",
+        "postgres: plain commit {plain:.0}/s | alternating {ROUNDS} rounds: plain {plain_alt:.0}/s, produce one statement {one_stmt:.0}/s ({:.0}%; the same statement by hand {hand_stmt:.0}/s, {:.0}% of plain, ours {:.0}% of it); with this process's relay holding the partitions: plain {:.0}/s, produce one statement {:.0}/s ({:.0}%) | produce two statements {produce:.0}/s ({:.0}% of the first plain; by hand {by_hand:.0}/s, {:.0}%) | claim loop {claim:.0}/s | relay {relay:.0}/s ({:.0}% of claim loop) | latency at {LATENCY_RATE}/s p50 {:.2} ms p99 {:.2} ms max {:.2} ms | load {}",
         100.0 * one_stmt / plain_alt,
+        100.0 * hand_stmt / plain_alt,
+        100.0 * one_stmt / hand_stmt,
         one_stmt_local.0,
         one_stmt_local.1,
         100.0 * one_stmt_local.1 / one_stmt_local.0,
@@ -563,9 +569,16 @@ async fn pg_alternating(
     biz_t: &str,
     body: &str,
     per: usize,
-) -> Result<(f64, f64), Box<dyn std::error::Error>> {
+    outbox_t: &str,
+) -> Result<(f64, f64, f64), Box<dyn std::error::Error>> {
     let (w, body) = (w.clone(), body.to_owned());
-    let (mut plain_t2, mut one_t) = (Duration::ZERO, Duration::ZERO);
+    let (mut plain_t2, mut one_t, mut hand_t) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    // The same one statement written by hand: business row and outbox row in one
+    // data-modifying CTE, the envelope serialised here.
+    let hand_sql = format!(
+        "WITH b AS (INSERT INTO {biz_t} (body) VALUES ($1)) INSERT INTO {outbox_t} \
+         (event_id, aggregate_id, part, envelope, created_at) VALUES ($2, $3, $4, $5, $6)"
+    );
     let round = (per / ROUNDS).max(1);
     for _ in 0..ROUNDS {
         let start = Instant::now();
@@ -620,10 +633,40 @@ async fn pg_alternating(
             res??;
         }
         one_t += start.elapsed();
+
+        let start = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for p in 0..PRODUCERS {
+            let (w, sql, body) = (w.clone(), hand_sql.clone(), body.clone());
+            tasks.spawn(async move {
+                for i in 0..round {
+                    let ev = event(p * round + i);
+                    let json = serde_json::to_string(&ev)
+                        .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+                    let mut tx = w.begin().await?;
+                    sqlx::query(AssertSqlSafe(sql.clone()))
+                        .bind(body.as_str())
+                        .bind(ev.event_id.to_string())
+                        .bind(&ev.aggregate_id)
+                        .bind(0_i32)
+                        .bind(&json)
+                        .bind(0_i64)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                }
+                Ok::<_, sqlx::Error>(())
+            });
+        }
+        while let Some(res) = tasks.join_next().await {
+            res??;
+        }
+        hand_t += start.elapsed();
     }
     Ok((
         rate(round * PRODUCERS * ROUNDS, plain_t2),
         rate(round * PRODUCERS * ROUNDS, one_t),
+        rate(round * PRODUCERS * ROUNDS, hand_t),
     ))
 }
 
