@@ -178,18 +178,39 @@ macro_rules! fold_on {
         fold_on!($db, $conn, $envelope, "")
     };
     ($db:expr, $conn:expr, $envelope:expr, $suffix:expr) => {{
+        let envelope: &Envelope = $envelope;
+        count_on!($db, $conn, &envelope.event_type, 1i64, $suffix);
+        fold_order_on!($db, $conn, envelope, $suffix)
+    }};
+}
+
+/// Adds `n` events of `event_type` to the counts on `conn`.
+macro_rules! count_on {
+    ($db:expr, $conn:expr, $event_type:expr, $n:expr, $suffix:expr) => {{
+        let db: &Db = $db;
+        let suffix: &str = $suffix;
+        let count = db.qualify(
+            &"INSERT INTO {t}event_counts{s} AS c (event_type, count) VALUES ($1, $2) \
+              ON CONFLICT (event_type) DO UPDATE SET count = c.count + excluded.count"
+                .replace("{s}", suffix),
+        );
+        let n: i64 = $n;
+        sqlx::query(count)
+            .bind($event_type)
+            .bind(n)
+            .execute(&mut *$conn)
+            .await?;
+    }};
+}
+
+/// Folds an order event into the order's row of the figures on `conn` (other events change
+/// nothing there); evaluates to the change of the row.
+macro_rules! fold_order_on {
+    ($db:expr, $conn:expr, $envelope:expr, $suffix:expr) => {{
         let db: &Db = $db;
         let envelope: &Envelope = $envelope;
         let suffix: &str = $suffix;
         let q = |sql: &str| db.qualify(&sql.replace("{s}", suffix));
-        let count = q(
-            "INSERT INTO {t}event_counts{s} AS c (event_type, count) VALUES ($1, 1) \
-             ON CONFLICT (event_type) DO UPDATE SET count = c.count + 1",
-        );
-        sqlx::query(count.clone())
-            .bind(&envelope.event_type)
-            .execute(&mut *$conn)
-            .await?;
         let mut change: Option<OrderChange> = None;
         if let Some((status, rank)) = order_status_of(&envelope.event_type) {
             let total = envelope
@@ -218,18 +239,15 @@ macro_rules! fold_on {
                  total_cents = CASE WHEN excluded.rank = 0 THEN excluded.total_cents \
                                     ELSE f.total_cents END, \
                  created_at = CASE WHEN excluded.rank = 0 THEN excluded.created_at \
-                                   ELSE f.created_at END",
+                                   ELSE f.created_at END \
+                 RETURNING status, total_cents",
             );
-            sqlx::query(upsert.clone())
+            let after: (String, i64) = sqlx::query_as(upsert.clone())
                 .bind(&envelope.aggregate_id)
                 .bind(status)
                 .bind(rank)
                 .bind(total)
                 .bind(created)
-                .execute(&mut *$conn)
-                .await?;
-            let after: (String, i64) = sqlx::query_as(read.clone())
-                .bind(&envelope.aggregate_id)
                 .fetch_one(&mut *$conn)
                 .await?;
             change = Some(OrderChange { before, after });
@@ -279,9 +297,18 @@ impl Analytics {
                     .rows_affected();
                 if appended == 1 {
                     let conn = uow.tx();
-                    let change = fold_on!(db, conn, envelope);
+                    let change = fold_order_on!(db, conn, envelope, "");
                     changes.push((&envelope.event_type, change));
                 }
+            }
+            // The counts once per event type of the batch.
+            let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
+            for (event_type, _) in &changes {
+                *counts.entry(event_type.as_str()).or_default() += 1;
+            }
+            for (event_type, n) in counts {
+                let conn = uow.tx();
+                count_on!(db, conn, event_type, n, "");
             }
             if !changes.is_empty() {
                 uow.commit().await?;

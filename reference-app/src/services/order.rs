@@ -222,24 +222,60 @@ pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
     Ok(Running { router, tasks })
 }
 
-/// Writes one event into the saga log read model on `$conn` (idempotent by event id).
-macro_rules! project_on {
-    ($db:expr, $conn:expr, $envelope:expr) => {{
-        let envelope: &Envelope = $envelope;
-        if let Some((step, status)) = log_line(&envelope.event_type) {
-            sqlx::query($db.qualify(SAGA_LOG_INSERT))
-                .bind(envelope.event_id.to_string())
-                .bind(&envelope.aggregate_id)
-                .bind(envelope.correlation_id.to_string())
-                .bind(step)
-                .bind(status)
-                .bind(&envelope.event_type)
-                .bind(details_of(envelope))
-                .bind(ts(envelope.timestamp))
-                .execute(&mut *$conn)
-                .await?;
+/// Writes the lines of several events into the saga log read model on `$conn` in one
+/// statement (idempotent by event id); events that make no line are skipped.
+macro_rules! project_all_on {
+    ($db:expr, $conn:expr, $envelopes:expr) => {{
+        let lines: Vec<(&Envelope, &str, &str)> = $envelopes
+            .into_iter()
+            .filter_map(|e: &Envelope| {
+                log_line(&e.event_type).map(|(step, status)| (e, step, status))
+            })
+            .collect();
+        if !lines.is_empty() {
+            let mut query = sqlx::query($db.qualify(&saga_log_insert(lines.len())));
+            for (envelope, step, status) in lines {
+                query = query
+                    .bind(envelope.event_id.to_string())
+                    .bind(envelope.aggregate_id.clone())
+                    .bind(envelope.correlation_id.to_string())
+                    .bind(step)
+                    .bind(status)
+                    .bind(envelope.event_type.clone())
+                    .bind(details_of(envelope))
+                    .bind(ts(envelope.timestamp));
+            }
+            query.execute(&mut *$conn).await?;
         }
     }};
+}
+
+/// [`SAGA_LOG_INSERT`] for `rows` lines.
+fn saga_log_insert(rows: usize) -> String {
+    if rows <= 1 {
+        return SAGA_LOG_INSERT.to_owned();
+    }
+    let values: Vec<String> = (0..rows)
+        .map(|r| {
+            let p = r * 8;
+            format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5,
+                p + 6,
+                p + 7,
+                p + 8
+            )
+        })
+        .collect();
+    format!(
+        "INSERT INTO {{t}}saga_log_view (event_id, order_id, correlation_id, step, status, \
+         event_type, details, created_at) VALUES {} ON CONFLICT (event_id) DO NOTHING",
+        values.join(", ")
+    )
 }
 
 const SAGA_LOG_INSERT: &str = "INSERT INTO {t}saga_log_view (event_id, order_id, correlation_id, \
@@ -399,10 +435,8 @@ impl OrderService {
                     .await?;
                 uow.append_saga_log(&t.log).await?;
                 uow.publish(&outgoing).await?;
-                for envelope in &outgoing {
-                    let conn = uow.tx();
-                    project_on!(db, conn, envelope);
-                }
+                let conn = uow.tx();
+                project_all_on!(db, conn, outgoing.iter());
                 uow.commit().await?;
                 Ok(Placed::Created(OrderResponse {
                     id: order_id,
@@ -1070,15 +1104,16 @@ impl OrderService {
                             .await?;
                     }
                     uow.publish(&outgoing).await?;
-                    for envelope in &outgoing {
-                        let conn = uow.tx();
-                        project_on!(db, conn, envelope);
-                    }
                 }
-                if let Some(reply) = reply {
-                    let conn = uow.tx();
-                    project_on!(db, conn, reply);
-                }
+                // The reply's line and those of the events this transition publishes (if it
+                // applied), in one statement.
+                let published = if t.outcome == Outcome::Applied {
+                    outgoing.as_slice()
+                } else {
+                    &[]
+                };
+                let conn = uow.tx();
+                project_all_on!(db, conn, published.iter().chain(reply));
                 uow.append_saga_log(&t.log).await?;
                 uow.commit().await?;
                 Ok(true)

@@ -224,13 +224,19 @@ macro_rules! impl_sql_backend {
                 conn: &mut $conn,
                 entries: &[__SagaLogEntry],
             ) -> saga_core::Result<()> {
-                for entry in entries {
-                    sqlx::query(self.inner.sql.saga_log_append.clone())
-                        .bind(entry.saga_id.to_string())
-                        .bind(__codec::to_json(entry, "saga log entry")?)
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(__db_err)?;
+                // One statement per chunk: the rows go in in order, so `seq` keeps it.
+                let statements = &self.inner.sql.saga_log_append;
+                for chunk in entries.chunks(statements.len().max(1)) {
+                    let Some(sql) = statements.get(chunk.len().wrapping_sub(1)) else {
+                        continue;
+                    };
+                    let mut query = sqlx::query(sql.clone());
+                    for entry in chunk {
+                        query = query
+                            .bind(entry.saga_id.to_string())
+                            .bind(__codec::to_json(entry, "saga log entry")?);
+                    }
+                    query.execute(&mut *conn).await.map_err(__db_err)?;
                 }
                 Ok(())
             }

@@ -45,6 +45,10 @@ impl Dialect {
     }
 }
 
+/// Most saga log entries one statement appends (a transition writes one to three; more go
+/// in several statements).
+pub(crate) const LOG_ROWS: usize = 8;
+
 /// The columns of an outbox row in the order [`Statements::outbox_values`] numbers them.
 pub(crate) const OUTBOX_COLUMNS: usize = 5;
 
@@ -73,7 +77,8 @@ pub(crate) struct Statements {
     pub(crate) saga_version: SqlStr,
     pub(crate) saga_due: SqlStr,
     pub(crate) saga_list: SqlStr,
-    pub(crate) saga_log_append: SqlStr,
+    /// `INSERT INTO saga_log ...` of 1..=[`LOG_ROWS`] entries: index `n - 1` holds `n` rows.
+    pub(crate) saga_log_append: Vec<SqlStr>,
     pub(crate) saga_log_entries: SqlStr,
     pub(crate) dl_put: SqlStr,
     pub(crate) dl_list: SqlStr,
@@ -135,7 +140,17 @@ impl Statements {
             saga_list: s("SELECT body FROM {sagas} \
                  WHERE ($1 IS NULL OR saga = $1) AND ($2 IS NULL OR status = $2) \
                  ORDER BY created_at DESC, id DESC LIMIT $3"),
-            saga_log_append: s("INSERT INTO {saga_log} (saga_id, entry) VALUES ($1, $2)"),
+            saga_log_append: (1..=LOG_ROWS)
+                .map(|rows| {
+                    let values: Vec<String> = (0..rows)
+                        .map(|r| format!("(${}, ${})", 2 * r + 1, 2 * r + 2))
+                        .collect();
+                    s(&format!(
+                        "INSERT INTO {{saga_log}} (saga_id, entry) VALUES {}",
+                        values.join(", ")
+                    ))
+                })
+                .collect(),
             saga_log_entries: s("SELECT entry FROM {saga_log} WHERE saga_id = $1 ORDER BY seq"),
             dl_put: s("INSERT INTO {dead_letters} \
                  (id, subscription, status, dead_lettered_at, updated_at, body) \

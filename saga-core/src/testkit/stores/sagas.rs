@@ -451,6 +451,33 @@ pub async fn saga_log_keeps_append_order_per_saga(stores: TestStores) {
         .append(&[])
         .await
         .must("saga_log.append of nothing");
+    // A long append (an adapter may split it into several statements) keeps its order too.
+    let three = Uuid::now_v7();
+    let long_batch: Vec<_> = (0..21)
+        .map(|i| {
+            entry(
+                three,
+                &format!("step-{i}"),
+                LogStatus::Started,
+                20 - i,
+                None,
+            )
+        })
+        .collect();
+    stores
+        .saga_log
+        .append(&long_batch)
+        .await
+        .must("saga_log.append of 21 entries");
+    assert_eq!(
+        stores
+            .saga_log
+            .entries(three)
+            .await
+            .must("saga_log.entries"),
+        long_batch,
+        "a long append must keep every entry, in append order"
+    );
 
     let want_one: Vec<_> = first_batch
         .iter()
