@@ -322,6 +322,13 @@ impl Consumer {
             self.concurrency.max(1)
         };
         let permits = Arc::new(Semaphore::new(held));
+        let work = Arc::new(Work {
+            name: name.clone(),
+            handler: handler.clone(),
+            policy: self.policy.clone(),
+            hook: self.on_settled.clone(),
+            poison: self.poison.clone(),
+        });
         let mut in_flight = JoinSet::new();
         let mut failures = 0u32;
         let mut first_subscription = true;
@@ -384,6 +391,7 @@ impl Consumer {
                                     }
                                     Some(Some(Err(e))) => {
                                         tracing::warn!(subscription = %name, error = %e, "delivery stream error");
+                                        break;
                                     }
                                     Some(None) => {
                                         ended = true;
@@ -393,13 +401,7 @@ impl Consumer {
                                 }
                             }
                         }
-                        let work = Work {
-                            name: name.clone(),
-                            handler: handler.clone(),
-                            policy: self.policy.clone(),
-                            hook: self.on_settled.clone(),
-                            poison: self.poison.clone(),
-                        };
+                        let work = work.clone();
                         in_flight.spawn(async move {
                             if batch.len() == 1 {
                                 if let Some(delivery) = batch.pop() {
