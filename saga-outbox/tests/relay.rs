@@ -480,3 +480,259 @@ async fn a_postgres_relay_vacuums_the_outbox_as_it_claims() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_ordered_once(&recorder.seen(), total);
 }
+
+/// Waits (bounded) until a connection of the database runs `LISTEN "channel"`.
+async fn wait_for_listen(url: &str, channel: &str) {
+    let pool = sqlx::PgPool::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let text = format!("LISTEN \"{channel}\"");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE query = $1")
+            .bind(&text)
+            .fetch_one(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        if n > 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nobody listens on {channel}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    pool.close().await;
+    // Let the listener's first wake-up (sent on every connect) be taken.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+}
+
+/// Whether a notification arrives on `listener` within `wait`.
+async fn heard(listener: &mut sqlx::postgres::PgListener, wait: Duration) -> bool {
+    match tokio::time::timeout(wait, listener.recv()).await {
+        Ok(n) => {
+            n.unwrap_or_else(|e| panic!("{e}"));
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// A store in a fresh schema with the given idle wait, a listener on its outbox channel, and
+/// the store's notifier listening for idle reports.
+async fn held_store(
+    url: &str,
+    idle_wait: Duration,
+) -> (
+    saga_outbox::postgres::PgStore,
+    support::SchemaGuard,
+    sqlx::postgres::PgListener,
+) {
+    let schema = support::schema_name();
+    let guard = support::SchemaGuard {
+        url: url.to_owned(),
+        schema: schema.clone(),
+    };
+    let store = saga_outbox::postgres::PgStore::connect(
+        saga_outbox::postgres::PgOptions::new(url)
+            .with_schema(&schema)
+            .with_partitions(4)
+            .with_idle_wait(idle_wait),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut listener = sqlx::postgres::PgListener::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    listener
+        .listen(store.channel())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    wait_for_listen(url, &store.idle_channel()).await;
+    (store, guard, listener)
+}
+
+/// After a `NOTIFY`, commits hold theirs back until a relay elsewhere reports idle; the
+/// report brings one `NOTIFY` for what was committed meanwhile, and with nothing pending
+/// the next commit notifies at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_hold_their_notify_until_a_relay_reports_idle() {
+    let Some(url) = support::database_url("commits_hold_their_notify_until_a_relay_reports_idle")
+    else {
+        return;
+    };
+    // Only a report re-arms here.
+    let (store, _guard, mut listener) = held_store(&url, Duration::from_secs(3600)).await;
+    let produce = |n: usize| {
+        let store = store.clone();
+        async move {
+            let mut uow = store.begin().await.unwrap_or_else(|e| panic!("{e}"));
+            uow.publish(&[event(n % 4, n)])
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            uow.commit().await.unwrap_or_else(|e| panic!("{e}"));
+        }
+    };
+    let report_idle = || {
+        let (url, channel) = (url.clone(), store.idle_channel());
+        async move {
+            use sqlx::Connection as _;
+            let mut c = sqlx::PgConnection::connect(&url)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(channel)
+                .execute(&mut c)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    };
+    let short = Duration::from_millis(300);
+    let long = Duration::from_secs(5);
+
+    produce(0).await;
+    assert!(
+        heard(&mut listener, long).await,
+        "the first commit notifies"
+    );
+    for n in 1..10 {
+        produce(n).await;
+    }
+    assert!(
+        !heard(&mut listener, short).await,
+        "commits notified while the relay had not reported idle"
+    );
+    report_idle().await;
+    assert!(
+        heard(&mut listener, long).await,
+        "the report brings a NOTIFY for the commits made meanwhile"
+    );
+    assert!(!heard(&mut listener, short).await, "one NOTIFY covers them");
+    report_idle().await;
+    assert!(
+        !heard(&mut listener, short).await,
+        "a report with nothing pending sends nothing"
+    );
+    produce(10).await;
+    assert!(
+        heard(&mut listener, long).await,
+        "after a report with nothing pending, the next commit notifies at once"
+    );
+}
+
+/// Without a report, the hold ends after the idle wait: a relay that never reports (an
+/// older version, or one that died) still hears of every commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_ends_after_the_idle_wait() {
+    let Some(url) = support::database_url("a_hold_ends_after_the_idle_wait") else {
+        return;
+    };
+    let (store, _guard, mut listener) = held_store(&url, Duration::from_millis(400)).await;
+    for n in 0..2 {
+        let mut uow = store.begin().await.unwrap_or_else(|e| panic!("{e}"));
+        uow.publish(&[event(n, n)])
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        uow.commit().await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    assert!(heard(&mut listener, Duration::from_secs(5)).await);
+    assert!(
+        heard(&mut listener, Duration::from_secs(5)).await,
+        "the commit held back was never notified"
+    );
+}
+
+/// A relay in another store (another process) woken by `NOTIFY`s publishes every commit of
+/// producers that hold their `NOTIFY`s back while it drains, with no fallback poll and no
+/// end to the hold but its idle reports: a hole in the hand-over would leave an event
+/// unpublished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_elsewhere_publishes_every_commit_of_producers_that_hold_back() {
+    let Some(url) = support::database_url(
+        "a_relay_elsewhere_publishes_every_commit_of_producers_that_hold_back",
+    ) else {
+        return;
+    };
+    let (_clock, shared) = support::manual();
+    let schema = support::schema_name();
+    let _guard = support::SchemaGuard {
+        url: url.clone(),
+        schema: schema.clone(),
+    };
+    let producer = saga_outbox::postgres::PgStore::connect(
+        saga_outbox::postgres::PgOptions::new(&url)
+            .with_schema(&schema)
+            .with_partitions(4)
+            .with_clock(shared.clone())
+            .with_idle_wait(Duration::from_secs(3600)),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let relay_store = support::pg_connect(&url, &schema, shared, 4).await;
+    let mut reports = sqlx::postgres::PgListener::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    reports
+        .listen(&relay_store.idle_channel())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let source = PgRelaySource::new(relay_store.clone(), lease("elsewhere"));
+    let leases = source.leases().clone();
+    let recorder = Arc::new(Recorder::default());
+    let stop = CancellationToken::new();
+    let relay = Relay::new(
+        source,
+        recorder.clone(),
+        RelayConfig {
+            batch_size: 50,
+            poll_interval: Duration::from_secs(3600),
+            ..RelayConfig::default()
+        },
+    );
+    let handle = relay.spawn(stop.clone());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while leases.owned().len() < 4 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the relay never held every partition"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    wait_for_listen(&url, &producer.idle_channel()).await;
+
+    let (tasks, per) = (4, 60);
+    let mut set = tokio::task::JoinSet::new();
+    for t in 0..tasks {
+        let producer = producer.clone();
+        set.spawn(async move {
+            for i in 0..per {
+                let n = t * per + i;
+                let mut uow = producer.begin().await.unwrap_or_else(|e| panic!("{e}"));
+                // Two aggregates per task: each one's events are committed in `n` order.
+                uow.publish(&[event(t + tasks * (i % 2), n)])
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                uow.commit().await.unwrap_or_else(|e| panic!("{e}"));
+                // Gaps of 0-3 ms: the relay goes idle between some commits, not others.
+                tokio::time::sleep(Duration::from_micros(((n * 7919) % 3000) as u64)).await;
+            }
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.unwrap_or_else(|e| panic!("{e}"));
+    }
+    recorder.wait_for(tasks * per).await;
+    assert!(
+        heard(&mut reports, Duration::from_secs(5)).await,
+        "the relay never reported idle"
+    );
+    stop.cancel();
+    handle
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_ordered_once(&recorder.seen(), tasks * per);
+    producer.close().await;
+    relay_store.close().await;
+}

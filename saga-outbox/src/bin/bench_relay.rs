@@ -3,7 +3,8 @@
 //! `cargo run --release -p saga-outbox --features bench --bin bench_relay -- [events] [latency events]`
 //! (Postgres parts need `DATABASE_URL`; each run uses a fresh schema and drops it;
 //! `BENCH_ONLY=sqlite` or `postgres` runs one database; `BENCH_NOTIFY_GAP_MS` sets the Postgres
-//! store's least time between two `NOTIFY`s, default the store's 1 ms.)
+//! store's least time between two `NOTIFY`s, default the store's 1 ms; `BENCH_REMOTE=only`
+//! runs only the Postgres part with the relay in another store.)
 //!
 //! Per database: the plain `BEGIN/INSERT/COMMIT` rate, the producing rate (business row +
 //! outbox row through a unit of work) and its ceiling for the same work (the same two rows
@@ -12,7 +13,11 @@
 //! issue's target; on Postgres a third producer alternates with them: the same one statement
 //! written by hand, its ceiling), the plain claim loop, the relay draining a filled
 //! outbox, and the commit-to-publish latency (p50/p99/max) at a steady 2,000 events/s from
-//! 8 producers paced by tokio intervals. Each line ends with the load average, since other
+//! 8 producers paced by tokio intervals. On Postgres a last part puts the relay in another
+//! store (as in another process, woken only by `NOTIFY`) draining while plain commits
+//! alternate with producers that hold their `NOTIFY`s back until it reports idle (the
+//! default) and producers that send one per commit, and measures both ones' latency to it.
+//! Each line ends with the load average, since other
 //! work on the machine moves every number.
 //!
 //! The business row of every producing measurement is the plain commit's row (a table of the
@@ -369,31 +374,10 @@ async fn postgres(url: &str, n: usize, lat_n: usize) -> Result<(), Box<dyn std::
     let body = serde_json::to_string(&event(0))?;
     let per = n / PRODUCERS;
 
-    let start = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..PRODUCERS {
-        let (w, body, sql) = (
-            w.clone(),
-            body.clone(),
-            format!("INSERT INTO {plain_t} (body) VALUES ($1)"),
-        );
-        let body = body.clone();
-        tasks.spawn(async move {
-            for _ in 0..per {
-                let mut tx = w.begin().await?;
-                sqlx::query(AssertSqlSafe(sql.clone()))
-                    .bind(&body)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-            }
-            Ok::<_, sqlx::Error>(())
-        });
-    }
-    while let Some(r) = tasks.join_next().await {
-        r??;
-    }
-    let plain = rate(per * PRODUCERS, start.elapsed());
+    let plain = rate(
+        per * PRODUCERS,
+        plain_round(&w, &plain_t, &body, per).await?,
+    );
 
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -560,6 +544,216 @@ async fn postgres(url: &str, n: usize, lat_n: usize) -> Result<(), Box<dyn std::
     Ok(())
 }
 
+/// One round of plain `BEGIN/INSERT/COMMIT`: `round` commits from each of `PRODUCERS` tasks.
+async fn plain_round(
+    w: &sqlx::PgPool,
+    plain_t: &str,
+    body: &str,
+    round: usize,
+) -> Result<Duration, Box<dyn std::error::Error>> {
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..PRODUCERS {
+        let (w, body, sql) = (
+            w.clone(),
+            body.to_owned(),
+            format!("INSERT INTO {plain_t} (body) VALUES ($1)"),
+        );
+        tasks.spawn(async move {
+            for _ in 0..round {
+                let mut tx = w.begin().await?;
+                sqlx::query(AssertSqlSafe(sql.clone()))
+                    .bind(&body)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+            }
+            Ok::<_, sqlx::Error>(())
+        });
+    }
+    while let Some(res) = tasks.join_next().await {
+        res??;
+    }
+    Ok(start.elapsed())
+}
+
+/// One round of the one-statement unit of work: `round` commits from each of `PRODUCERS`
+/// tasks, event numbers from `base`.
+async fn uow_round(
+    store: &PgStore,
+    biz_t: &str,
+    body: &str,
+    round: usize,
+    base: usize,
+) -> Result<Duration, Box<dyn std::error::Error>> {
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for p in 0..PRODUCERS {
+        let (store, sql, body) = (
+            store.clone(),
+            format!("INSERT INTO {biz_t} (body) VALUES ($1)"),
+            body.to_owned(),
+        );
+        tasks.spawn(async move {
+            for i in 0..round {
+                let ev = [event(base + p * round + i)];
+                let mut uow = store.begin().await?;
+                uow.execute_and_publish(
+                    sqlx::query(AssertSqlSafe(sql.clone())).bind(body.as_str()),
+                    &ev,
+                )
+                .await?;
+                uow.commit().await?;
+            }
+            Ok::<_, saga_core::Error>(())
+        });
+    }
+    while let Some(res) = tasks.join_next().await {
+        res??;
+    }
+    Ok(start.elapsed())
+}
+
+/// Producers whose relay runs elsewhere (another store on the same schema, as another process
+/// would): plain commits against the one-statement unit of work of a store that holds its
+/// `NOTIFY`s back while that relay drains (the default) and of one that sends a `NOTIFY` per
+/// commit, spaced by the gap (`with_idle_wait(ZERO)`, the behaviour before), in `ROUNDS`
+/// alternating rounds while the relay drains; then the commit-to-publish latency of both at
+/// `LATENCY_RATE`/s, the relay woken only by their `NOTIFY`s.
+async fn postgres_remote(
+    url: &str,
+    n: usize,
+    lat_n: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let schema = format!("bench_{}", uuid::Uuid::now_v7().simple());
+    let connect = |idle: Option<Duration>| {
+        let options = PgOptions::new(url)
+            .with_schema(&schema)
+            .with_max_connections(PRODUCERS as u32 + 4);
+        let options = match idle {
+            Some(wait) => options.with_idle_wait(wait),
+            None => options,
+        };
+        PgStore::connect(options)
+    };
+    let holding = connect(None).await?;
+    let each = connect(Some(Duration::ZERO)).await?;
+    let relay_store = connect(None).await?;
+    let w = holding.write_pool().clone();
+    let plain_t = format!("\"{schema}\".plain");
+    let biz_t = format!("\"{schema}\".business");
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "CREATE TABLE {plain_t} (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body TEXT NOT NULL); \
+         CREATE TABLE {biz_t} (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body TEXT NOT NULL)"
+    )))
+    .execute(&w)
+    .await?;
+    let body = serde_json::to_string(&event(0))?;
+
+    // Counts the NOTIFYs on the outbox channel (what the relay's listener hears too).
+    let heard = Arc::new(AtomicUsize::new(0));
+    let mut listener = sqlx::postgres::PgListener::connect(url).await?;
+    listener.listen(holding.channel()).await?;
+    let counting = tokio::spawn({
+        let heard = heard.clone();
+        async move {
+            while listener.recv().await.is_ok() {
+                heard.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+
+    let source = PgRelaySource::new(relay_store.clone(), LeaseConfig::new("bench-elsewhere"));
+    let leases = source.leases().clone();
+    let counter = Arc::new(Counter::default());
+    let stop = CancellationToken::new();
+    let relay = Relay::new(
+        source,
+        counter.clone(),
+        RelayConfig {
+            delete_published: true,
+            retention: None,
+            ..RelayConfig::default()
+        },
+    )
+    .spawn(stop.clone());
+    while leases.owned().len() < usize::from(relay_store.partitions()) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Let both producers' idle listeners connect.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let round = (n / PRODUCERS / ROUNDS).max(1);
+    let (mut plain_t2, mut hold_t, mut each_t) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let (mut hold_heard, mut each_heard) = (0, 0);
+    for r in 0..ROUNDS {
+        plain_t2 += plain_round(&w, &plain_t, &body, round).await?;
+        let before = heard.load(Ordering::Relaxed);
+        hold_t += uow_round(&holding, &biz_t, &body, round, 2 * r * PRODUCERS * round).await?;
+        let between = heard.load(Ordering::Relaxed);
+        hold_heard += between - before;
+        each_t += uow_round(&each, &biz_t, &body, round, (2 * r + 1) * PRODUCERS * round).await?;
+        each_heard += heard.load(Ordering::Relaxed) - between;
+    }
+    let total = round * PRODUCERS * ROUNDS;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while counter.n.load(Ordering::Relaxed) < 2 * total && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let relayed = counter.n.load(Ordering::Relaxed);
+    stop.cancel();
+    let _ = relay.await;
+    let (plain, hold, each_rate) = (
+        rate(total, plain_t2),
+        rate(total, hold_t),
+        rate(total, each_t),
+    );
+
+    let produce_on = |store: PgStore| -> Produce {
+        let sql = format!("INSERT INTO {biz_t} (body) VALUES ($1)");
+        let body = body.clone();
+        Arc::new(move |i| {
+            let (store, sql, body) = (store.clone(), sql.clone(), body.clone());
+            Box::pin(async move {
+                let ev = [event(i)];
+                let id = ev[0].event_id;
+                let mut uow = store.begin().await?;
+                uow.execute_and_publish(sqlx::query(AssertSqlSafe(sql)).bind(body.as_str()), &ev)
+                    .await?;
+                uow.commit().await?;
+                Ok(id)
+            })
+        })
+    };
+    let source = || PgRelaySource::new(relay_store.clone(), LeaseConfig::new("bench-elsewhere"));
+    let (h50, h99, hmax) = latency(source(), produce_on(holding.clone()), lat_n).await?;
+    let (e50, e99, emax) = latency(source(), produce_on(each.clone()), lat_n).await?;
+    counting.abort();
+    println!(
+        "postgres, relay in another store draining during the rounds: alternating {ROUNDS} rounds: plain {plain:.0}/s, produce one statement holding NOTIFYs while the relay drains {hold:.0}/s ({:.0}%, {:.1} NOTIFYs per 1000 commits), with a NOTIFY per commit (gap {} ms) {each_rate:.0}/s ({:.0}%, {:.1} per 1000) | relayed {relayed} of {} | latency at {LATENCY_RATE}/s, relay woken by NOTIFY: holding p50 {:.2} ms p99 {:.2} ms max {:.2} ms, a NOTIFY per commit p50 {:.2} ms p99 {:.2} ms max {:.2} ms | load {}",
+        100.0 * hold / plain,
+        1000.0 * hold_heard as f64 / total as f64,
+        1,
+        100.0 * each_rate / plain,
+        1000.0 * each_heard as f64 / total as f64,
+        2 * total,
+        ms(h50),
+        ms(h99),
+        ms(hmax),
+        ms(e50),
+        ms(e99),
+        ms(emax),
+        load()
+    );
+    sqlx::raw_sql(AssertSqlSafe(format!("DROP SCHEMA \"{schema}\" CASCADE")))
+        .execute(&w)
+        .await?;
+    holding.close().await;
+    each.close().await;
+    relay_store.close().await;
+    Ok(())
+}
+
 /// Plain BEGIN/INSERT/COMMIT and the one-statement unit of work in `ROUNDS` alternating
 /// rounds from `PRODUCERS` tasks; returns both rates.
 async fn pg_alternating(
@@ -581,58 +775,8 @@ async fn pg_alternating(
     );
     let round = (per / ROUNDS).max(1);
     for _ in 0..ROUNDS {
-        let start = Instant::now();
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..PRODUCERS {
-            let (w, body, sql) = (
-                w.clone(),
-                body.clone(),
-                format!("INSERT INTO {plain_t} (body) VALUES ($1)"),
-            );
-            let body = body.clone();
-            tasks.spawn(async move {
-                for _ in 0..round {
-                    let mut tx = w.begin().await?;
-                    sqlx::query(AssertSqlSafe(sql.clone()))
-                        .bind(&body)
-                        .execute(&mut *tx)
-                        .await?;
-                    tx.commit().await?;
-                }
-                Ok::<_, sqlx::Error>(())
-            });
-        }
-        while let Some(res) = tasks.join_next().await {
-            res??;
-        }
-        plain_t2 += start.elapsed();
-
-        let start = Instant::now();
-        let mut tasks = tokio::task::JoinSet::new();
-        for p in 0..PRODUCERS {
-            let (store, sql) = (
-                store.clone(),
-                format!("INSERT INTO {biz_t} (body) VALUES ($1)"),
-            );
-            let body = body.clone();
-            tasks.spawn(async move {
-                for i in 0..round {
-                    let ev = [event(p * round + i)];
-                    let mut uow = store.begin().await?;
-                    uow.execute_and_publish(
-                        sqlx::query(AssertSqlSafe(sql.clone())).bind(body.as_str()),
-                        &ev,
-                    )
-                    .await?;
-                    uow.commit().await?;
-                }
-                Ok::<_, saga_core::Error>(())
-            });
-        }
-        while let Some(res) = tasks.join_next().await {
-            res??;
-        }
-        one_t += start.elapsed();
+        plain_t2 += plain_round(&w, plain_t, &body, round).await?;
+        one_t += uow_round(store, biz_t, &body, round, 0).await?;
 
         let start = Instant::now();
         let mut tasks = tokio::task::JoinSet::new();
@@ -695,7 +839,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     match std::env::var("DATABASE_URL") {
-        Ok(url) => postgres(&url, n, lat_n).await?,
+        Ok(url) => {
+            if std::env::var("BENCH_REMOTE").as_deref() != Ok("only") {
+                postgres(&url, n, lat_n).await?;
+            }
+            postgres_remote(&url, n, lat_n).await?;
+        }
         Err(_) => println!("SKIP postgres: DATABASE_URL not set"),
     }
     Ok(())

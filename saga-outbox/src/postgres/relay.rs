@@ -51,6 +51,11 @@ pub struct PgRelaySource {
     claim_mark: SqlStr,
     listener: JoinHandle<()>,
     sweeper: Arc<Sweeper>,
+    /// A `NOTIFY` woke this relay: once a claim finds nothing, it reports idle on the store's
+    /// idle channel (producers elsewhere hold their `NOTIFY`s back until then; see
+    /// [`PgOptions::with_idle_wait`](super::PgOptions::with_idle_wait)).
+    owed: Arc<AtomicBool>,
+    idle_channel: String,
 }
 
 /// The source's own `VACUUM` of the outbox table, run after every `every` claimed rows.
@@ -96,7 +101,9 @@ impl PgRelaySource {
                SELECT seq, event_id, aggregate_id, part, envelope, created_at, $3 FROM claimed) \
              SELECT seq, envelope, created_at FROM claimed"
         ));
-        let listener = tokio::spawn(listen(store.clone()));
+        let owed = Arc::new(AtomicBool::new(false));
+        let idle_channel = store.idle_channel();
+        let listener = tokio::spawn(listen(store.clone(), owed.clone()));
         let sweeper = Arc::new(Sweeper {
             vacuum: render("VACUUM (SKIP_LOCKED) {outbox}"),
             every: AtomicU64::new(Self::DEFAULT_VACUUM_EVERY),
@@ -112,6 +119,8 @@ impl PgRelaySource {
             claim_mark,
             listener,
             sweeper,
+            idle_channel,
+            owed,
         }
     }
 
@@ -158,6 +167,25 @@ impl PgRelaySource {
         });
     }
 
+    /// `NOTIFY`s the idle channel on `tx` and commits it (a transaction with
+    /// `synchronous_commit = off`: a report lost in a server crash only makes producers wait
+    /// out their idle wait). If that fails, the report stays owed.
+    async fn report_idle(&self, mut tx: sqlx::PgTransaction<'_>) -> Result<()> {
+        let sent = async {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(self.idle_channel.as_str())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await
+        }
+        .await;
+        if let Err(e) = sent {
+            self.owed.store(true, Ordering::Release);
+            return Err(db_err(e));
+        }
+        Ok(())
+    }
+
     /// The leases this source holds.
     pub fn leases(&self) -> &Arc<Leases> {
         &self.leases
@@ -177,9 +205,10 @@ fn is_insufficient_privilege(e: &sqlx::Error) -> bool {
         .is_some_and(|code| code == "42501")
 }
 
-/// Forwards notifications on the store's channel to its commit signal; reconnects after a
-/// lost connection (waking the relay once, in case a notification was missed).
-async fn listen(store: PgStore) {
+/// Forwards notifications on the store's channel to its commit signal (and owes an idle
+/// report for them); reconnects after a lost connection (waking the relay once, in case a
+/// notification was missed).
+async fn listen(store: PgStore, owed: Arc<AtomicBool>) {
     let signal = store.commit_signal();
     loop {
         let listener = async {
@@ -190,8 +219,10 @@ async fn listen(store: PgStore) {
         .await;
         match listener {
             Ok(mut l) => {
+                owed.store(true, Ordering::Release);
                 signal.notify_one();
                 while l.recv().await.is_ok() {
+                    owed.store(true, Ordering::Release);
                     signal.notify_one();
                 }
             }
@@ -215,6 +246,23 @@ impl RelaySource for PgRelaySource {
     ) -> Result<Batch> {
         let parts = self.leases.owned();
         if parts.is_empty() {
+            if self.owed.swap(false, Ordering::AcqRel) {
+                let tx = async {
+                    let mut tx = self.store.write_pool().begin().await?;
+                    sqlx::query("SET LOCAL synchronous_commit = off")
+                        .execute(&mut *tx)
+                        .await?;
+                    Ok::<_, sqlx::Error>(tx)
+                }
+                .await;
+                match tx {
+                    Ok(tx) => self.report_idle(tx).await?,
+                    Err(e) => {
+                        self.owed.store(true, Ordering::Release);
+                        return Err(db_err(e));
+                    }
+                }
+            }
             return Ok(Batch::default());
         }
         let mut tx = self.store.write_pool().begin().await.map_err(db_err)?;
@@ -239,6 +287,9 @@ impl RelaySource for PgRelaySource {
         };
         let rows = query.fetch_all(&mut *tx).await.map_err(db_err)?;
         if rows.is_empty() {
+            if self.owed.swap(false, Ordering::AcqRel) {
+                self.report_idle(tx).await?;
+            }
             return Ok(Batch::default());
         }
         let mut records = rows
@@ -269,6 +320,11 @@ impl RelaySource for PgRelaySource {
 
     fn wakeups(&self) -> Arc<Notify> {
         self.store.commit_signal()
+    }
+
+    /// Woken by a `NOTIFY`: claims until a claim finds nothing, then reports idle.
+    fn claim_again(&self) -> bool {
+        self.owed.load(Ordering::Acquire)
     }
 
     fn now(&self) -> DateTime<Utc> {

@@ -1,6 +1,7 @@
 //! Connecting a Postgres store: a pool, the service's schema, the migrations.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use saga_core::clock::{SharedClock, SystemClock};
@@ -24,12 +25,14 @@ pub struct PgOptions {
     max_connections: u32,
     partitions: u16,
     notify_gap: Duration,
+    idle_wait: Duration,
     clock: SharedClock,
 }
 
 impl PgOptions {
     /// The database at `url` (`postgres://user@host/db`), schema `saga`, 16 connections,
-    /// 16 partitions, at most one `NOTIFY` per millisecond, the system clock.
+    /// 16 partitions, at most one `NOTIFY` per millisecond and none while relays elsewhere
+    /// drain (for up to 20 ms), the system clock.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -37,6 +40,7 @@ impl PgOptions {
             max_connections: 16,
             partitions: 16,
             notify_gap: Duration::from_millis(1),
+            idle_wait: Self::DEFAULT_IDLE_WAIT,
             clock: Arc::new(SystemClock),
         }
     }
@@ -73,6 +77,27 @@ impl PgOptions {
         self
     }
 
+    /// After a `NOTIFY`, how long the notifier waits at most for a relay elsewhere to report
+    /// that it drained the outbox before it notifies again (default
+    /// [`DEFAULT_IDLE_WAIT`](Self::DEFAULT_IDLE_WAIT)).
+    ///
+    /// A relay woken by a `NOTIFY` claims until a claim finds nothing and then reports
+    /// idle (a `NOTIFY` on [`PgStore::idle_channel`]); until then, commits here need no
+    /// `NOTIFY` of their own: the relay's next claim sees them. When the report comes, one
+    /// `NOTIFY` covers the commits made meanwhile. So under load, while relays elsewhere
+    /// are busy anyway, producers send next to no `NOTIFY`s, and an idle relay is still
+    /// woken by the first commit. The wait bounds how late a relay that never reports (an
+    /// older version, or one that died) hears of a commit. Zero turns this off: a
+    /// `NOTIFY` per commit, spaced by the [gap](Self::with_notify_gap).
+    #[must_use]
+    pub fn with_idle_wait(mut self, wait: Duration) -> Self {
+        self.idle_wait = wait;
+        self
+    }
+
+    /// The longest wait for a relay's idle report, unless set otherwise.
+    pub const DEFAULT_IDLE_WAIT: Duration = Duration::from_millis(20);
+
     /// The clock timestamps and leases come from (tests pass a `ManualClock`).
     #[must_use]
     pub fn with_clock(mut self, clock: SharedClock) -> Self {
@@ -105,7 +130,10 @@ impl SqlStore<Postgres> {
         tokio::spawn(notifier(
             pool.clone(),
             channel.clone(),
-            options.notify_gap,
+            Pacing {
+                gap: options.notify_gap,
+                idle_wait: options.idle_wait,
+            },
             rx,
         ));
         Ok(Self {
@@ -130,9 +158,58 @@ impl SqlStore<Postgres> {
     pub fn channel(&self) -> &str {
         &self.inner.channel
     }
+
+    /// The channel a relay woken by a `NOTIFY` reports on once it has drained its partitions
+    /// (see [`PgOptions::with_idle_wait`]).
+    pub fn idle_channel(&self) -> String {
+        idle_channel(&self.inner.channel)
+    }
 }
 
-/// Sends `NOTIFY channel` once per request, outside any unit of work, until the store is
+pub(crate) fn idle_channel(channel: &str) -> String {
+    format!("{channel}_idle")
+}
+
+/// How the notifier spaces its `NOTIFY`s.
+#[derive(Debug, Clone, Copy)]
+struct Pacing {
+    gap: Duration,
+    idle_wait: Duration,
+}
+
+/// Listens on the idle channel for the notifier: `listening` while `LISTEN` holds, a
+/// permit on `idle` per report (and one after every (re)connect, in case one was missed).
+async fn listen_idle(
+    pool: sqlx::PgPool,
+    channel: String,
+    idle: Arc<Notify>,
+    listening: Arc<AtomicBool>,
+) {
+    use sqlx::postgres::PgListener;
+    while !pool.is_closed() {
+        let listener = async {
+            let mut l = PgListener::connect_with(&pool).await?;
+            l.listen(&channel).await?;
+            Ok::<_, sqlx::Error>(l)
+        }
+        .await;
+        match listener {
+            Ok(mut l) => {
+                listening.store(true, Ordering::Release);
+                idle.notify_one();
+                while l.recv().await.is_ok() {
+                    idle.notify_one();
+                }
+                listening.store(false, Ordering::Release);
+            }
+            Err(_) if pool.is_closed() => break,
+            Err(e) => tracing::warn!(error = %e, "outbox LISTEN for idle relays failed; retrying"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Sends `NOTIFY channel` after commits, outside any unit of work, until the store is
 /// dropped (its sender with it) or the pool closed.
 ///
 /// A `NOTIFY` inside a producer's transaction would take Postgres's global notify lock
@@ -146,24 +223,67 @@ impl SqlStore<Postgres> {
 /// record) do not wait for a WAL flush of their own. That setting must not reach a
 /// producer, so the connection is detached from the pool: one connection beyond
 /// `max_connections`, closed when the pool closes.
+///
+/// After a `NOTIFY` the notifier holds back (`armed` false) until a relay reports idle on
+/// the idle channel or `idle_wait` passes: every relay the `NOTIFY` woke claims again until
+/// a claim comes back empty, so a commit made before that claim is published without a
+/// `NOTIFY` of its own, and one made after it is covered by the `NOTIFY` sent when the
+/// report arrives (`pending`). A report from any relay re-arms (more `NOTIFY`s, never
+/// fewer); without a `LISTEN` on the idle channel the notifier does not hold back at all.
 async fn notifier(
     pool: sqlx::PgPool,
     channel: String,
-    gap: Duration,
+    pacing: Pacing,
     mut requests: tokio::sync::mpsc::Receiver<()>,
 ) {
     use sqlx::Connection as _;
+    let idle = Arc::new(Notify::new());
+    let listening = Arc::new(AtomicBool::new(false));
+    let idle_listener = (!pacing.idle_wait.is_zero()).then(|| {
+        tokio::spawn(listen_idle(
+            pool.clone(),
+            idle_channel(&channel),
+            idle.clone(),
+            listening.clone(),
+        ))
+    });
     // Kept between notifications, opened again after an error.
     let mut conn: Option<PgConnection> = None;
     let closing = pool.close_event();
     tokio::pin!(closing);
+    let (mut armed, mut pending) = (true, false);
+    let mut held_until = tokio::time::Instant::now();
     loop {
-        let request = tokio::select! {
-            r = requests.recv() => r,
-            _ = &mut closing => None,
+        let send = tokio::select! {
+            r = requests.recv() => match r {
+                None => break,
+                // Held back: the relays' drain or the NOTIFY after their report covers it.
+                Some(()) if !armed && listening.load(Ordering::Acquire) => {
+                    pending = true;
+                    false
+                }
+                Some(()) => true,
+            },
+            // A report while armed needs nothing (taking it here keeps it from re-arming
+            // the next hold at once).
+            () = idle.notified() => {
+                if !armed && !pending {
+                    armed = true;
+                }
+                !armed && pending
+            }
+            // No report in time (a relay that died, or one that does not report).
+            () = tokio::time::sleep_until(held_until), if !armed => {
+                armed = !pending;
+                pending
+            }
+            _ = &mut closing => break,
         };
-        if request.is_none() || pool.is_closed() {
+        if pool.is_closed() {
             break;
+        }
+        if !send {
+            continue;
         }
         let sent = async {
             let c = match conn.as_mut() {
@@ -186,13 +306,18 @@ async fn notifier(
             conn = None;
             tracing::warn!(error = %e, "outbox NOTIFY failed; relays elsewhere wait for their poll");
         }
-        if !gap.is_zero() {
+        (armed, pending) = (false, false);
+        held_until = tokio::time::Instant::now() + pacing.idle_wait;
+        if !pacing.gap.is_zero() {
             // Commits meanwhile leave one request in the channel: one NOTIFY covers them.
             tokio::select! {
-                _ = tokio::time::sleep(gap) => {}
+                _ = tokio::time::sleep(pacing.gap) => {}
                 _ = &mut closing => break,
             }
         }
+    }
+    if let Some(task) = idle_listener {
+        task.abort();
     }
     if let Some(c) = conn {
         let _ = c.close().await;

@@ -83,7 +83,9 @@ impl<S: RelaySource> Relay<S> {
                     if batch.published > 0 {
                         self.record(&batch);
                     }
-                    if batch.published >= batch_size {
+                    if batch.published >= batch_size
+                        || (batch.published > 0 && self.source.claim_again())
+                    {
                         wait = Duration::ZERO;
                     }
                 }

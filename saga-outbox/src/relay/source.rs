@@ -49,6 +49,13 @@ pub trait RelaySource: Send + Sync + 'static {
     /// Notified when new rows may be waiting (commits in this process, Postgres NOTIFY).
     fn wakeups(&self) -> Arc<Notify>;
 
+    /// Whether to claim again at once after a batch that published something, though it was
+    /// not full (Postgres: after a `NOTIFY`, so that producers elsewhere may skip theirs
+    /// until the relay reports idle). Default: no, wait for the next wake-up.
+    fn claim_again(&self) -> bool {
+        false
+    }
+
     /// The current time, from the store's clock.
     fn now(&self) -> DateTime<Utc>;
 }
