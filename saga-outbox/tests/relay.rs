@@ -87,6 +87,15 @@ fn assert_ordered_once(seen: &[Envelope], expected: usize) {
     }
 }
 
+/// Commits one event (`event(aggregate, n)`) through a unit of work.
+async fn commit_one(store: &saga_outbox::postgres::PgStore, aggregate: usize, n: usize) {
+    let mut uow = store.begin().await.unwrap_or_else(|e| panic!("{e}"));
+    uow.publish(&[event(aggregate, n)])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    uow.commit().await.unwrap_or_else(|e| panic!("{e}"));
+}
+
 fn config() -> RelayConfig {
     RelayConfig {
         batch_size: 50,
@@ -342,16 +351,7 @@ async fn notify_goes_out_only_for_partitions_held_elsewhere() {
         .listen(store.channel())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let produce = |n: usize| {
-        let store = store.clone();
-        async move {
-            let mut uow = store.begin().await.unwrap_or_else(|e| panic!("{e}"));
-            uow.publish(&[event(n % 4, n)])
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            uow.commit().await.unwrap_or_else(|e| panic!("{e}"));
-        }
-    };
+    let produce = |n: usize| commit_one(&store, n % 4, n);
     // Nothing here holds a partition: the commit must reach relays elsewhere.
     produce(0).await;
     tokio::time::timeout(Duration::from_secs(5), listener.recv())
@@ -564,16 +564,7 @@ async fn commits_hold_their_notify_until_a_relay_reports_idle() {
     };
     // Only a report re-arms here.
     let (store, _guard, mut listener) = held_store(&url, Duration::from_secs(3600)).await;
-    let produce = |n: usize| {
-        let store = store.clone();
-        async move {
-            let mut uow = store.begin().await.unwrap_or_else(|e| panic!("{e}"));
-            uow.publish(&[event(n % 4, n)])
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            uow.commit().await.unwrap_or_else(|e| panic!("{e}"));
-        }
-    };
+    let produce = |n: usize| commit_one(&store, n % 4, n);
     let report_idle = || {
         let (url, channel) = (url.clone(), store.idle_channel());
         async move {
@@ -630,11 +621,7 @@ async fn a_hold_ends_after_the_idle_wait() {
     };
     let (store, _guard, mut listener) = held_store(&url, Duration::from_millis(400)).await;
     for n in 0..2 {
-        let mut uow = store.begin().await.unwrap_or_else(|e| panic!("{e}"));
-        uow.publish(&[event(n, n)])
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        uow.commit().await.unwrap_or_else(|e| panic!("{e}"));
+        commit_one(&store, n, n).await;
     }
     assert!(heard(&mut listener, Duration::from_secs(5)).await);
     assert!(
