@@ -657,6 +657,12 @@ struct WaitQuery {
     timeout_ms: Option<u64>,
 }
 
+/// How often `GET /orders/{id}/wait` looks at the order again while replicas may end its saga.
+const WAIT_RECHECK_REPLICAS: Duration = Duration::from_millis(250);
+/// The same with no other replica (the embedded mode): the saga's end wakes the waiter; this
+/// look only covers a wake-up that went missing.
+const WAIT_RECHECK_ALONE: Duration = Duration::from_secs(2);
+
 async fn wait_order(
     State(svc): State<OrderService>,
     Path(id): Path<String>,
@@ -691,8 +697,13 @@ async fn wait_order(
                 order,
             }));
         }
-        // Another replica may end the saga: look again at least every 250 ms.
-        let nap = (deadline - now).min(Duration::from_millis(250));
+        // Another replica may end the saga: look again at least every 250 ms. Embedded,
+        // no other process can, and this one wakes its waiters; the look is a safety net.
+        let nap = (deadline - now).min(if matches!(svc.ctx.db, crate::db::Db::Sqlite(_)) {
+            WAIT_RECHECK_ALONE
+        } else {
+            WAIT_RECHECK_REPLICAS
+        });
         let _ = tokio::time::timeout(nap, woken).await;
     }
 }
