@@ -723,3 +723,28 @@ async fn a_relay_elsewhere_publishes_every_commit_of_producers_that_hold_back() 
     producer.close().await;
     relay_store.close().await;
 }
+
+/// `live_relays` names the relays whose heartbeat holds, and forgets one that left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_relays_counts_heartbeating_relays() {
+    let Some(url) = support::database_url("live_relays_counts_heartbeating_relays") else {
+        return;
+    };
+    let (clock, shared) = support::manual();
+    let (store, _guard) = support::pg_store(&url, shared, 4).await;
+    let live = || async { store.live_relays().await.unwrap_or_else(|e| panic!("{e}")) };
+    assert!(live().await.is_empty(), "no relay yet");
+    let a = Leases::new(&store, lease("a"));
+    let b = Leases::new(&store, lease("b"));
+    a.maintain().await.unwrap_or_else(|e| panic!("{e}"));
+    b.maintain().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(live().await, ["a", "b"]);
+    b.release_all().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(live().await, ["a"], "a relay that left is not counted");
+    // A relay that stops renewing is counted until its heartbeat runs out.
+    clock.advance(chrono::Duration::seconds(31));
+    assert!(
+        live().await.is_empty(),
+        "an expired heartbeat is not counted"
+    );
+}

@@ -20,6 +20,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,6 +46,7 @@ use crate::api::order::{CreateOrderRequest, OrderItem, OrderResponse, OrderStatu
 use crate::api::problem::{FieldError, Problem};
 use crate::consumer::Handler;
 use crate::context::{Running, ServiceContext};
+use crate::db::Db;
 use crate::error::AppError;
 use crate::healing::{self, PolicySwitch, stuck};
 use crate::messages::{OrderPayload, OrderStatusChanged};
@@ -133,6 +135,10 @@ pub struct OrderService {
     /// Fired with the order's id after a unit of work wrote lines into its saga log: wakes
     /// the streams of `GET /orders/{id}/events` of this process.
     log_appended: broadcast::Sender<Uuid>,
+    /// Whether another replica of the service may be running (and end sagas this process
+    /// does not see end): always false embedded; on Postgres, whether the outbox has any
+    /// live relay but this one, looked up every few seconds (true until known).
+    peers: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for OrderService {
@@ -178,6 +184,7 @@ pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
         )),
         waiters: Arc::new(Waiters::default()),
         log_appended: broadcast::channel(LOG_WAKE_CAPACITY).0,
+        peers: Arc::new(AtomicBool::new(matches!(ctx.db, Db::Postgres { .. }))),
         ctx: ctx.clone(),
     };
     for name in subscriptions::RETIRED {
@@ -201,6 +208,7 @@ pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
         ),
         tokio::spawn(sweep_deadlines(svc.clone())),
         tokio::spawn(request_catalog(ctx.clone())),
+        tokio::spawn(watch_peers(ctx.clone(), svc.peers.clone())),
     ];
     let router = Router::new()
         .route("/orders", post(create_order).get(list_orders))
@@ -659,9 +667,44 @@ struct WaitQuery {
 
 /// How often `GET /orders/{id}/wait` looks at the order again while replicas may end its saga.
 const WAIT_RECHECK_REPLICAS: Duration = Duration::from_millis(250);
-/// The same with no other replica (the embedded mode): the saga's end wakes the waiter; this
-/// look only covers a wake-up that went missing.
+/// The same with no other replica (the embedded mode, or a replica alone): the saga's end
+/// wakes the waiter; this look only covers a wake-up that went missing.
 const WAIT_RECHECK_ALONE: Duration = Duration::from_secs(2);
+/// How often a replica on Postgres looks up whether it has live peers.
+const PEERS_EVERY: Duration = Duration::from_secs(5);
+
+/// On Postgres, keeps `peers` up to date from the outbox's live relays (one per replica,
+/// named after it): peers unless this replica's own relay is the only one live. Embedded:
+/// nothing to watch.
+async fn watch_peers(ctx: ServiceContext, peers: Arc<AtomicBool>) {
+    let Db::Postgres { store, .. } = &ctx.db else {
+        return;
+    };
+    let mut tick = tokio::time::interval(PEERS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = ctx.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        // Before this replica's relay is up, or after an error: assume peers.
+        let alone = store
+            .live_relays()
+            .await
+            .is_ok_and(|live| live == [ctx.replica.as_str()]);
+        if peers.swap(!alone, Ordering::AcqRel) == alone {
+            tracing::info!(
+                peers = !alone,
+                "order: {}",
+                if alone {
+                    "no other replica live; waits rely on this process's wake-ups"
+                } else {
+                    "other replicas may be live; waits look again every 250 ms"
+                }
+            );
+        }
+    }
+}
 
 async fn wait_order(
     State(svc): State<OrderService>,
@@ -697,12 +740,12 @@ async fn wait_order(
                 order,
             }));
         }
-        // Another replica may end the saga: look again at least every 250 ms. Embedded,
-        // no other process can, and this one wakes its waiters; the look is a safety net.
-        let nap = (deadline - now).min(if matches!(svc.ctx.db, crate::db::Db::Sqlite(_)) {
-            WAIT_RECHECK_ALONE
-        } else {
+        // Another replica may end the saga: look again at least every 250 ms. With none,
+        // this process wakes its waiters when a saga ends; the look is a safety net.
+        let nap = (deadline - now).min(if svc.peers.load(Ordering::Acquire) {
             WAIT_RECHECK_REPLICAS
+        } else {
+            WAIT_RECHECK_ALONE
         });
         let _ = tokio::time::timeout(nap, woken).await;
     }

@@ -159,6 +159,21 @@ impl SqlStore<Postgres> {
         &self.inner.channel
     }
 
+    /// The relays sharing this store's outbox now, by owner name (sorted): those whose
+    /// heartbeat (renewed by [`Leases`](super::Leases) with their leases) has not run out.
+    /// Replicas of a service each run one relay, so this also tells a replica whether it
+    /// has live peers.
+    pub async fn live_relays(&self) -> saga_core::Result<Vec<String>> {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(
+            self.tables()
+                .render("SELECT owner FROM {relays} WHERE expires_at > $1 ORDER BY owner"),
+        ))
+        .bind(crate::time::to_nanos(self.clock().now()))
+        .fetch_all(self.read_pool())
+        .await
+        .map_err(db_err)
+    }
+
     /// The channel a relay woken by a `NOTIFY` reports on once it has drained its partitions
     /// (see [`PgOptions::with_idle_wait`]).
     pub fn idle_channel(&self) -> String {
