@@ -185,6 +185,9 @@ pub(crate) fn idle_channel(channel: &str) -> String {
     format!("{channel}_idle")
 }
 
+/// The least wait before a failed `NOTIFY` is sent again.
+const NOTIFY_RETRY: Duration = Duration::from_millis(250);
+
 /// How the notifier spaces its `NOTIFY`s.
 #[derive(Debug, Clone, Copy)]
 struct Pacing {
@@ -317,12 +320,20 @@ async fn notifier(
                 .await
         }
         .await;
+        let failed = sent.is_err();
         if let Err(e) = sent {
             conn = None;
-            tracing::warn!(error = %e, "outbox NOTIFY failed; relays elsewhere wait for their poll");
+            tracing::warn!(error = %e, "outbox NOTIFY failed; trying again shortly");
         }
-        (armed, pending) = (false, false);
-        held_until = tokio::time::Instant::now() + pacing.idle_wait;
+        // After a failure the commits it was for are still to be announced: the hold's end
+        // sends again (not sooner than RETRY, so a server that is down is not hammered).
+        (armed, pending) = (false, failed);
+        held_until = tokio::time::Instant::now()
+            + if failed {
+                pacing.idle_wait.max(NOTIFY_RETRY)
+            } else {
+                pacing.idle_wait
+            };
         if !pacing.gap.is_zero() {
             // Commits meanwhile leave one request in the channel: one NOTIFY covers them.
             tokio::select! {
