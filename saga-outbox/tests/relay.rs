@@ -520,7 +520,8 @@ async fn heard(listener: &mut sqlx::postgres::PgListener, wait: Duration) -> boo
 }
 
 /// A store in a fresh schema with the given idle wait, a listener on its outbox channel, and
-/// the store's notifier listening for idle reports.
+/// the store's notifier listening for idle reports (after one commit and its `NOTIFY`,
+/// heard here; the notifier is armed again when its listener connects).
 async fn held_store(
     url: &str,
     idle_wait: Duration,
@@ -549,6 +550,12 @@ async fn held_store(
         .listen(store.channel())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    // The notifier listens for idle reports from its first NOTIFY on: one commit starts it.
+    commit_one(&store, 0, usize::MAX).await;
+    assert!(
+        heard(&mut listener, Duration::from_secs(5)).await,
+        "the first commit notifies"
+    );
     wait_for_listen(url, &store.idle_channel()).await;
     (store, guard, listener)
 }
@@ -686,7 +693,8 @@ async fn a_relay_elsewhere_publishes_every_commit_of_producers_that_hold_back() 
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    wait_for_listen(&url, &producer.idle_channel()).await;
+    // The producer's notifier starts listening for reports with its first NOTIFY, early in
+    // the run; before that it does not hold back.
 
     let (tasks, per) = (4, 60);
     let mut set = tokio::task::JoinSet::new();
@@ -747,4 +755,40 @@ async fn live_relays_counts_heartbeating_relays() {
         live().await.is_empty(),
         "an expired heartbeat is not counted"
     );
+}
+
+/// The notifier's listening connection does not come out of the store's pool: a store of two
+/// connections, one held by a relay's `LISTEN`, still commits while its notifier listens for
+/// idle reports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_notifiers_listener_leaves_the_pool_to_producers() {
+    let Some(url) = support::database_url("the_notifiers_listener_leaves_the_pool_to_producers")
+    else {
+        return;
+    };
+    let schema = support::schema_name();
+    let _guard = support::SchemaGuard {
+        url: url.clone(),
+        schema: schema.clone(),
+    };
+    let store = saga_outbox::postgres::PgStore::connect(
+        saga_outbox::postgres::PgOptions::new(&url)
+            .with_schema(&schema)
+            .with_partitions(4)
+            .with_max_connections(2),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    // A relay source whose leases are never taken: its LISTEN holds a pool connection and
+    // every commit needs a NOTIFY.
+    let _source = PgRelaySource::new(store.clone(), lease("idle"));
+    tokio::time::timeout(Duration::from_secs(10), async {
+        for n in 0..10 {
+            commit_one(&store, n % 4, n).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("commits stalled: the pool ran out of connections"));
+    store.close().await;
 }

@@ -680,7 +680,7 @@ async fn postgres_remote(
     while leases.owned().len() < usize::from(relay_store.partitions()) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // Let both producers' idle listeners connect.
+    // Let the relay's listener connect (the producers' connect with their first NOTIFY).
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let round = (n / PRODUCERS / ROUNDS).max(1);

@@ -197,6 +197,8 @@ struct Pacing {
 
 /// Listens on the idle channel for the notifier: `listening` while `LISTEN` holds, a
 /// permit on `idle` per report (and one after every (re)connect, in case one was missed).
+/// Its connection comes from a pool of its own (the store's pool keeps its size for
+/// producers); it stops when the store's pool closes.
 async fn listen_idle(
     pool: sqlx::PgPool,
     channel: String,
@@ -204,27 +206,47 @@ async fn listen_idle(
     listening: Arc<AtomicBool>,
 ) {
     use sqlx::postgres::PgListener;
+    let own = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_lazy_with((*pool.connect_options()).clone());
+    let closing = pool.close_event();
+    tokio::pin!(closing);
     while !pool.is_closed() {
         let listener = async {
-            let mut l = PgListener::connect_with(&pool).await?;
+            let mut l = PgListener::connect_with(&own).await?;
             l.listen(&channel).await?;
             Ok::<_, sqlx::Error>(l)
-        }
-        .await;
+        };
+        let listener = tokio::select! {
+            l = listener => l,
+            _ = &mut closing => break,
+        };
         match listener {
             Ok(mut l) => {
                 listening.store(true, Ordering::Release);
                 idle.notify_one();
-                while l.recv().await.is_ok() {
+                loop {
+                    tokio::select! {
+                        r = l.recv() => if r.is_err() { break },
+                        _ = &mut closing => {
+                            listening.store(false, Ordering::Release);
+                            drop(l);
+                            own.close().await;
+                            return;
+                        }
+                    }
                     idle.notify_one();
                 }
                 listening.store(false, Ordering::Release);
             }
-            Err(_) if pool.is_closed() => break,
             Err(e) => tracing::warn!(error = %e, "outbox LISTEN for idle relays failed; retrying"),
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = &mut closing => break,
+        }
     }
+    own.close().await;
 }
 
 /// Sends `NOTIFY channel` after commits, outside any unit of work, until the store is
@@ -257,14 +279,9 @@ async fn notifier(
     use sqlx::Connection as _;
     let idle = Arc::new(Notify::new());
     let listening = Arc::new(AtomicBool::new(false));
-    let idle_listener = (!pacing.idle_wait.is_zero()).then(|| {
-        tokio::spawn(listen_idle(
-            pool.clone(),
-            idle_channel(&channel),
-            idle.clone(),
-            listening.clone(),
-        ))
-    });
+    // Started with the first NOTIFY: a store whose commits never need one (its relays run
+    // in this process) keeps no listening connection.
+    let mut idle_listener: Option<tokio::task::JoinHandle<()>> = None;
     // Kept between notifications, opened again after an error.
     let mut conn: Option<PgConnection> = None;
     let closing = pool.close_event();
@@ -302,6 +319,14 @@ async fn notifier(
         }
         if !send {
             continue;
+        }
+        if idle_listener.is_none() && !pacing.idle_wait.is_zero() {
+            idle_listener = Some(tokio::spawn(listen_idle(
+                pool.clone(),
+                idle_channel(&channel),
+                idle.clone(),
+                listening.clone(),
+            )));
         }
         let sent = async {
             let c = match conn.as_mut() {
