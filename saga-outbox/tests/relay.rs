@@ -401,18 +401,8 @@ async fn a_store_closes_while_its_notifier_waits() {
     let Some(url) = support::database_url("a_store_closes_while_its_notifier_waits") else {
         return;
     };
-    let schema = support::schema_name();
-    let _guard = support::SchemaGuard {
-        url: url.clone(),
-        schema: schema.clone(),
-    };
-    let store = saga_outbox::postgres::PgStore::connect(
-        saga_outbox::postgres::PgOptions::new(&url)
-            .with_schema(&schema)
-            .with_notify_gap(Duration::from_secs(3600)),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    let (store, _guard) =
+        support::pg_store_with(&url, |o| o.with_notify_gap(Duration::from_secs(3600))).await;
     for n in 0..3 {
         let mut uow = store.begin().await.unwrap_or_else(|e| panic!("{e}"));
         uow.publish(&[event(n, n)])
@@ -530,19 +520,8 @@ async fn held_store(
     support::SchemaGuard,
     sqlx::postgres::PgListener,
 ) {
-    let schema = support::schema_name();
-    let guard = support::SchemaGuard {
-        url: url.to_owned(),
-        schema: schema.clone(),
-    };
-    let store = saga_outbox::postgres::PgStore::connect(
-        saga_outbox::postgres::PgOptions::new(url)
-            .with_schema(&schema)
-            .with_partitions(4)
-            .with_idle_wait(idle_wait),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    let (store, guard) =
+        support::pg_store_with(url, |o| o.with_partitions(4).with_idle_wait(idle_wait)).await;
     let mut listener = sqlx::postgres::PgListener::connect(url)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -649,21 +628,13 @@ async fn a_relay_elsewhere_publishes_every_commit_of_producers_that_hold_back() 
         return;
     };
     let (_clock, shared) = support::manual();
-    let schema = support::schema_name();
-    let _guard = support::SchemaGuard {
-        url: url.clone(),
-        schema: schema.clone(),
-    };
-    let producer = saga_outbox::postgres::PgStore::connect(
-        saga_outbox::postgres::PgOptions::new(&url)
-            .with_schema(&schema)
-            .with_partitions(4)
+    let (producer, guard) = support::pg_store_with(&url, |o| {
+        o.with_partitions(4)
             .with_clock(shared.clone())
-            .with_idle_wait(Duration::from_secs(3600)),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    let relay_store = support::pg_connect(&url, &schema, shared, 4).await;
+            .with_idle_wait(Duration::from_secs(3600))
+    })
+    .await;
+    let relay_store = support::pg_connect(&url, &guard.schema, shared, 4).await;
     let mut reports = sqlx::postgres::PgListener::connect(&url)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -766,19 +737,8 @@ async fn the_notifiers_listener_leaves_the_pool_to_producers() {
     else {
         return;
     };
-    let schema = support::schema_name();
-    let _guard = support::SchemaGuard {
-        url: url.clone(),
-        schema: schema.clone(),
-    };
-    let store = saga_outbox::postgres::PgStore::connect(
-        saga_outbox::postgres::PgOptions::new(&url)
-            .with_schema(&schema)
-            .with_partitions(4)
-            .with_max_connections(2),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    let (store, _guard) =
+        support::pg_store_with(&url, |o| o.with_partitions(4).with_max_connections(2)).await;
     // A relay source whose leases are never taken: its LISTEN holds a pool connection and
     // every commit needs a NOTIFY.
     let _source = PgRelaySource::new(store.clone(), lease("idle"));

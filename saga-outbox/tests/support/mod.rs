@@ -90,6 +90,27 @@ pub async fn pg_store(
     (store, guard)
 }
 
+/// A fresh Postgres store in a new schema, with its guard, connected with the options `f`
+/// makes of the default ones (the schema already set).
+#[cfg(feature = "postgres")]
+pub async fn pg_store_with(
+    url: &str,
+    f: impl FnOnce(saga_outbox::postgres::PgOptions) -> saga_outbox::postgres::PgOptions,
+) -> (saga_outbox::postgres::PgStore, SchemaGuard) {
+    let schema = schema_name();
+    let guard = SchemaGuard {
+        url: url.to_owned(),
+        schema: schema.clone(),
+    };
+    let store = saga_outbox::postgres::PgStore::connect(f(saga_outbox::postgres::PgOptions::new(
+        url,
+    )
+    .with_schema(&schema)))
+    .await
+    .unwrap_or_else(|e| panic!("connect postgres: {e}"));
+    (store, guard)
+}
+
 /// Another store on an existing schema (another "process").
 #[cfg(feature = "postgres")]
 pub async fn pg_connect(
