@@ -167,11 +167,25 @@ impl PgRelaySource {
         });
     }
 
-    /// `NOTIFY`s the idle channel on `tx` and commits it (a transaction with
-    /// `synchronous_commit = off`: a report lost in a server crash only makes producers wait
-    /// out their idle wait). If that fails, the report stays owed.
-    async fn report_idle(&self, mut tx: sqlx::PgTransaction<'_>) -> Result<()> {
+    /// If a report is owed, `NOTIFY`s the idle channel on `tx` (or on a transaction of its
+    /// own) and commits it with `synchronous_commit = off` (a report lost in a server crash
+    /// only makes producers wait out their idle wait). If that fails, the report stays owed.
+    async fn report_idle_if_owed(&self, tx: Option<sqlx::PgTransaction<'static>>) -> Result<()> {
+        if !self.owed.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
         let sent = async {
+            let mut tx = match tx {
+                // The claim's transaction: already asynchronous.
+                Some(tx) => tx,
+                None => {
+                    let mut tx = self.store.write_pool().begin().await?;
+                    sqlx::query("SET LOCAL synchronous_commit = off")
+                        .execute(&mut *tx)
+                        .await?;
+                    tx
+                }
+            };
             sqlx::query("SELECT pg_notify($1, '')")
                 .bind(self.idle_channel.as_str())
                 .execute(&mut *tx)
@@ -246,23 +260,7 @@ impl RelaySource for PgRelaySource {
     ) -> Result<Batch> {
         let parts = self.leases.owned();
         if parts.is_empty() {
-            if self.owed.swap(false, Ordering::AcqRel) {
-                let tx = async {
-                    let mut tx = self.store.write_pool().begin().await?;
-                    sqlx::query("SET LOCAL synchronous_commit = off")
-                        .execute(&mut *tx)
-                        .await?;
-                    Ok::<_, sqlx::Error>(tx)
-                }
-                .await;
-                match tx {
-                    Ok(tx) => self.report_idle(tx).await?,
-                    Err(e) => {
-                        self.owed.store(true, Ordering::Release);
-                        return Err(db_err(e));
-                    }
-                }
-            }
+            self.report_idle_if_owed(None).await?;
             return Ok(Batch::default());
         }
         let mut tx = self.store.write_pool().begin().await.map_err(db_err)?;
@@ -287,9 +285,7 @@ impl RelaySource for PgRelaySource {
         };
         let rows = query.fetch_all(&mut *tx).await.map_err(db_err)?;
         if rows.is_empty() {
-            if self.owed.swap(false, Ordering::AcqRel) {
-                self.report_idle(tx).await?;
-            }
+            self.report_idle_if_owed(Some(tx)).await?;
             return Ok(Batch::default());
         }
         let mut records = rows
