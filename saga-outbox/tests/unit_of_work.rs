@@ -261,6 +261,104 @@ macro_rules! uow_cases {
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_batch_of_inbox_marks_tells_which_are_new() {
+            let Some((store, _orders, _guard)) =
+                $setup("a_batch_of_inbox_marks_tells_which_are_new").await
+            else {
+                return;
+            };
+            let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+            let mut first = store.begin().await.unwrap_or_else(|e| panic!("{e}"));
+            assert!(first.mark_inbox("billing", a).await.unwrap_or_else(|e| panic!("{e}")));
+            assert_eq!(
+                first.mark_inbox_all("billing", &[]).await.unwrap_or_else(|e| panic!("{e}")),
+                Vec::<bool>::new()
+            );
+            first.commit().await.unwrap_or_else(|e| panic!("{e}"));
+
+            let mut second = store.begin().await.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                second
+                    .mark_inbox_all("billing", &[b, a, b, c])
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}")),
+                vec![true, false, false, true],
+                "a marked before, b given twice"
+            );
+            // Another consumer's marks are its own.
+            assert_eq!(
+                second
+                    .mark_inbox_all("shipping", &[a])
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}")),
+                vec![true]
+            );
+            drop(second);
+
+            // Rolled back: b and c are new again; a stays marked.
+            let mut third = store.begin().await.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                third
+                    .mark_inbox_all("billing", &[c, a, b])
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}")),
+                vec![true, false, true]
+            );
+            third.commit().await.unwrap_or_else(|e| panic!("{e}"));
+            for id in [a, b, c] {
+                assert!(store.is_processed("billing", id).await.unwrap_or_else(|e| panic!("{e}")));
+            }
+            assert!(!store.is_processed("shipping", a).await.unwrap_or_else(|e| panic!("{e}")));
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn concurrent_batches_of_marks_have_one_effect_each() {
+            let Some((store, _orders, _guard)) =
+                $setup("concurrent_batches_of_marks_have_one_effect_each").await
+            else {
+                return;
+            };
+            // Several rounds: two batches deadlock only when their statements overlap.
+            for _round in 0..8 {
+                let ids: Vec<Uuid> = (0..400).map(|_| Uuid::now_v7()).collect();
+                let mut tasks = tokio::task::JoinSet::new();
+                let start = Arc::new(tokio::sync::Barrier::new(6));
+                for t in 0..6 {
+                    // Every batch holds the same ids in another order (one of them twice).
+                    let mut batch = ids.clone();
+                    batch.rotate_left(t * 67);
+                    if t % 2 == 1 {
+                        batch.reverse();
+                    }
+                    batch.push(batch[0]);
+                    let (store, start) = (store.clone(), start.clone());
+                    tasks.spawn(async move {
+                        // Together, so that the statements overlap (SQLite's one writer
+                        // takes them in turn).
+                        start.wait().await;
+                        let mut uow = store.begin().await?;
+                        let new = uow.mark_inbox_all("billing", &batch).await?;
+                        uow.commit().await?;
+                        let won: Vec<Uuid> =
+                            batch.into_iter().zip(new).filter(|(_, n)| *n).map(|(id, _)| id).collect();
+                        Ok::<_, saga_core::Error>(won)
+                    });
+                }
+                let mut won: Vec<Uuid> = Vec::new();
+                while let Some(done) = tasks.join_next().await {
+                    match done.unwrap_or_else(|e| panic!("{e}")) {
+                        Ok(new) => won.extend(new),
+                        Err(e) => panic!("a batch of marks failed: {e}"),
+                    }
+                }
+                won.sort();
+                let mut expected = ids.clone();
+                expected.sort();
+                assert_eq!(won, expected, "every id new for exactly one batch");
+            }
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn a_stale_saga_version_is_refused() {
             let Some((store, orders, _guard)) = $setup("a_stale_saga_version_is_refused").await
             else {

@@ -313,15 +313,18 @@ impl Projection {
         );
         with_db!(db, store => {
             let mut uow = store.begin().await?;
-            for (envelope, change) in envelopes.iter().zip(&changes) {
+            // The batch's inbox marks in one statement; a redelivered event is skipped.
+            let ids: Vec<uuid::Uuid> = envelopes.iter().map(|e| e.event_id).collect();
+            let new = uow.mark_inbox_all(SUBSCRIPTION, &ids).await?;
+            for ((envelope, change), new) in envelopes.iter().zip(&changes).zip(new) {
+                if !new {
+                    continue;
+                }
                 let envelope: &Envelope = envelope;
                 let traced = TRACE_EVENTS.contains(&envelope.event_type.as_str());
                 // Rows are stamped with the event's time (what pruning goes by).
                 let at = ts(envelope.timestamp);
                 let order_id = &envelope.aggregate_id;
-                if !uow.mark_inbox(SUBSCRIPTION, envelope.event_id).await? {
-                    continue;
-                }
                 if traced {
                     sqlx::query(saga_event.clone())
                         .bind(envelope.event_id.to_string())

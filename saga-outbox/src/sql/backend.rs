@@ -149,6 +149,33 @@ macro_rules! impl_sql_backend {
                 Ok(done.rows_affected() == 1)
             }
 
+            pub(crate) async fn mark_inbox_all_on(
+                &self,
+                conn: &mut $conn,
+                consumer: &str,
+                event_ids: &[uuid::Uuid],
+            ) -> saga_core::Result<Vec<bool>> {
+                if event_ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let ids: Vec<String> = event_ids.iter().map(uuid::Uuid::to_string).collect();
+                // In one order for every caller: two batches sharing ids in other orders
+                // would otherwise wait on each other's marks (a deadlock on Postgres).
+                let sorted: std::collections::BTreeSet<&String> = ids.iter().collect();
+                let list = __codec::to_json(&sorted, "event ids")?;
+                let marked: Vec<(String,)> = sqlx::query_as(self.inner.sql.inbox_mark_all.clone())
+                    .bind(consumer)
+                    .bind(list)
+                    .bind(__codec::nanos(self.inner.clock.now()))
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(__db_err)?;
+                let mut new: std::collections::HashSet<String> =
+                    marked.into_iter().map(|(id,)| id).collect();
+                // An id given twice is new at its first place only.
+                Ok(ids.iter().map(|id| new.remove(id)).collect())
+            }
+
             pub(crate) async fn create_saga_on(
                 &self,
                 conn: &mut $conn,
@@ -357,6 +384,23 @@ macro_rules! impl_sql_backend {
             ) -> saga_core::Result<bool> {
                 let store = self.store.clone();
                 store.mark_inbox_on(&mut *self.tx, consumer, event_id).await
+            }
+
+            /// Marks every one of `event_ids` processed by `consumer` on this transaction in
+            /// one statement (a batch handler's marks), answering in their order what
+            /// [`mark_inbox`](Self::mark_inbox) would answer for each: `false` for a
+            /// duplicate, including an id given a second time. Skip the effects of the
+            /// duplicates; the others are marked whether or not their effects follow, so
+            /// make every new one's effects on this same unit of work.
+            pub async fn mark_inbox_all(
+                &mut self,
+                consumer: &str,
+                event_ids: &[uuid::Uuid],
+            ) -> saga_core::Result<Vec<bool>> {
+                let store = self.store.clone();
+                store
+                    .mark_inbox_all_on(&mut *self.tx, consumer, event_ids)
+                    .await
             }
 
             /// Appends events to the outbox (in order); they are published after `commit`.

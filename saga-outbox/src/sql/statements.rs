@@ -30,6 +30,15 @@ impl Dialect {
         }
     }
 
+    /// A `FROM` source yielding the strings of the JSON array bound at `$n` as column
+    /// `value`.
+    fn text_list(self, n: u8) -> String {
+        match self {
+            Dialect::Sqlite => format!("json_each(${n})"),
+            Dialect::Postgres => format!("jsonb_array_elements_text(${n}::jsonb) AS t(value)"),
+        }
+    }
+
     /// One statement text (one round trip, one prepared statement) that runs the caller's
     /// data-modifying `write` and then `append`: on Postgres a data-modifying `WITH` (both
     /// parts see the same snapshot and commit together), on SQLite the two statements in one
@@ -70,6 +79,8 @@ pub(crate) struct Statements {
     pub(crate) outbox_prune: SqlStr,
     pub(crate) outbox_pending: SqlStr,
     pub(crate) inbox_mark: SqlStr,
+    /// Marks a JSON array of event ids (`$2`) at once, returning the ids newly marked.
+    pub(crate) inbox_mark_all: SqlStr,
     pub(crate) inbox_is: SqlStr,
     pub(crate) saga_create: SqlStr,
     pub(crate) saga_load: SqlStr,
@@ -125,6 +136,13 @@ impl Statements {
             outbox_pending: s("SELECT COUNT(*) FROM {outbox} WHERE published_at IS NULL"),
             inbox_mark: s("INSERT INTO {inbox} (consumer, event_id, processed_at) \
                  VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"),
+            // `WHERE true`: SQLite reads `ON` after a bare `FROM` source as a join clause.
+            inbox_mark_all: s(&format!(
+                "INSERT INTO {{inbox}} (consumer, event_id, processed_at) \
+                 SELECT $1, value, $3 FROM {} WHERE true ON CONFLICT DO NOTHING \
+                 RETURNING event_id",
+                dialect.text_list(2)
+            )),
             inbox_is: s("SELECT COUNT(*) FROM {inbox} WHERE consumer = $1 AND event_id = $2"),
             saga_create: s("INSERT INTO {sagas} \
                  (id, saga, status, terminal, deadline, version, created_at, body) \
