@@ -11,7 +11,7 @@
 //! log minute by minute (orders placed, confirmed and failed, completed sagas, revenue, p95
 //! saga duration).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -203,6 +203,44 @@ macro_rules! count_on {
     }};
 }
 
+/// Appends `envelopes` (their JSON `bodies` beside) to the event log on `conn`, one
+/// statement per [`APPEND_ROWS`]; evaluates to the ids of the events appended: not those
+/// logged before (a redelivery), and an event given twice once.
+macro_rules! append_on {
+    ($db:expr, $conn:expr, $envelopes:expr, $bodies:expr, $recorded_at:expr) => {{
+        let db: &Db = $db;
+        let envelopes: &[&Envelope] = $envelopes;
+        let bodies: &[String] = $bodies;
+        let recorded_at: &String = $recorded_at;
+        let mut appended: HashSet<String> = HashSet::new();
+        for (events, bodies) in envelopes
+            .chunks(APPEND_ROWS)
+            .zip(bodies.chunks(APPEND_ROWS))
+        {
+            let sql = db.qualify(&append_statement(events.len()));
+            let mut query = sqlx::query_as::<_, (String,)>(sql);
+            for (envelope, body) in events.iter().zip(bodies) {
+                query = query
+                    .bind(envelope.event_id.to_string())
+                    .bind(&envelope.event_type)
+                    .bind(&envelope.aggregate_id)
+                    .bind(envelope.correlation_id.to_string())
+                    .bind(ts(envelope.timestamp))
+                    .bind(recorded_at)
+                    .bind(body);
+            }
+            appended.extend(
+                query
+                    .fetch_all(&mut *$conn)
+                    .await?
+                    .into_iter()
+                    .map(|(id,)| id),
+            );
+        }
+        appended
+    }};
+}
+
 /// Folds an order event into the order's row of the figures on `conn` (other events change
 /// nothing there); evaluates to the change of the row.
 macro_rules! fold_order_on {
@@ -256,6 +294,34 @@ macro_rules! fold_order_on {
     }};
 }
 
+/// Most events appended to the log by one statement (7 parameters each).
+const APPEND_ROWS: usize = 500;
+
+/// `INSERT INTO event_log ...` of `rows` events, returning the ids of those appended.
+fn append_statement(rows: usize) -> String {
+    let values = (0..rows)
+        .map(|r| {
+            let p = r * 7;
+            format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5,
+                p + 6,
+                p + 7
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "INSERT INTO {{t}}event_log (event_id, event_type, aggregate_id, correlation_id, \
+         occurred_at, recorded_at, body) VALUES {values} ON CONFLICT (event_id) DO NOTHING \
+         RETURNING event_id"
+    )
+}
+
 /// How one event changed an order's row of the figures.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderChange {
@@ -270,11 +336,6 @@ impl Analytics {
     /// figures, all in one unit of work; then tells the cache what changed.
     async fn record(&self, envelopes: &[&Envelope]) -> Result<(), AppError> {
         let db = &self.ctx.db;
-        let append = db.qualify(
-            "INSERT INTO {t}event_log (event_id, event_type, aggregate_id, correlation_id, \
-             occurred_at, recorded_at, body) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT (event_id) DO NOTHING",
-        );
         let bodies = envelopes
             .iter()
             .map(|e| serde_json::to_string(e).map_err(|e| AppError::decode("envelope", e)))
@@ -283,19 +344,10 @@ impl Analytics {
         with_db!(db, store => {
             let mut uow = store.begin().await?;
             let recorded_at = ts(Utc::now());
-            for (envelope, body) in envelopes.iter().zip(&bodies) {
-                let appended = sqlx::query(append.clone())
-                    .bind(envelope.event_id.to_string())
-                    .bind(&envelope.event_type)
-                    .bind(&envelope.aggregate_id)
-                    .bind(envelope.correlation_id.to_string())
-                    .bind(ts(envelope.timestamp))
-                    .bind(&recorded_at)
-                    .bind(body)
-                    .execute(uow.tx())
-                    .await?
-                    .rows_affected();
-                if appended == 1 {
+            let conn = uow.tx();
+            let mut appended = append_on!(db, conn, envelopes, &bodies, &recorded_at);
+            for envelope in envelopes {
+                if appended.remove(&envelope.event_id.to_string()) {
                     let conn = uow.tx();
                     let change = fold_order_on!(db, conn, envelope, "");
                     changes.push((&envelope.event_type, change));
@@ -777,6 +829,48 @@ mod tests {
             still_confirmed: confirmed,
             total_cents: 1000,
         }
+    }
+
+    #[tokio::test]
+    async fn a_batch_appends_each_new_event_once() -> Result<(), AppError> {
+        let dir = tempfile::tempdir()?;
+        let db = Db::open_sqlite(&dir.path().join("analytics.db"), false).await?;
+        db.migrate(MIGRATIONS).await?;
+        let placed = |order: &str| {
+            Envelope::new(
+                events::ORDER_PLACED,
+                order,
+                serde_json::json!({"total_amount": 10}),
+            )
+        };
+        let (a, b, c) = (placed("a"), placed("b"), placed("c"));
+        let at = ts(Utc::now());
+        let body = |e: &Envelope| serde_json::to_string(e).unwrap_or_default();
+        let batch = [&a, &b, &a];
+        let bodies: Vec<String> = batch.iter().map(|e| body(e)).collect();
+        let first = with_db!(&db, store => {
+            let mut uow = store.begin().await?;
+            let conn = uow.tx();
+            let appended = append_on!(&db, conn, &batch, &bodies, &at);
+            uow.commit().await?;
+            appended
+        });
+        let expect = |ids: &[&Envelope]| -> HashSet<String> {
+            ids.iter().map(|e| e.event_id.to_string()).collect()
+        };
+        assert_eq!(first, expect(&[&a, &b]), "a given twice is appended once");
+        // A redelivery of b beside a new c: only c is new.
+        let batch = [&b, &c];
+        let bodies: Vec<String> = batch.iter().map(|e| body(e)).collect();
+        let second = with_db!(&db, store => {
+            let mut uow = store.begin().await?;
+            let conn = uow.tx();
+            let appended = append_on!(&db, conn, &batch, &bodies, &at);
+            uow.commit().await?;
+            appended
+        });
+        assert_eq!(second, expect(&[&c]));
+        Ok(())
     }
 
     #[test]
