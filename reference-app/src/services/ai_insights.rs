@@ -52,7 +52,7 @@ use crate::db::Db;
 use crate::error::AppError;
 use crate::messages::OrderPayload;
 use crate::order_saga::events;
-use crate::services::common::{parse_ts, parse_uuid, ts};
+use crate::services::common::{parse_ts, parse_uuid, ts, values_rows};
 use crate::services::drift::{DriftReport, DriftWatch};
 use crate::services::inventory::{Released, ReservedItem};
 use crate::services::order::{PRODUCT_UPSERTED, ProductUpserted};
@@ -90,6 +90,18 @@ pub fn saga_event_statement(db: &Db) -> SqlStr {
     db.qualify(
         "INSERT INTO {t}saga_events (event_id, saga_id, event_type, occurred_at) \
          VALUES ($1, $2, $3, $4) ON CONFLICT (event_id) DO NOTHING",
+    )
+}
+
+/// Most rows of one [`saga_events_insert`] (4 parameters each).
+const SAGA_EVENT_ROWS: usize = 500;
+
+/// [`saga_event_statement`] for `rows` events.
+fn saga_events_insert(rows: usize) -> String {
+    format!(
+        "INSERT INTO {{t}}saga_events (event_id, saga_id, event_type, occurred_at) \
+         VALUES {} ON CONFLICT (event_id) DO NOTHING",
+        values_rows(rows, 4)
     )
 }
 
@@ -279,7 +291,6 @@ impl Projection {
             .collect::<Result<Vec<_>, _>>()?;
         let db = &self.db;
         let q = |sql: &str| db.qualify(sql);
-        let saga_event = saga_event_statement(db);
         // A saga starts with its order's `order.placed` (sent with the first command).
         let saga_run = q(
             "INSERT INTO {t}saga_runs (saga_id, started_at) VALUES ($1, $2) \
@@ -316,24 +327,32 @@ impl Projection {
             // The batch's inbox marks in one statement; a redelivered event is skipped.
             let ids: Vec<uuid::Uuid> = envelopes.iter().map(|e| e.event_id).collect();
             let new = uow.mark_inbox_all(SUBSCRIPTION, &ids).await?;
+            // The new traced events' rows in one statement per chunk.
+            let traced: Vec<&Envelope> = envelopes
+                .iter()
+                .zip(&new)
+                .filter(|(e, new)| **new && TRACE_EVENTS.contains(&e.event_type.as_str()))
+                .map(|(e, _)| *e)
+                .collect();
+            for chunk in traced.chunks(SAGA_EVENT_ROWS) {
+                let mut query = sqlx::query(db.qualify(&saga_events_insert(chunk.len())));
+                for envelope in chunk {
+                    // Rows are stamped with the event's time (what pruning goes by).
+                    query = query
+                        .bind(envelope.event_id.to_string())
+                        .bind(&envelope.aggregate_id)
+                        .bind(&envelope.event_type)
+                        .bind(ts(envelope.timestamp));
+                }
+                query.execute(uow.tx()).await?;
+            }
             for ((envelope, change), new) in envelopes.iter().zip(&changes).zip(new) {
                 if !new {
                     continue;
                 }
                 let envelope: &Envelope = envelope;
-                let traced = TRACE_EVENTS.contains(&envelope.event_type.as_str());
-                // Rows are stamped with the event's time (what pruning goes by).
                 let at = ts(envelope.timestamp);
                 let order_id = &envelope.aggregate_id;
-                if traced {
-                    sqlx::query(saga_event.clone())
-                        .bind(envelope.event_id.to_string())
-                        .bind(order_id)
-                        .bind(&envelope.event_type)
-                        .bind(&at)
-                        .execute(uow.tx())
-                        .await?;
-                }
                 match &change {
                     Change::Placed(order) => {
                         sqlx::query(saga_run.clone())

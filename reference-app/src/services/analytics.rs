@@ -31,7 +31,7 @@ use crate::db::Db;
 use crate::error::AppError;
 use crate::order_saga::events;
 use crate::services::analytics_cache::FiguresCache;
-use crate::services::common::{health_routes, parse_ts, ts};
+use crate::services::common::{health_routes, parse_ts, ts, values_rows};
 use crate::with_db;
 
 /// The analytics service's tables.
@@ -299,26 +299,11 @@ const APPEND_ROWS: usize = 500;
 
 /// `INSERT INTO event_log ...` of `rows` events, returning the ids of those appended.
 fn append_statement(rows: usize) -> String {
-    let values = (0..rows)
-        .map(|r| {
-            let p = r * 7;
-            format!(
-                "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                p + 1,
-                p + 2,
-                p + 3,
-                p + 4,
-                p + 5,
-                p + 6,
-                p + 7
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
     format!(
         "INSERT INTO {{t}}event_log (event_id, event_type, aggregate_id, correlation_id, \
-         occurred_at, recorded_at, body) VALUES {values} ON CONFLICT (event_id) DO NOTHING \
-         RETURNING event_id"
+         occurred_at, recorded_at, body) VALUES {} ON CONFLICT (event_id) DO NOTHING \
+         RETURNING event_id",
+        values_rows(rows, 7)
     )
 }
 

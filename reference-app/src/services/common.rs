@@ -25,6 +25,20 @@ pub fn parse_ts(text: &str) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
+/// The `VALUES` rows of a multi-row insert: `rows` groups of `columns` numbered parameters,
+/// `($1, $2), ($3, $4)` for two rows of two.
+pub fn values_rows(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let params: Vec<String> = (1..=columns)
+                .map(|c| format!("${}", r * columns + c))
+                .collect();
+            format!("({})", params.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A reply to a saga command: same aggregate, correlation and causation from the command.
 pub fn reply(command: &Envelope, event_type: &str, payload: serde_json::Value) -> Envelope {
     Envelope::new(event_type, command.aggregate_id.clone(), payload).caused_by(command)
@@ -93,4 +107,15 @@ pub fn parse_uuid(what: &str, text: &str) -> Result<uuid::Uuid, Problem> {
             format!("`{text}` is not a valid {what} id (a UUID)"),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_rows_number_every_parameter_once_in_order() {
+        assert_eq!(values_rows(1, 3), "($1, $2, $3)");
+        assert_eq!(values_rows(2, 2), "($1, $2), ($3, $4)");
+    }
 }

@@ -52,7 +52,7 @@ use crate::healing::{self, PolicySwitch, stuck};
 use crate::messages::{OrderPayload, OrderStatusChanged};
 use crate::operator::Handled;
 use crate::order_saga::{self, events};
-use crate::services::common::{health_routes, parse_ts, parse_uuid, stored_uuid, ts};
+use crate::services::common::{health_routes, parse_ts, parse_uuid, stored_uuid, ts, values_rows};
 use crate::services::order_stats;
 use crate::trace_context::{SPAN_TARGET, TraceContext};
 use crate::with_db;
@@ -263,26 +263,10 @@ fn saga_log_insert(rows: usize) -> String {
     if rows <= 1 {
         return SAGA_LOG_INSERT.to_owned();
     }
-    let values: Vec<String> = (0..rows)
-        .map(|r| {
-            let p = r * 8;
-            format!(
-                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                p + 1,
-                p + 2,
-                p + 3,
-                p + 4,
-                p + 5,
-                p + 6,
-                p + 7,
-                p + 8
-            )
-        })
-        .collect();
     format!(
         "INSERT INTO {{t}}saga_log_view (event_id, order_id, correlation_id, step, status, \
          event_type, details, created_at) VALUES {} ON CONFLICT (event_id) DO NOTHING",
-        values.join(", ")
+        values_rows(rows, 8)
     )
 }
 
