@@ -816,6 +816,22 @@ mod tests {
         }
     }
 
+    /// Appends `batch` in one unit of work, committed; the ids appended.
+    async fn append(db: &Db, batch: &[&Envelope]) -> Result<HashSet<String>, AppError> {
+        let bodies: Vec<String> = batch
+            .iter()
+            .map(|e| serde_json::to_string(e).map_err(|e| AppError::decode("envelope", e)))
+            .collect::<Result<_, _>>()?;
+        let at = ts(Utc::now());
+        Ok(with_db!(db, store => {
+            let mut uow = store.begin().await?;
+            let conn = uow.tx();
+            let appended = append_on!(db, conn, batch, &bodies, &at);
+            uow.commit().await?;
+            appended
+        }))
+    }
+
     #[tokio::test]
     async fn a_batch_appends_each_new_event_once() -> Result<(), AppError> {
         let dir = tempfile::tempdir()?;
@@ -829,32 +845,16 @@ mod tests {
             )
         };
         let (a, b, c) = (placed("a"), placed("b"), placed("c"));
-        let at = ts(Utc::now());
-        let body = |e: &Envelope| serde_json::to_string(e).unwrap_or_default();
-        let batch = [&a, &b, &a];
-        let bodies: Vec<String> = batch.iter().map(|e| body(e)).collect();
-        let first = with_db!(&db, store => {
-            let mut uow = store.begin().await?;
-            let conn = uow.tx();
-            let appended = append_on!(&db, conn, &batch, &bodies, &at);
-            uow.commit().await?;
-            appended
-        });
-        let expect = |ids: &[&Envelope]| -> HashSet<String> {
-            ids.iter().map(|e| e.event_id.to_string()).collect()
+        let ids = |of: &[&Envelope]| -> HashSet<String> {
+            of.iter().map(|e| e.event_id.to_string()).collect()
         };
-        assert_eq!(first, expect(&[&a, &b]), "a given twice is appended once");
+        assert_eq!(
+            append(&db, &[&a, &b, &a]).await?,
+            ids(&[&a, &b]),
+            "a given twice is appended once"
+        );
         // A redelivery of b beside a new c: only c is new.
-        let batch = [&b, &c];
-        let bodies: Vec<String> = batch.iter().map(|e| body(e)).collect();
-        let second = with_db!(&db, store => {
-            let mut uow = store.begin().await?;
-            let conn = uow.tx();
-            let appended = append_on!(&db, conn, &batch, &bodies, &at);
-            uow.commit().await?;
-            appended
-        });
-        assert_eq!(second, expect(&[&c]));
+        assert_eq!(append(&db, &[&b, &c]).await?, ids(&[&c]));
         Ok(())
     }
 
