@@ -258,21 +258,14 @@ macro_rules! project_all_on {
     }};
 }
 
-/// [`SAGA_LOG_INSERT`] for `rows` lines.
+/// The saga log read model's insert of `rows` lines (idempotent by event id).
 fn saga_log_insert(rows: usize) -> String {
-    if rows <= 1 {
-        return SAGA_LOG_INSERT.to_owned();
-    }
     format!(
         "INSERT INTO {{t}}saga_log_view (event_id, order_id, correlation_id, step, status, \
          event_type, details, created_at) VALUES {} ON CONFLICT (event_id) DO NOTHING",
         values_rows(rows, 8)
     )
 }
-
-const SAGA_LOG_INSERT: &str = "INSERT INTO {t}saga_log_view (event_id, order_id, correlation_id, \
-     step, status, event_type, details, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-     ON CONFLICT (event_id) DO NOTHING";
 
 // ---------------------------------------------------------------------------------------
 // Writing orders.
@@ -1353,11 +1346,7 @@ pub async fn project_saga_log(db: &crate::db::Db, envelope: &Envelope) -> Result
     let Some((step, status)) = log_line(&envelope.event_type) else {
         return Ok(());
     };
-    let sql = db.qualify(
-        "INSERT INTO {t}saga_log_view (event_id, order_id, correlation_id, step, status, \
-         event_type, details, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-         ON CONFLICT (event_id) DO NOTHING",
-    );
+    let sql = db.qualify(&saga_log_insert(1));
     with_db!(db, store => {
         sqlx::query(sql.clone())
             .bind(envelope.event_id.to_string())
