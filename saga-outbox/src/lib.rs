@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+#[cfg(feature = "_sql")]
+pub mod batch;
 pub mod names;
 pub mod partition;
 pub mod relay;
@@ -16,6 +18,8 @@ pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+#[cfg(feature = "_sql")]
+pub use batch::{Batch, BatchOutcome, BatchStatement, InboxMark, StatementId};
 pub use names::Tables;
 pub use relay::{Relay, RelayConfig, RelayMetrics, RelaySource};
 #[cfg(feature = "_sql")]

@@ -24,7 +24,7 @@ use crate::sql::store::SqlStore;
 /// One transaction of a [`SqlStore`]: see the [module docs](self).
 ///
 /// The methods (`tx`, `mark_inbox`, `publish`, `create_saga`, `save_saga`,
-/// `append_saga_log`, `commit`, `rollback`) exist for `UnitOfWork<Sqlite>` and
+/// `append_saga_log`, `batch`, `commit`, `rollback`) exist for `UnitOfWork<Sqlite>` and
 /// `UnitOfWork<Postgres>`, written once for both.
 pub struct UnitOfWork<DB: Database> {
     pub(crate) tx: Transaction<'static, DB>,
@@ -33,6 +33,8 @@ pub struct UnitOfWork<DB: Database> {
     /// Appended to a partition no relay of this process holds: other processes' relays
     /// must be told (`NOTIFY`) after the commit.
     pub(crate) remote: bool,
+    /// A batch found a duplicate: the effects written since must not commit.
+    pub(crate) discard: bool,
 }
 
 impl<DB: Database> UnitOfWork<DB> {
@@ -42,6 +44,7 @@ impl<DB: Database> UnitOfWork<DB> {
             store,
             published: 0,
             remote: false,
+            discard: false,
         }
     }
 

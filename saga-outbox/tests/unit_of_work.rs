@@ -404,8 +404,259 @@ macro_rules! uow_cases {
     };
 }
 
+/// The batch cases (`UnitOfWork::batch`), written once, for the same backends.
+macro_rules! batch_cases {
+    ($setup:path) => {
+        use saga_core::saga::log::{LogStatus, SagaLogEntry};
+        use saga_core::saga::store::SagaLogStore;
+
+        /// A second business table of the test's own: `(id, qty, note)`.
+        async fn lines_table(store_pool: &sqlx::Pool<Db>, orders: &str) -> String {
+            let lines = format!("{orders}_lines");
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "CREATE TABLE {lines} (id TEXT PRIMARY KEY, qty BIGINT NOT NULL, note TEXT)"
+            )))
+            .execute(store_pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+            lines
+        }
+
+        fn log_entry(saga_id: Uuid, step: &str) -> SagaLogEntry {
+            SagaLogEntry {
+                saga_id,
+                step: step.into(),
+                event_type: format!("{step}.done"),
+                event_id: Uuid::now_v7(),
+                status: LogStatus::Completed,
+                at: chrono::Utc::now(),
+                detail: None,
+            }
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_batch_writes_everything_at_once() {
+            let Some((store, orders, _guard)) = $setup("a_batch_writes_everything_at_once").await
+            else {
+                return;
+            };
+            let lines = lines_table(store.write_pool(), &orders).await;
+            let loaded = saga(chrono::Utc::now());
+            store.create(&loaded).await.unwrap_or_else(|e| panic!("{e}"));
+            let message = Envelope::new("order.placed", "order-1", serde_json::json!({}));
+            let events: Vec<Envelope> = (0..2)
+                .map(|n| Envelope::new("invoice.created", "order-1", serde_json::json!({ "n": n })))
+                .collect();
+            let log: Vec<SagaLogEntry> = (0..10).map(|n| log_entry(loaded.id, &format!("s{n}"))).collect();
+
+            let mut uow = store.begin().await.unwrap_or_else(|e| panic!("{e}"));
+            let mut batch = uow.batch();
+            let mark = batch.mark_inbox("billing", message.event_id);
+            let order = batch
+                .execute(sqlx::AssertSqlSafe(format!("INSERT INTO {orders} (id) VALUES ($1);")))
+                .bind("order-1")
+                .id();
+            // Each statement numbers its own parameters from 1, `?` too.
+            batch
+                .execute(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO {lines} (id, qty, note) VALUES ($1, $2, $3), ($4, $5, NULL)"
+                )))
+                .bind("a")
+                .bind(2_i64)
+                .bind("it's $1; fine")
+                .bind("b")
+                .bind(5_i64);
+            batch.publish(&events);
+            batch.save_saga(&bumped(loaded.clone()), 1);
+            let update = batch
+                .execute(sqlx::AssertSqlSafe(format!(
+                    "UPDATE {lines} SET qty = qty + $1 -- every line\n"
+                )))
+                .bind(10_i64)
+                .id();
+            batch.append_saga_log(&log);
+            assert_eq!(batch.len(), 8, "log entries go in chunks of at most eight");
+            let outcome = batch.run().await.unwrap_or_else(|e| panic!("{e}"));
+            assert!(!outcome.is_duplicate());
+            assert_eq!(outcome.is_new(mark), Some(true));
+            assert_eq!(outcome.rows_affected(order), Some(1));
+            assert_eq!(outcome.rows_affected(update), Some(2));
+            assert_eq!(uow.published_count(), 2);
+            uow.commit().await.unwrap_or_else(|e| panic!("{e}"));
+
+            assert_eq!(count(store.read_pool(), &orders).await, 1);
+            let rows: Vec<(String, i64, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(
+                format!("SELECT id, qty, note FROM {lines} ORDER BY id"),
+            ))
+            .fetch_all(store.read_pool())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                rows,
+                vec![
+                    ("a".to_owned(), 12, Some("it's $1; fine".to_owned())),
+                    ("b".to_owned(), 15, None)
+                ]
+            );
+            let pending = store.unpublished(10).await.unwrap_or_else(|e| panic!("{e}"));
+            let ids: Vec<Uuid> = pending.iter().map(|r| r.envelope.event_id).collect();
+            assert_eq!(ids, events.iter().map(|e| e.event_id).collect::<Vec<_>>());
+            assert_eq!(store.load(loaded.id).await.unwrap_or_else(|e| panic!("{e}")).version, 2);
+            let kept = store.entries(loaded.id).await.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                kept.iter().map(|e| e.step.as_str()).collect::<Vec<_>>(),
+                log.iter().map(|e| e.step.as_str()).collect::<Vec<_>>(),
+                "the log in the order given"
+            );
+            assert!(
+                store
+                    .is_processed("billing", message.event_id)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"))
+            );
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_batch_of_many_values_keeps_each_in_place() {
+            let Some((store, orders, _guard)) =
+                $setup("a_batch_of_many_values_keeps_each_in_place").await
+            else {
+                return;
+            };
+            let lines = lines_table(store.write_pool(), &orders).await;
+            // 700 statements of 10 rows, 21,000 values: on SQLite more than one text takes
+            // (16,383 values each, within the 32,766 parameter numbers of SQLite's default
+            // build), so the second text's numbering starts again.
+            let values: Vec<String> = (0..10)
+                .map(|r| format!("(${}, ${}, ${})", 3 * r + 1, 3 * r + 2, 3 * r + 3))
+                .collect();
+            let insert = format!("INSERT INTO {lines} (id, qty, note) VALUES {}", values.join(", "));
+            let mut uow = store.begin().await.unwrap_or_else(|e| panic!("{e}"));
+            let mut batch = uow.batch();
+            let mut ids = Vec::new();
+            for s in 0..700_i64 {
+                let mut statement = batch.execute(sqlx::AssertSqlSafe(insert.clone()));
+                for r in 0..10_i64 {
+                    let n = s * 10 + r;
+                    statement = statement.bind(format!("l{n}")).bind(n).bind(format!("n{n}"));
+                }
+                ids.push(statement.id());
+            }
+            let outcome = batch.run().await.unwrap_or_else(|e| panic!("{e}"));
+            assert!(ids.iter().all(|id| outcome.rows_affected(*id) == Some(10)));
+            uow.commit().await.unwrap_or_else(|e| panic!("{e}"));
+            let (rows, total, matching): (i64, i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT COUNT(*), CAST(SUM(qty) AS BIGINT), CAST(SUM(CASE WHEN id = 'l' || qty \
+                 AND note = 'n' || qty THEN 1 ELSE 0 END) AS BIGINT) FROM {lines}"
+            )))
+            .fetch_one(store.read_pool())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!((rows, total, matching), (7000, 7000 * 6999 / 2, 7000));
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_duplicate_in_a_batch_commits_nothing() {
+            let Some((store, orders, _guard)) =
+                $setup("a_duplicate_in_a_batch_commits_nothing").await
+            else {
+                return;
+            };
+            let message = Envelope::new("order.placed", "order-1", serde_json::json!({}));
+            let insert = format!("INSERT INTO {orders} (id) VALUES ($1)");
+            // Each delivery inserts `keys` and publishes one event.
+            let deliver = |store: Store, keys: &'static [&'static str]| {
+                let insert = insert.clone();
+                async move {
+                    let mut uow = store.begin().await.unwrap_or_else(|e| panic!("{e}"));
+                    let mut batch = uow.batch();
+                    batch.mark_inbox("billing", message.event_id);
+                    for key in keys {
+                        batch.execute(sqlx::AssertSqlSafe(insert.clone())).bind(*key);
+                    }
+                    batch.publish(&[Envelope::new("invoice.created", "order-1", serde_json::json!({}))]);
+                    let outcome = batch.run().await.unwrap_or_else(|e| panic!("{e}"));
+                    // `commit` after a duplicate rolls back.
+                    uow.commit().await.unwrap_or_else(|e| panic!("{e}"));
+                    outcome.is_duplicate()
+                }
+            };
+            assert!(!deliver(store.clone(), &["order-1", "first"]).await);
+            // The first delivery took order-1: this redelivery's insert fails (SQLite runs
+            // it), which is the duplicate, not an error.
+            assert!(deliver(store.clone(), &["order-1", "second"]).await);
+            // This one's statements all succeed on SQLite: the commit must not keep them.
+            assert!(deliver(store.clone(), &["third"]).await);
+            assert_eq!(count(store.read_pool(), &orders).await, 2, "order-1 and first");
+            assert_eq!(store.pending_count().await.unwrap_or_else(|e| panic!("{e}")), 1);
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_batch_refuses_a_stale_or_missing_saga() {
+            let Some((store, orders, _guard)) =
+                $setup("a_batch_refuses_a_stale_or_missing_saga").await
+            else {
+                return;
+            };
+            let loaded = saga(chrono::Utc::now());
+            store.create(&loaded).await.unwrap_or_else(|e| panic!("{e}"));
+            let insert = format!("INSERT INTO {orders} (id) VALUES ($1)");
+            for (instance, expected, kind) in [
+                (bumped(loaded.clone()), 7, ErrorKind::Conflict),
+                (saga(chrono::Utc::now()), 1, ErrorKind::NotFound),
+            ] {
+                let mut uow = store.begin().await.unwrap_or_else(|e| panic!("{e}"));
+                let mut batch = uow.batch();
+                batch.execute(sqlx::AssertSqlSafe(insert.clone())).bind("late");
+                batch.save_saga(&instance, expected);
+                match batch.run().await {
+                    Err(e) => assert_eq!(e.kind(), kind, "got {e}"),
+                    Ok(outcome) => panic!("a stale save must be refused: {outcome:?}"),
+                }
+            }
+            // A new saga whose id is taken.
+            let mut uow = store.begin().await.unwrap_or_else(|e| panic!("{e}"));
+            let mut batch = uow.batch();
+            batch.create_saga(&loaded);
+            match batch.run().await {
+                Err(e) => assert!(
+                    matches!(e, saga_core::Error::AlreadyExists { .. }),
+                    "got {e}"
+                ),
+                Ok(outcome) => panic!("a taken saga id must be refused: {outcome:?}"),
+            }
+            drop(uow);
+            assert_eq!(count(store.read_pool(), &orders).await, 0);
+            assert_eq!(store.load(loaded.id).await.unwrap_or_else(|e| panic!("{e}")).version, 1);
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_batch_refuses_what_it_cannot_send() {
+            let Some((store, orders, _guard)) = $setup("a_batch_refuses_what_it_cannot_send").await
+            else {
+                return;
+            };
+            let two = format!("INSERT INTO {orders} (id) VALUES ($1); DELETE FROM {orders}");
+            let short = format!("INSERT INTO {orders} (id) VALUES ($2)");
+            for sql in [two, short] {
+                let mut uow = store.begin().await.unwrap_or_else(|e| panic!("{e}"));
+                let mut batch = uow.batch();
+                batch.execute(sqlx::AssertSqlSafe(sql.clone())).bind("x");
+                assert!(batch.run().await.is_err(), "{sql}");
+            }
+            // An empty batch sends nothing and succeeds.
+            let mut uow = store.begin().await.unwrap_or_else(|e| panic!("{e}"));
+            let outcome = uow.batch().run().await.unwrap_or_else(|e| panic!("{e}"));
+            assert!(!outcome.is_duplicate());
+            uow.commit().await.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(count(store.read_pool(), &orders).await, 0);
+        }
+    };
+}
+
 mod sqlite {
     type Db = sqlx::Sqlite;
+    type Store = saga_outbox::sqlite::SqliteStore;
 
     async fn setup(
         _test: &str,
@@ -420,10 +671,12 @@ mod sqlite {
     }
 
     uow_cases!(setup);
+    batch_cases!(setup);
 }
 
 mod postgres {
     type Db = sqlx::Postgres;
+    type Store = saga_outbox::postgres::PgStore;
 
     async fn setup(
         test: &str,
@@ -446,4 +699,5 @@ mod postgres {
     }
 
     uow_cases!(setup);
+    batch_cases!(setup);
 }

@@ -31,6 +31,8 @@ macro_rules! impl_sql_backend {
         use $crate::sql::store::SqlStore as __SqlStore;
         use $crate::uow::UnitOfWork as __UnitOfWork;
 
+        $crate::sql::batch_backend::impl_sql_batch!($db, $conn);
+
         /// Decodes the JSON body in column 0 of each row.
         fn __bodies<T>(
             rows: &[<$db as sqlx::Database>::Row],
@@ -227,22 +229,36 @@ macro_rules! impl_sql_backend {
                 if done.rows_affected() == 1 {
                     return Ok(());
                 }
-                let found = sqlx::query(self.inner.sql.saga_version.clone())
-                    .bind(row.id)
+                Err(self
+                    .saga_mismatch(conn, instance.id, expected_version)
+                    .await)
+            }
+
+            /// Why a save of saga `id` at `expected_version` changed no row: the saga is
+            /// gone, or its version moved on (a database error if even that cannot be read).
+            pub(crate) async fn saga_mismatch(
+                &self,
+                conn: &mut $conn,
+                id: uuid::Uuid,
+                expected_version: u64,
+            ) -> __Error {
+                let found = match sqlx::query(self.inner.sql.saga_version.clone())
+                    .bind(id.to_string())
                     .fetch_optional(&mut *conn)
                     .await
-                    .map_err(__db_err)?;
-                match found {
-                    None => Err(__saga_not_found(instance.id)),
-                    Some(found) => {
-                        let actual: i64 = found.try_get(0).map_err(__db_err)?;
-                        Err(__Error::VersionConflict {
-                            entity: "saga",
-                            id: instance.id.to_string(),
-                            expected: expected_version,
-                            actual: u64::try_from(actual).unwrap_or_default(),
-                        })
-                    }
+                {
+                    Ok(found) => found,
+                    Err(e) => return __db_err(e),
+                };
+                match found.map(|row| row.try_get::<i64, _>(0)) {
+                    None => __saga_not_found(id),
+                    Some(Err(e)) => __db_err(e),
+                    Some(Ok(actual)) => __Error::VersionConflict {
+                        entity: "saga",
+                        id: id.to_string(),
+                        expected: expected_version,
+                        actual: u64::try_from(actual).unwrap_or_default(),
+                    },
                 }
             }
 
@@ -498,7 +514,13 @@ macro_rules! impl_sql_backend {
             /// relays of this store at once, relays of other processes (Postgres) by a
             /// `NOTIFY` the store's notifier task sends after the commit, unless every
             /// event fell in a partition a relay of this process holds.
+            ///
+            /// After a [batch](crate::batch::Batch) found a duplicate, the unit of work
+            /// holds effects that must not happen twice: `commit` then rolls it back.
             pub async fn commit(self) -> saga_core::Result<()> {
+                if self.discard {
+                    return self.rollback().await;
+                }
                 let (published, remote) = (self.published, self.remote);
                 let store = self.store.clone();
                 self.tx.commit().await.map_err(__db_err)?;

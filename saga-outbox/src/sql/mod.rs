@@ -2,6 +2,7 @@
 //! store type and the trait impls written once.
 
 pub(crate) mod backend;
+pub(crate) mod batch_backend;
 pub(crate) mod codec;
 pub(crate) mod error;
 pub(crate) mod statements;

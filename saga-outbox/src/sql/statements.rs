@@ -198,6 +198,12 @@ impl Statements {
         }
     }
 
+    /// Whether several statements can travel in one text and one call (SQLite), so a
+    /// [`Batch`](crate::batch::Batch) sends them together.
+    pub(crate) fn combines_statements(&self) -> bool {
+        self.dialect == Dialect::Sqlite
+    }
+
     /// `INSERT INTO outbox (...) VALUES (...), ...` for `rows` rows whose
     /// [`OUTBOX_COLUMNS`] parameters each start at `$first`, in row order (event id,
     /// aggregate id, partition, envelope, created at).
