@@ -55,8 +55,10 @@ async fn place_via_web(app: &App, product: &Value, headers: &[(&str, &str)]) -> 
         req = req.header(*k, *v);
     }
     let r = req.send().await.unwrap();
-    assert_eq!(r.status().as_u16(), 201);
-    let order: Value = r.json().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    assert_eq!(status, 201, "{text}");
+    let order: Value = serde_json::from_str(&text).unwrap();
     order["id"].as_str().unwrap().to_owned()
 }
 

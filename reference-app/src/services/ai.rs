@@ -341,35 +341,35 @@ impl Ai {
         };
         with_db!(db, store => {
             let mut uow = store.begin().await?;
-            if !uow.mark_inbox(SUBSCRIPTION, command.event_id).await? {
-                return Ok(());
-            }
-            sqlx::query(remember.clone())
+            // Every write in one batch: on SQLite one call to the database.
+            let mut batch = uow.batch();
+            batch.mark_inbox(SUBSCRIPTION, command.event_id);
+            batch
+                .execute(remember.clone())
                 .bind(order.order_id.to_string())
                 .bind(order.customer_id.to_string())
                 .bind(order.total_amount.cents())
                 .bind(address_key(&order.shipping_address))
                 .bind(outcome_name(outcome))
-                .bind(ts(order.created_at))
-                .execute(uow.tx())
-                .await?;
-            sqlx::query(store_analysis.clone())
+                .bind(ts(order.created_at));
+            batch
+                .execute(store_analysis.clone())
                 .bind(order.order_id.to_string())
                 .bind(&body)
                 .bind(decision_name)
-                .bind(ts(Utc::now()))
-                .execute(uow.tx())
-                .await?;
+                .bind(ts(Utc::now()));
             for e in [command, &event] {
-                sqlx::query(trace.clone())
+                batch
+                    .execute(trace.clone())
                     .bind(e.event_id.to_string())
                     .bind(&e.aggregate_id)
                     .bind(&e.event_type)
-                    .bind(ts(e.timestamp))
-                    .execute(uow.tx())
-                    .await?;
+                    .bind(ts(e.timestamp));
             }
-            uow.publish(&[event]).await?;
+            batch.publish(std::slice::from_ref(&event));
+            if batch.run().await?.is_duplicate() {
+                return Ok(());
+            }
             uow.commit().await?;
         });
         Ok(())
@@ -387,21 +387,21 @@ impl Ai {
         let trace = ai_insights::saga_event_statement(db);
         with_db!(db, store => {
             let mut uow = store.begin().await?;
-            if !uow.mark_inbox(SUBSCRIPTION, event.event_id).await? {
-                return Ok(());
-            }
-            sqlx::query(sql.clone())
+            let mut batch = uow.batch();
+            batch.mark_inbox(SUBSCRIPTION, event.event_id);
+            batch
+                .execute(sql.clone())
                 .bind(outcome_name(outcome))
-                .bind(&event.aggregate_id)
-                .execute(uow.tx())
-                .await?;
-            sqlx::query(trace.clone())
+                .bind(&event.aggregate_id);
+            batch
+                .execute(trace.clone())
                 .bind(event.event_id.to_string())
                 .bind(&event.aggregate_id)
                 .bind(&event.event_type)
-                .bind(ts(event.timestamp))
-                .execute(uow.tx())
-                .await?;
+                .bind(ts(event.timestamp));
+            if batch.run().await?.is_duplicate() {
+                return Ok(());
+            }
             uow.commit().await?;
         });
         Ok(())

@@ -327,6 +327,8 @@ impl Projection {
             // The batch's inbox marks in one statement; a redelivered event is skipped.
             let ids: Vec<uuid::Uuid> = envelopes.iter().map(|e| e.event_id).collect();
             let new = uow.mark_inbox_all(SUBSCRIPTION, &ids).await?;
+            // Every write after the marks in one batch: on SQLite one call to the database.
+            let mut batch = uow.batch();
             // The new traced events' rows in one statement per chunk.
             let traced: Vec<&Envelope> = envelopes
                 .iter()
@@ -335,7 +337,7 @@ impl Projection {
                 .map(|(e, _)| *e)
                 .collect();
             for chunk in traced.chunks(SAGA_EVENT_ROWS) {
-                let mut query = sqlx::query(db.qualify(&saga_events_insert(chunk.len())));
+                let mut query = batch.execute(db.qualify(&saga_events_insert(chunk.len())));
                 for envelope in chunk {
                     // Rows are stamped with the event's time (what pruning goes by).
                     query = query
@@ -344,7 +346,6 @@ impl Projection {
                         .bind(&envelope.event_type)
                         .bind(ts(envelope.timestamp));
                 }
-                query.execute(uow.tx()).await?;
             }
             for ((envelope, change), new) in envelopes.iter().zip(&changes).zip(new) {
                 if !new {
@@ -355,73 +356,60 @@ impl Projection {
                 let order_id = &envelope.aggregate_id;
                 match &change {
                     Change::Placed(order) => {
-                        sqlx::query(saga_run.clone())
+                        batch.execute(saga_run.clone())
                             .bind(order_id)
-                            .bind(&at)
-                            .execute(uow.tx())
-                            .await?;
+                            .bind(&at);
                         let placed_at = ts(order.created_at);
                         let day = day_text(order.created_at.date_naive());
                         for (no, (product_id, quantity)) in lines_of(order).iter().enumerate() {
-                            sqlx::query(line.clone())
+                            batch.execute(line.clone())
                                 .bind(order.order_id.to_string())
                                 .bind(product_id)
                                 .bind(no as i64)
                                 .bind(*quantity)
                                 .bind(order.customer_id.to_string())
                                 .bind(&placed_at)
-                                .bind(&day)
-                                .execute(uow.tx())
-                                .await?;
+                                .bind(&day);
                         }
-                        sqlx::query(state.clone())
+                        batch.execute(state.clone())
                             .bind(order.order_id.to_string())
                             .bind("placed")
                             .bind(0i64)
-                            .bind(&at)
-                            .execute(uow.tx())
-                            .await?;
+                            .bind(&at);
                     }
                     Change::Status(status, rank) => {
-                        sqlx::query(state.clone())
+                        batch.execute(state.clone())
                             .bind(order_id)
                             .bind(*status)
                             .bind(*rank)
-                            .bind(&at)
-                            .execute(uow.tx())
-                            .await?;
+                            .bind(&at);
                     }
                     Change::Product(p) => {
-                        sqlx::query(product.clone())
+                        batch.execute(product.clone())
                             .bind(&p.id)
                             .bind(&p.name)
                             .bind(p.initial_stock)
-                            .bind(&at)
-                            .execute(uow.tx())
-                            .await?;
+                            .bind(&at);
                     }
                     Change::Reserved(items) | Change::Released(items) => {
                         for item in items {
-                            sqlx::query(stock_line.clone())
+                            batch.execute(stock_line.clone())
                                 .bind(order_id)
                                 .bind(&item.product_id)
                                 .bind(item.quantity)
-                                .bind(&at)
-                                .execute(uow.tx())
-                                .await?;
+                                .bind(&at);
                         }
                         // Only a release that gave units back frees them.
                         if matches!(change, Change::Released(_)) && !items.is_empty() {
-                            sqlx::query(release.clone())
+                            batch.execute(release.clone())
                                 .bind(order_id)
-                                .bind(&at)
-                                .execute(uow.tx())
-                                .await?;
+                                .bind(&at);
                         }
                     }
                     Change::None => {}
                 }
             }
+            batch.run().await?;
             uow.commit().await?;
         });
         Ok(())

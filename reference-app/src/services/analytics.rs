@@ -22,6 +22,7 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use saga_core::broker::Subscription;
 use saga_core::{Envelope, HandlerError};
 use serde::{Deserialize, Serialize};
+use sqlx::SqlStr;
 
 use crate::api::money::Money;
 use crate::api::problem::Problem;
@@ -187,20 +188,22 @@ macro_rules! fold_on {
 /// Adds `n` events of `event_type` to the counts on `conn`.
 macro_rules! count_on {
     ($db:expr, $conn:expr, $event_type:expr, $n:expr, $suffix:expr) => {{
-        let db: &Db = $db;
-        let suffix: &str = $suffix;
-        let count = db.qualify(
-            &"INSERT INTO {t}event_counts{s} AS c (event_type, count) VALUES ($1, $2) \
-              ON CONFLICT (event_type) DO UPDATE SET count = c.count + excluded.count"
-                .replace("{s}", suffix),
-        );
         let n: i64 = $n;
-        sqlx::query(count)
+        sqlx::query(count_statement($db, $suffix))
             .bind($event_type)
             .bind(n)
             .execute(&mut *$conn)
             .await?;
     }};
+}
+
+/// `INSERT ... event_counts{suffix}` adding `$2` events of type `$1`.
+fn count_statement(db: &Db, suffix: &str) -> SqlStr {
+    db.qualify(
+        &"INSERT INTO {t}event_counts{s} AS c (event_type, count) VALUES ($1, $2) \
+          ON CONFLICT (event_type) DO UPDATE SET count = c.count + excluded.count"
+            .replace("{s}", suffix),
+    )
 }
 
 /// Appends `envelopes` (their JSON `bodies` beside) to the event log on `conn`, one
@@ -343,10 +346,12 @@ impl Analytics {
             for (event_type, _) in &changes {
                 *counts.entry(event_type.as_str()).or_default() += 1;
             }
+            // In one batch: on SQLite one call to the database.
+            let mut batch = uow.batch();
             for (event_type, n) in counts {
-                let conn = uow.tx();
-                count_on!(db, conn, event_type, n, "");
+                batch.execute(count_statement(db, "")).bind(event_type).bind(n);
             }
+            batch.run().await?;
             if !changes.is_empty() {
                 uow.commit().await?;
             }

@@ -330,83 +330,93 @@ impl Inventory {
         let items = serde_json::to_string(&lines).map_err(|e| AppError::decode("items", e))?;
         let now = ts(Utc::now());
         // First try: take every line; any shortfall rolls the whole unit of work back.
-        let shortage: Option<String> = with_db!(db, store => {
+        let shortage: Option<&ReservedItem> = with_db!(db, store => {
             let mut uow = store.begin().await?;
-            if !uow.mark_inbox(SUBSCRIPTION, command.event_id).await? {
+            // Every write in one batch (on SQLite one call to the database); what the
+            // takes and the insert matched decides below whether it commits.
+            let mut batch = uow.batch();
+            batch.mark_inbox(SUBSCRIPTION, command.event_id);
+            let takes: Vec<_> = lines
+                .iter()
+                .map(|line| {
+                    batch
+                        .execute(take.clone())
+                        .bind(line.quantity)
+                        .bind(&line.product_id)
+                        .id()
+                })
+                .collect();
+            let reservation = batch
+                .execute(insert.clone())
+                .bind(order.order_id.to_string())
+                .bind(&items)
+                .bind("reserved")
+                .bind(None::<String>)
+                .bind(&now)
+                .id();
+            let payload = serde_json::json!({
+                "order_id": order.order_id,
+                "items": lines,
+            });
+            batch.publish(&[reply(command, events::INVENTORY_RESERVED, payload)]);
+            let done = batch.run().await?;
+            if done.is_duplicate() {
                 return Ok(());
             }
-            let mut short = None;
-            for line in &lines {
-                let taken = sqlx::query(take.clone())
-                    .bind(line.quantity)
-                    .bind(&line.product_id)
-                    .execute(uow.tx())
-                    .await?
-                    .rows_affected();
-                if taken == 0 {
-                    let available: Option<(i64,)> = sqlx::query_as(stock.clone())
-                        .bind(&line.product_id)
-                        .fetch_optional(uow.tx())
-                        .await?;
-                    short = Some(match available {
-                        None => format!("unknown product {}", line.product_id),
-                        Some((a,)) => format!(
-                            "insufficient stock for {}: {} requested, {} available",
-                            line.product_id, line.quantity, a
-                        ),
-                    });
-                    break;
-                }
-            }
+            let short = lines
+                .iter()
+                .zip(&takes)
+                .find(|(_, take)| done.rows_affected(**take) != Some(1))
+                .map(|(line, _)| line);
             if short.is_none() {
-                let done = sqlx::query(insert.clone())
-                    .bind(order.order_id.to_string())
-                    .bind(&items)
-                    .bind("reserved")
-                    .bind(None::<String>)
-                    .bind(&now)
-                    .execute(uow.tx())
-                    .await?
-                    .rows_affected();
-                if done == 0 {
+                if done.rows_affected(reservation) == Some(0) {
                     // A reservation exists already (another command id for the same order,
                     // after a retry on deadline): keep the first, report it again.
                     drop(uow);
                     return self.reply_existing(command, &order).await;
                 }
-                let payload = serde_json::json!({
-                    "order_id": order.order_id,
-                    "items": lines,
-                });
-                uow.publish(&[reply(command, events::INVENTORY_RESERVED, payload)]).await?;
                 uow.commit().await?;
             }
             short
         });
-        let Some(reason) = shortage else {
+        let Some(line) = shortage else {
             return Ok(());
         };
-        // Nothing was taken: record the refusal and say so.
+        // Nothing was taken (the unit of work was dropped): say why.
+        let available: Option<(i64,)> = with_db!(db, store => {
+            sqlx::query_as(stock.clone())
+                .bind(&line.product_id)
+                .fetch_optional(store.read_pool())
+                .await?
+        });
+        let reason = match available {
+            None => format!("unknown product {}", line.product_id),
+            Some((a,)) => format!(
+                "insufficient stock for {}: {} requested, {} available",
+                line.product_id, line.quantity, a
+            ),
+        };
+        // Record the refusal and say so.
+        let payload = serde_json::to_value(Outcome {
+            order_id: order.order_id,
+            detail: reason.clone(),
+        })
+        .map_err(|e| AppError::decode("outcome", e))?;
         with_db!(db, store => {
             let mut uow = store.begin().await?;
-            if !uow.mark_inbox(SUBSCRIPTION, command.event_id).await? {
-                return Ok(());
-            }
-            sqlx::query(insert.clone())
+            let mut batch = uow.batch();
+            batch.mark_inbox(SUBSCRIPTION, command.event_id);
+            batch
+                .execute(insert.clone())
                 .bind(order.order_id.to_string())
                 .bind(&items)
                 .bind("failed")
                 .bind(Some(reason.clone()))
-                .bind(&now)
-                .execute(uow.tx())
-                .await?;
-            let payload = serde_json::to_value(Outcome {
-                order_id: order.order_id,
-                detail: reason,
-            })
-            .map_err(|e| AppError::decode("outcome", e))?;
-            uow.publish(&[reply(command, events::INVENTORY_RESERVE_FAILED, payload)])
-                .await?;
+                .bind(&now);
+            batch.publish(&[reply(command, events::INVENTORY_RESERVE_FAILED, payload.clone())]);
+            if batch.run().await?.is_duplicate() {
+                return Ok(());
+            }
             uow.commit().await?;
         });
         Ok(())

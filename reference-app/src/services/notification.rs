@@ -155,12 +155,12 @@ fn recipient(envelope: &Envelope, channel: &str) -> String {
     }
 }
 
-/// Binds the notification about `envelope` to [`INSERT`].
+/// Binds the notification about `envelope` to [`INSERT`] (a query or a batch statement).
 macro_rules! bind_notification {
-    ($sql:expr, $envelope:expr, $at:expr) => {{
+    ($query:expr, $envelope:expr, $at:expr) => {{
         let envelope: &Envelope = $envelope;
         let (channel, message) = compose(envelope);
-        sqlx::query($sql)
+        $query
             .bind(Uuid::new_v5(&envelope.event_id, channel.as_bytes()).to_string())
             .bind(envelope.event_id.to_string())
             .bind(envelope.aggregate_id.clone())
@@ -178,7 +178,7 @@ impl Handler for Notifications {
         let db = &self.ctx.db;
         let sql = db.qualify(INSERT);
         let done: Result<(), AppError> = with_db!(db, store => {
-            bind_notification!(sql.clone(), envelope, ts(Utc::now()))
+            bind_notification!(sqlx::query(sql.clone()), envelope, ts(Utc::now()))
                 .execute(store.write_pool())
                 .await
                 .map(|_| ())
@@ -204,11 +204,12 @@ impl Notifications {
         let at = ts(Utc::now());
         with_db!(db, store => {
             let mut uow = store.begin().await?;
+            // One batch: on SQLite one call to the database for all of them.
+            let mut batch = uow.batch();
             for envelope in envelopes {
-                bind_notification!(sql.clone(), envelope, at.clone())
-                    .execute(uow.tx())
-                    .await?;
+                bind_notification!(batch.execute(sql.clone()), envelope, at.clone());
             }
+            batch.run().await?;
             uow.commit().await?;
         });
         Ok(())

@@ -230,31 +230,44 @@ pub async fn start(ctx: ServiceContext) -> Result<Running, AppError> {
     Ok(Running { router, tasks })
 }
 
-/// Writes the lines of several events into the saga log read model on `$conn` in one
-/// statement (idempotent by event id); events that make no line are skipped.
-macro_rules! project_all_on {
-    ($db:expr, $conn:expr, $envelopes:expr) => {{
-        let lines: Vec<(&Envelope, &str, &str)> = $envelopes
-            .into_iter()
-            .filter_map(|e: &Envelope| {
-                log_line(&e.event_type).map(|(step, status)| (e, step, status))
+/// One line of the saga log read model: an event that stands for a step.
+struct LogLine<'e> {
+    envelope: &'e Envelope,
+    step: &'static str,
+    status: &'static str,
+}
+
+/// The saga log read model's lines of `envelopes` (those that stand for a step).
+fn saga_log_lines<'e>(envelopes: impl IntoIterator<Item = &'e Envelope>) -> Vec<LogLine<'e>> {
+    envelopes
+        .into_iter()
+        .filter_map(|envelope| {
+            log_line(&envelope.event_type).map(|(step, status)| LogLine {
+                envelope,
+                step,
+                status,
             })
-            .collect();
-        if !lines.is_empty() {
-            let mut query = sqlx::query($db.qualify(&saga_log_insert(lines.len())));
-            for (envelope, step, status) in lines {
-                query = query
-                    .bind(envelope.event_id.to_string())
-                    .bind(envelope.aggregate_id.clone())
-                    .bind(envelope.correlation_id.to_string())
-                    .bind(step)
-                    .bind(status)
-                    .bind(envelope.event_type.clone())
-                    .bind(details_of(envelope))
-                    .bind(ts(envelope.timestamp));
-            }
-            query.execute(&mut *$conn).await?;
+        })
+        .collect()
+}
+
+/// Binds `lines` in [`saga_log_insert`]'s column order onto a query or a batch statement.
+macro_rules! bind_log_lines {
+    ($query:expr, $lines:expr) => {{
+        let mut query = $query;
+        for line in $lines {
+            let e = line.envelope;
+            query = query
+                .bind(e.event_id.to_string())
+                .bind(e.aggregate_id.clone())
+                .bind(e.correlation_id.to_string())
+                .bind(line.step)
+                .bind(line.status)
+                .bind(e.event_type.clone())
+                .bind(details_of(e))
+                .bind(ts(e.timestamp));
         }
+        query
     }};
 }
 
@@ -384,6 +397,7 @@ impl OrderService {
         let items = serde_json::to_string(&order.items).map_err(|_| Problem::internal())?;
         let address =
             serde_json::to_string(&order.shipping_address).map_err(|_| Problem::internal())?;
+        let lines = saga_log_lines(&outgoing);
         let result: Result<Placed, AppError> = with_db!(db, store => {
             async {
                 let mut uow = store.begin().await?;
@@ -411,17 +425,20 @@ impl OrderService {
                     }
                     return Ok(Placed::Repeated(order_response(row)?));
                 }
-                uow.create_saga(&t.instance).await?;
-                sqlx::query(remember_trace.clone())
+                // The rest in one batch: on SQLite one call to the database.
+                let mut batch = uow.batch();
+                batch.create_saga(&t.instance);
+                batch
+                    .execute(remember_trace.clone())
                     .bind(saga_id.to_string())
                     .bind(trace.parent.header())
-                    .bind(trace.state.clone())
-                    .execute(uow.tx())
-                    .await?;
-                uow.append_saga_log(&t.log).await?;
-                uow.publish(&outgoing).await?;
-                let conn = uow.tx();
-                project_all_on!(db, conn, outgoing.iter());
+                    .bind(trace.state.clone());
+                batch.append_saga_log(&t.log);
+                batch.publish(&outgoing);
+                if !lines.is_empty() {
+                    bind_log_lines!(batch.execute(db.qualify(&saga_log_insert(lines.len()))), &lines);
+                }
+                batch.run().await?;
                 uow.commit().await?;
                 Ok(Placed::Created(OrderResponse {
                     id: order_id,
@@ -1115,37 +1132,41 @@ impl OrderService {
             "UPDATE {t}orders SET status = $1, failure_reason = $2, updated_at = $3 WHERE id = $4",
         );
         let db = &self.ctx.db;
+        // The reply's line and those of the events this transition publishes (if it
+        // applied), in one statement.
+        let published = if t.outcome == Outcome::Applied {
+            outgoing.as_slice()
+        } else {
+            &[]
+        };
+        let lines = saga_log_lines(published.iter().chain(reply));
         let applied = with_db!(db, store => {
             async {
                 let mut uow = store.begin().await?;
-                if let Some(event_id) = inbox
-                    && !uow.mark_inbox(subscriptions::SAGA, event_id).await?
-                {
-                    return Ok::<_, AppError>(false);
+                // Every write in one batch: on SQLite one call to the database.
+                let mut batch = uow.batch();
+                if let Some(event_id) = inbox {
+                    batch.mark_inbox(subscriptions::SAGA, event_id);
                 }
                 if t.outcome == Outcome::Applied {
-                    uow.save_saga(&t.instance, instance.version).await?;
+                    batch.save_saga(&t.instance, instance.version);
                     if before != after || t.instance.is_terminal() {
-                        sqlx::query(update.clone())
+                        batch
+                            .execute(update.clone())
                             .bind(status_name(after))
                             .bind(t.instance.failure.clone())
                             .bind(ts(now))
-                            .bind(&order_id)
-                            .execute(uow.tx())
-                            .await?;
+                            .bind(&order_id);
                     }
-                    uow.publish(&outgoing).await?;
+                    batch.publish(&outgoing);
                 }
-                // The reply's line and those of the events this transition publishes (if it
-                // applied), in one statement.
-                let published = if t.outcome == Outcome::Applied {
-                    outgoing.as_slice()
-                } else {
-                    &[]
-                };
-                let conn = uow.tx();
-                project_all_on!(db, conn, published.iter().chain(reply));
-                uow.append_saga_log(&t.log).await?;
+                if !lines.is_empty() {
+                    bind_log_lines!(batch.execute(db.qualify(&saga_log_insert(lines.len()))), &lines);
+                }
+                batch.append_saga_log(&t.log);
+                if batch.run().await?.is_duplicate() {
+                    return Ok::<_, AppError>(false);
+                }
                 uow.commit().await?;
                 Ok(true)
             }
@@ -1343,20 +1364,13 @@ fn details_of(envelope: &Envelope) -> Option<String> {
 
 /// Writes one event into the saga log read model (idempotent by event id).
 pub async fn project_saga_log(db: &crate::db::Db, envelope: &Envelope) -> Result<(), AppError> {
-    let Some((step, status)) = log_line(&envelope.event_type) else {
+    let lines = saga_log_lines([envelope]);
+    if lines.is_empty() {
         return Ok(());
-    };
+    }
     let sql = db.qualify(&saga_log_insert(1));
     with_db!(db, store => {
-        sqlx::query(sql.clone())
-            .bind(envelope.event_id.to_string())
-            .bind(&envelope.aggregate_id)
-            .bind(envelope.correlation_id.to_string())
-            .bind(step)
-            .bind(status)
-            .bind(&envelope.event_type)
-            .bind(details_of(envelope))
-            .bind(ts(envelope.timestamp))
+        bind_log_lines!(sqlx::query(sql.clone()), &lines)
             .execute(store.write_pool())
             .await?;
     });

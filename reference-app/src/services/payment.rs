@@ -208,10 +208,6 @@ impl Payments {
         );
         let now = ts(Utc::now());
         with_db!(db, store => {
-            let mut uow = store.begin().await?;
-            if !uow.mark_inbox(SUBSCRIPTION, command.event_id).await? {
-                return Ok(());
-            }
             let (status, reference, reason) = match (&existing, outcome) {
                 (Some(t), _) => (t.status.clone(), t.gateway_reference.clone(), t.failure_reason.clone()),
                 (None, Some(ChargeOutcome::Approved { gateway_reference, .. })) => {
@@ -222,8 +218,13 @@ impl Payments {
                 }
                 (None, None) => return Err(AppError::Config("no charge outcome".into())),
             };
-            if existing.is_none() {
-                let inserted = sqlx::query(insert.clone())
+            let mut uow = store.begin().await?;
+            // Every write in one batch: on SQLite one call to the database.
+            let mut batch = uow.batch();
+            batch.mark_inbox(SUBSCRIPTION, command.event_id);
+            let charge = existing.is_none().then(|| {
+                batch
+                    .execute(insert.clone())
                     .bind(order.order_id.to_string())
                     .bind(Uuid::new_v5(&order.order_id, b"charge").to_string())
                     .bind(order.customer_id.to_string())
@@ -233,19 +234,8 @@ impl Payments {
                     .bind(&reference)
                     .bind(&reason)
                     .bind(&now)
-                    .execute(uow.tx())
-                    .await?
-                    .rows_affected();
-                if inserted == 0 {
-                    // A concurrent attempt wrote it first: answer from its row on retry.
-                    return Err(AppError::Core(saga_core::Error::VersionConflict {
-                        entity: "transaction",
-                        id: order.order_id.to_string(),
-                        expected: 0,
-                        actual: 1,
-                    }));
-                }
-            }
+                    .id()
+            });
             let (kind, payload) = if status == "failed" {
                 (
                     events::PAYMENT_FAILED,
@@ -266,7 +256,20 @@ impl Payments {
                     }),
                 )
             };
-            uow.publish(&[reply(command, kind, payload)]).await?;
+            batch.publish(&[reply(command, kind, payload)]);
+            let done = batch.run().await?;
+            if done.is_duplicate() {
+                return Ok(());
+            }
+            if charge.and_then(|c| done.rows_affected(c)) == Some(0) {
+                // A concurrent attempt wrote it first: answer from its row on retry.
+                return Err(AppError::Core(saga_core::Error::VersionConflict {
+                    entity: "transaction",
+                    id: order.order_id.to_string(),
+                    expected: 0,
+                    actual: 1,
+                }));
+            }
             uow.commit().await?;
         });
         Ok(())

@@ -121,9 +121,9 @@ impl Shipping {
         );
         with_db!(db, store => {
             let mut uow = store.begin().await?;
-            if !uow.mark_inbox(SUBSCRIPTION, command.event_id).await? {
-                return Ok(());
-            }
+            // Every write in one batch: on SQLite one call to the database.
+            let mut batch = uow.batch();
+            batch.mark_inbox(SUBSCRIPTION, command.event_id);
             let event = if order.shipping_address.zip.trim() == UNDELIVERABLE_ZIP {
                 let payload = serde_json::to_value(Outcome {
                     order_id: order.order_id,
@@ -134,23 +134,21 @@ impl Shipping {
                 .map_err(|e| AppError::decode("outcome", e))?;
                 reply(command, events::SHIPPING_FAILED, payload)
             } else {
-                sqlx::query(insert.clone())
+                batch
+                    .execute(insert.clone())
                     .bind(order.order_id.to_string())
                     .bind(shipment_id.to_string())
                     .bind(&tracking)
                     .bind("SimExpress")
                     .bind(&address)
                     .bind(command.correlation_id.to_string())
-                    .bind(ts(Utc::now()))
-                    .execute(uow.tx())
-                    .await?;
+                    .bind(ts(Utc::now()));
                 if let Some(trace) = &trace {
-                    sqlx::query(remember_trace.clone())
+                    batch
+                        .execute(remember_trace.clone())
                         .bind(order.order_id.to_string())
                         .bind(trace.parent.header())
-                        .bind(trace.state.clone())
-                        .execute(uow.tx())
-                        .await?;
+                        .bind(trace.state.clone());
                 }
                 reply(
                     command,
@@ -163,7 +161,10 @@ impl Shipping {
                     }),
                 )
             };
-            uow.publish(&[event]).await?;
+            batch.publish(&[event]);
+            if batch.run().await?.is_duplicate() {
+                return Ok(());
+            }
             uow.commit().await?;
         });
         Ok(())
@@ -206,16 +207,17 @@ impl Shipping {
             }
             with_db!(db, store => {
                 let mut uow = store.begin().await?;
-                let changed = sqlx::query(mark.clone())
+                // The move and its event in one batch; kept only if the move matched.
+                let mut batch = uow.batch();
+                let change = batch
+                    .execute(mark.clone())
                     .bind(to)
                     .bind(ts(Utc::now()))
                     .bind(&order_id)
                     .bind(from)
-                    .execute(uow.tx())
-                    .await?
-                    .rows_affected();
-                if changed == 1 {
-                    uow.publish(&[event]).await?;
+                    .id();
+                batch.publish(&[event]);
+                if batch.run().await?.rows_affected(change) == Some(1) {
                     uow.commit().await?;
                     moved += 1;
                 }
