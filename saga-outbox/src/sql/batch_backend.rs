@@ -34,6 +34,18 @@ macro_rules! impl_sql_batch {
                 $crate::batch::InboxMark::new(index)
             }
 
+            /// Binds a saga row's columns in the order of the saga statements' `$1..$8`.
+            fn bind_saga_row(&mut self, row: $crate::sql::codec::SagaRow) {
+                self.bind_last(row.id);
+                self.bind_last(row.saga);
+                self.bind_last(row.status);
+                self.bind_last(row.terminal);
+                self.bind_last(row.deadline);
+                self.bind_last(row.version);
+                self.bind_last(row.created_at);
+                self.bind_last(row.body);
+            }
+
             /// Appends events to the outbox (in order), as
             /// [`UnitOfWork::publish`](crate::uow::UnitOfWork::publish) does.
             pub fn publish(&mut self, events: &[saga_core::Envelope]) -> &mut Self {
@@ -85,14 +97,7 @@ macro_rules! impl_sql_batch {
                 };
                 let sql = self.uow.store.inner.sql.saga_create.clone();
                 self.push(sql, $crate::batch::Kind::NewSaga { id: instance.id });
-                self.bind_last(row.id);
-                self.bind_last(row.saga);
-                self.bind_last(row.status);
-                self.bind_last(row.terminal);
-                self.bind_last(row.deadline);
-                self.bind_last(row.version);
-                self.bind_last(row.created_at);
-                self.bind_last(row.body);
+                self.bind_saga_row(row);
                 self
             }
 
@@ -123,14 +128,7 @@ macro_rules! impl_sql_batch {
                         expected: expected_version,
                     },
                 );
-                self.bind_last(row.id);
-                self.bind_last(row.saga);
-                self.bind_last(row.status);
-                self.bind_last(row.terminal);
-                self.bind_last(row.deadline);
-                self.bind_last(row.version);
-                self.bind_last(row.created_at);
-                self.bind_last(row.body);
+                self.bind_saga_row(row);
                 self.bind_last(expected);
                 self
             }
