@@ -17,7 +17,7 @@ use sqlx::{AssertSqlSafe, PgPool, Row, SqlitePool};
 use uuid::Uuid;
 
 use super::consumer::Consumer;
-use super::db::{Db, INSERT_CHUNK, db_err, notify_in, on_db, sql};
+use super::db::{Db, INSERT_CHUNK, db_err, notify_in, on_db, on_db_read, sql};
 use super::listen::listen;
 use super::options::SqlOptions;
 use super::settle::SettleStats;
@@ -109,7 +109,7 @@ impl SqlBroker {
         dead_letters: Arc<dyn DeadLetterStore>,
         options: SqlOptions,
     ) -> Result<Self> {
-        Self::open(Db::Sqlite(pool), dead_letters, options).await
+        Self::open(Db::sqlite(pool), dead_letters, options).await
     }
 
     /// A broker on a Postgres pool; runs the migrations (in [`SqlOptions::schema`], created
@@ -150,7 +150,7 @@ impl SqlBroker {
     /// The SQLite pool, if this broker runs on SQLite.
     pub fn sqlite_pool(&self) -> Option<&SqlitePool> {
         match &self.shared.db {
-            Db::Sqlite(p) => Some(p),
+            Db::Sqlite(p, _) => Some(p),
             Db::Postgres(_) => None,
         }
     }
@@ -159,7 +159,7 @@ impl SqlBroker {
     pub fn postgres_pool(&self) -> Option<&PgPool> {
         match &self.shared.db {
             Db::Postgres(p) => Some(p),
-            Db::Sqlite(_) => None,
+            Db::Sqlite(..) => None,
         }
     }
 
@@ -176,7 +176,7 @@ impl SqlBroker {
                 "SELECT COUNT(*) AS n FROM {q} WHERE subscription = ?1"
             ))
         };
-        let n: i64 = on_db!(&s.db, |pool, _begin| {
+        let n: i64 = on_db_read!(&s.db, |pool| {
             sqlx::query(sql(&stmt))
                 .bind(subscription)
                 .fetch_one(pool)
@@ -191,7 +191,7 @@ impl SqlBroker {
         let o = &self.shared.options;
         match self.shared.db {
             Db::Postgres(_) => format!("{}.{}{table}", o.schema, o.table_prefix),
-            Db::Sqlite(_) => format!("{}{table}", o.table_prefix),
+            Db::Sqlite(..) => format!("{}{table}", o.table_prefix),
         }
     }
 
@@ -234,7 +234,7 @@ impl SqlBroker {
 
     async fn ensure_subscription(&self, name: &str) -> Result<()> {
         let s = &self.shared;
-        let found = on_db!(&s.db, |pool, _begin| {
+        let found = on_db_read!(&s.db, |pool| {
             sqlx::query(sql(&s.sql.select_subscription))
                 .bind(name)
                 .fetch_optional(pool)

@@ -12,7 +12,7 @@ use saga_core::dead_letter::DeadLetter;
 use saga_core::{Envelope, Error, Result};
 use sqlx::Row;
 
-use super::db::{db_err, on_db, sql};
+use super::db::{db_err, on_db, on_db_read, sql};
 use super::settle::Settle;
 use super::shared::{Shared, Wake, micros};
 
@@ -184,7 +184,7 @@ impl Consumer {
     async fn next_due(&self) -> Result<Option<i64>> {
         let shared = &self.shared;
         let now = shared.now_us();
-        Ok(on_db!(&shared.db, |pool, _begin| {
+        Ok(on_db_read!(&shared.db, |pool| {
             let row = sqlx::query(sql(&shared.sql.next_due))
                 .bind(&*self.subscription)
                 .bind(now)

@@ -32,7 +32,8 @@ pub struct SqlOptions {
     /// SQLite only: `synchronous = FULL` (the default: a commit survives a power cut) or
     /// `NORMAL` (survives `kill -9` of the process but not a power cut; faster).
     pub sqlite_full_sync: bool,
-    /// SQLite only: connections in the pool the broker opens.
+    /// SQLite only: connections in the pool the broker opens. The broker's writes take one
+    /// connection at a time (SQLite has one writer); the others serve its reads.
     pub sqlite_max_connections: u32,
     /// The clock stamping `visible_at`, leases and dead letters.
     pub clock: SharedClock,

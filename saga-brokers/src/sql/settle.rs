@@ -134,7 +134,10 @@ async fn run(
     let mut batch: Vec<Request> = Vec::with_capacity(max_batch);
     while rx.recv_many(&mut batch, max_batch).await > 0 {
         let written = match &db {
-            Db::Sqlite(pool) => write_sqlite(pool, &stmts, &batch).await,
+            Db::Sqlite(pool, gate) => {
+                let _writing = gate.lock().await;
+                write_sqlite(pool, &stmts, &batch).await
+            }
             Db::Postgres(pool) => write_postgres(pool, &stmts, &batch).await,
         };
         match written {
