@@ -540,3 +540,39 @@ fn concurrent_writers_never_meet_on_the_lock() {
         broker.close().await;
     });
 }
+
+/// A batch whose fan-out needs more rows than one `INSERT` holds (300 events for two
+/// subscriptions: 600 rows, written in one transaction in chunks) reaches both subscriptions
+/// whole and in order, like the small batches written by one statement.
+#[test]
+fn large_fan_out_is_written_whole_and_in_order() {
+    let db = TempDb::new();
+    saga_core::testkit::broker::run_case(async move {
+        let broker = open(&db.0, SqlOptions::default()).await;
+        let n = 300;
+        let mut streams = Vec::new();
+        for name in ["wide-a", "wide-b"] {
+            let sub = Subscription::new(name, ["order.*"]).with_prefetch(64);
+            streams.push(broker.subscribe(&sub).await.expect("subscribe"));
+        }
+        let batch: Vec<Envelope> = (0..n)
+            .map(|i| Envelope::new("order.placed", "wide", serde_json::json!({ "i": i })))
+            .collect();
+        broker.publish(&batch).await.expect("publish");
+        for stream in &mut streams {
+            for i in 0..n {
+                let d = tokio::time::timeout(Duration::from_secs(10), stream.next())
+                    .await
+                    .expect("delivered in time")
+                    .expect("open")
+                    .expect("delivery");
+                assert_eq!(d.envelope.payload["i"], i, "order within the batch");
+                d.ack().await.expect("ack");
+            }
+        }
+        for name in ["wide-a", "wide-b"] {
+            assert_eq!(broker.queued(name).await.expect("count"), 0);
+        }
+        broker.close().await;
+    });
+}

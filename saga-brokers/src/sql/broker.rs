@@ -401,6 +401,83 @@ async fn migrate(s: &Shared) -> Result<()> {
     Ok(())
 }
 
+/// The stored subscriptions: each name with its parsed patterns.
+fn subscriptions<R>(s: &Shared, rows: &[R]) -> Result<Vec<Subscribed>>
+where
+    R: Row,
+    usize: sqlx::ColumnIndex<R>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    rows.iter()
+        .map(|r| {
+            let name: String = r.try_get(0).map_err(db_err)?;
+            let patterns: String = r.try_get(1).map_err(db_err)?;
+            Ok((name, s.patterns(&patterns)?))
+        })
+        .collect()
+}
+
+/// Binds the five values of each of `rows` (event index in `batch`, subscription index) to
+/// [`Statements::insert_values`](super::db::Statements::insert_values)`(rows.len())`.
+fn bind_rows<'q, DB>(
+    mut q: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>,
+    rows: &[(usize, usize)],
+    subs: &'q [Subscribed],
+    batch: &'q [Envelope],
+    encoded: &'q [(String, String)],
+    now: i64,
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>
+where
+    DB: sqlx::Database,
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    for &(i, j) in rows {
+        q = q
+            .bind(subs[j].0.as_str())
+            .bind(encoded[i].0.as_str())
+            .bind(batch[i].aggregate_id.as_str())
+            .bind(encoded[i].1.as_str())
+            .bind(now);
+    }
+    q
+}
+
+/// A subscription's name and patterns.
+type Subscribed = (String, Arc<Vec<TopicPattern>>);
+
+/// Fan-out at publish time: one row per matching subscription, in batch order.
+struct FanOut {
+    /// (event index in the batch, subscription index).
+    rows: Vec<(usize, usize)>,
+    /// Per subscription: whether any row is its.
+    hit: Vec<bool>,
+}
+
+impl FanOut {
+    fn of(subs: &[Subscribed], batch: &[Envelope]) -> Self {
+        let mut rows = Vec::new();
+        let mut hit = vec![false; subs.len()];
+        for (i, envelope) in batch.iter().enumerate() {
+            for (j, (_, patterns)) in subs.iter().enumerate() {
+                if matches_any(patterns, &envelope.event_type) {
+                    rows.push((i, j));
+                    hit[j] = true;
+                }
+            }
+        }
+        Self { rows, hit }
+    }
+
+    /// The names of the subscriptions that got rows.
+    fn touched(self, subs: Vec<Subscribed>) -> Vec<String> {
+        subs.into_iter()
+            .zip(self.hit)
+            .filter_map(|((name, _), hit)| hit.then_some(name))
+            .collect()
+    }
+}
+
 #[async_trait]
 impl Publisher for SqlBroker {
     async fn publish(&self, batch: &[Envelope]) -> Result<()> {
@@ -420,48 +497,52 @@ impl Publisher for SqlBroker {
             })
             .collect::<Result<Vec<_>>>()?;
         let now = s.now_us();
+        if let Db::Sqlite(pool, gate) = &s.db {
+            // Most batches fit one `INSERT`: the subscriptions are read first, outside the
+            // write gate, and the rows written by that one autocommit statement, so the gate
+            // is held for one call instead of four (BEGIN, read, insert, COMMIT). A
+            // subscription created meanwhile misses this batch, as if it had been created
+            // just after it; one removed meanwhile is handled as on the transaction's path.
+            let rows = sqlx::query(sql(&s.sql.select_subscriptions))
+                .fetch_all(pool)
+                .await
+                .map_err(db_err)?;
+            let subs = subscriptions(s, &rows)?;
+            let fan = FanOut::of(&subs, batch);
+            if fan.rows.len() <= INSERT_CHUNK {
+                if !fan.rows.is_empty() {
+                    let stmt = s.sql.insert_values(fan.rows.len());
+                    let q = bind_rows(
+                        sqlx::query(sql(&stmt)),
+                        &fan.rows,
+                        &subs,
+                        batch,
+                        &encoded,
+                        now,
+                    );
+                    let _writing = gate.lock().await;
+                    q.execute(pool).await.map_err(db_err)?;
+                }
+                fan.touched(subs).iter().for_each(|name| s.wake(name));
+                return Ok(());
+            }
+        }
         let touched: Vec<String> = on_db!(&s.db, |pool, begin| {
             let mut tx = pool.begin_with(begin).await.map_err(db_err)?;
-            let subs = sqlx::query(sql(&s.sql.select_subscriptions))
+            let rows = sqlx::query(sql(&s.sql.select_subscriptions))
                 .fetch_all(&mut *tx)
                 .await
-                .map_err(db_err)?
-                .iter()
-                .map(|r| {
-                    let name: String = r.try_get("name").map_err(db_err)?;
-                    let patterns: String = r.try_get("patterns").map_err(db_err)?;
-                    Ok((name, s.patterns(&patterns)?))
-                })
-                .collect::<Result<Vec<(String, Arc<Vec<TopicPattern>>)>>>()?;
-            // Fan-out at publish time: one row per matching subscription, in batch order.
-            let mut rows: Vec<(usize, usize)> = Vec::new();
-            let mut hit = vec![false; subs.len()];
-            for (i, envelope) in batch.iter().enumerate() {
-                for (j, (_, patterns)) in subs.iter().enumerate() {
-                    if matches_any(patterns, &envelope.event_type) {
-                        rows.push((i, j));
-                        hit[j] = true;
-                    }
-                }
-            }
-            for chunk in rows.chunks(INSERT_CHUNK) {
+                .map_err(db_err)?;
+            let subs = subscriptions(s, &rows)?;
+            let fan = FanOut::of(&subs, batch);
+            for chunk in fan.rows.chunks(INSERT_CHUNK) {
                 let stmt = s.sql.insert_values(chunk.len());
-                let mut q = sqlx::query(sql(&stmt));
-                for &(i, j) in chunk {
-                    q = q
-                        .bind(subs[j].0.as_str())
-                        .bind(encoded[i].0.as_str())
-                        .bind(batch[i].aggregate_id.as_str())
-                        .bind(encoded[i].1.as_str())
-                        .bind(now);
-                }
-                q.execute(&mut *tx).await.map_err(db_err)?;
+                bind_rows(sqlx::query(sql(&stmt)), chunk, &subs, batch, &encoded, now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
             }
-            let touched: Vec<String> = subs
-                .into_iter()
-                .zip(hit)
-                .filter_map(|((name, _), hit)| hit.then_some(name))
-                .collect();
+            let touched = fan.touched(subs);
             for name in &touched {
                 notify_in!(s, tx, name);
             }
