@@ -13,8 +13,9 @@
 //!   subscription collects messages while no consumer is attached.
 //! * `<prefix>messages (id, subscription, event_id, agg_key, envelope, attempt, visible_at,
 //!   locked_by, locked_until)`: one row per message *and* matching subscription. Publish
-//!   fans out at publish time (topic matching with [`saga_core::TopicPattern`]) in one
-//!   transaction; `id` is the publish order.
+//!   fans out at publish time (topic matching with [`saga_core::TopicPattern`]) atomically:
+//!   one transaction (on SQLite one multi-row `INSERT` when the fan-out fits in one, up to
+//!   500 rows); `id` is the publish order.
 //! * `<prefix>parked (subscription, agg_key, dead_letter_id, ord)`: keys held back behind a
 //!   dead letter on ordered subscriptions.
 //!
@@ -22,7 +23,9 @@
 //!
 //! A consumer claims up to its free prefetch of visible rows in one statement
 //! (`UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING` on Postgres; the
-//! same without `SKIP LOCKED` on SQLite, whose single writer serialises claims), setting a
+//! same without `SKIP LOCKED` on SQLite, whose single writer serialises claims: there the
+//! broker's writes queue for one in-process gate instead of meeting on the database's lock,
+//! where SQLite's busy handler would make them sleep), setting a
 //! lease (`locked_by`, `locked_until`, [`SqlOptions::lease`]) and `attempt + 1`. Consumers
 //! of one name compete for rows.
 //!
